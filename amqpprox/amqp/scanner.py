@@ -1,0 +1,133 @@
+"""Frame-boundary scanner for the relay's hot path (sans-IO).
+
+After the handshake the proxy forwards bytes as they arrive; this scanner walks the
+same bytes with offsets to count complete frames, enforce the frame-size bound and the
+0xCE end octet (AMQP 0-9-1 §4.2.3), and spot channel-0 ``Connection.Close`` and
+``Connection.CloseOk``, without allocating an object per frame. It never buffers more
+than the few header bytes of a frame split across two reads.
+"""
+
+from __future__ import annotations
+
+from struct import Struct
+
+_HEADER = Struct(">BHIHH")  # type, channel, size, then class-id, method-id of a method frame
+_FRAME_HEAD = Struct(">BHI")
+_END = 0xCE
+_METHOD = 1
+_CONNECTION_CLASS = 10
+CLOSE_METHOD = 50
+CLOSE_OK_METHOD = 51
+
+
+class FrameScanner:
+    """Counts frames in one direction of a relayed connection.
+
+    ``feed`` returns -1 when every byte was valid, otherwise the offset in ``data`` at
+    which the offending frame starts (the caller forwards ``data[:offset]`` and ends the
+    session); ``error`` then says what was wrong.
+    """
+
+    __slots__ = (
+        "_head",
+        "_need",
+        "close_offset",
+        "close_ok_seen",
+        "close_seen",
+        "error",
+        "frames",
+        "max_frame",
+    )
+
+    def __init__(self, max_frame: int) -> None:
+        self.max_frame = max_frame  # largest whole frame, overhead included
+        self.frames = 0
+        self.close_seen = False
+        self.close_ok_seen = False
+        self.error = ""
+        # Offset, in the bytes last fed, of the latest channel-0 Close/CloseOk frame
+        # (negative when its first bytes came in the previous read).
+        self.close_offset = 0
+        self._need = 0  # bytes still to come of the current frame, end octet included
+        self._head = b""  # leading bytes of a frame whose header was split across reads
+
+    @property
+    def at_boundary(self) -> bool:
+        return self._need == 0 and not self._head
+
+    def feed(self, data: bytes) -> int:
+        head = self._head
+        base = 0
+        if head:
+            # Rare: a header split across reads. Scan the joined bytes, report offsets in ``data``.
+            base = len(head)
+            data = head + data
+            self._head = b""
+        n = len(data)
+        pos = 0
+        need = self._need
+        start = -1  # where the current frame's header starts, when it is in these bytes
+        frames = 0
+        unpack = _FRAME_HEAD.unpack_from
+        while True:
+            if need:
+                if need > n - pos:
+                    self._need = need - (n - pos)
+                    self.frames += frames
+                    return -1
+                end = pos + need - 1
+                if data[end] != _END:
+                    self._need = 0
+                    self.frames += frames
+                    self.error = "frame end octet is not 0xCE"
+                    return max(0, start - base)
+                pos = end + 1
+                need = 0
+                frames += 1
+            left = n - pos
+            if left < 7:
+                self._need = 0
+                self.frames += frames
+                if left:
+                    self._head = data[pos:]
+                return -1
+            ftype, channel, size = unpack(data, pos)
+            if size + 8 > self.max_frame:
+                self._need = 0
+                self.frames += frames
+                self.error = f"frame of {size + 8} bytes exceeds frame-max {self.max_frame}"
+                return max(0, pos - base)
+            if ftype == _METHOD and channel == 0:
+                if left < 11:
+                    self._need = 0
+                    self.frames += frames
+                    self._head = data[pos:]
+                    return -1
+                class_id, method_id = _HEADER.unpack_from(data, pos)[3:]
+                if class_id == _CONNECTION_CLASS:
+                    if method_id == CLOSE_METHOD:
+                        self.close_seen = True
+                        self.close_offset = pos - base
+                    elif method_id == CLOSE_OK_METHOD:
+                        self.close_ok_seen = True
+                        self.close_offset = pos - base
+            need = size + 1
+            start = pos
+            pos += 7
+
+    def boundary_offset(self, data: bytes) -> int:
+        """Offset in ``data`` where the frame in progress ends (0 at a boundary), or -1.
+
+        Used before injecting a frame of our own or switching to a full parser: the bytes
+        before the offset still belong to a frame the peer has partly received.
+        """
+        if self.at_boundary:
+            return 0
+        if self._head:
+            joined = self._head + data[:16]
+            if len(joined) < 7:
+                return -1
+            size = _FRAME_HEAD.unpack_from(joined)[2]
+            end = size + 8 - len(self._head)
+            return end if end <= len(data) else -1
+        return self._need if self._need <= len(data) else -1

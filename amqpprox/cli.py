@@ -1,0 +1,123 @@
+"""The ``amqpprox`` command line: the original's flags (and exit codes), then runtime.run().
+
+Exit codes as the original: 1 for --help or an unknown option, 2 when simple mode is
+only partly configured, 3 for a console verbosity above 5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from amqpprox.core.context import Settings
+from amqpprox.logsetup import configure
+from amqpprox.runtime import SimpleMode, run
+
+DESCRIPTION = """\
+amqpprox AMQP v0.9.1 proxy:
+This is a proxy program for AMQP v0.9.1, designed to sit in front of a RabbitMQ
+cluster. Most options for configuring the proxy and introspecting its state are
+available through the amqpprox_ctl program, begin by sending 'HELP' to it.
+This program supports the following options to allow running multiple instances
+on a machine and a simplified configuration mode. In the simplified
+configuration mode the --listenPort, --destinationDNS and --destinationPort
+must all be specified, and after which it immediately starts listening on all
+interfaces for that port and sends all vhosts to the destination DNS entry.
+The HTTP admin plane (health, REST, dashboard, /metrics) listens on
+--adminHost:--adminPort (port 0 picks a free port)."""
+
+SIMPLE_MODE_ERROR = (
+    "If configuring in simple mode, the --listenPort, --destinationPort and "
+    "--destinationDNS must all be set"
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"Unknown command line option: {message}", file=sys.stderr)
+        self.print_help(sys.stderr)
+        sys.exit(1)
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range: {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="amqpprox",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False,
+        allow_abbrev=False,
+    )
+    parser.add_argument("--help", action="store_true", help="This help information")
+    parser.add_argument("--logDirectory", default="logs", help="Set logging directory")
+    parser.add_argument(
+        "--controlSocket", default="/tmp/amqpprox", help="Set control UNIX domain socket location"
+    )
+    parser.add_argument(
+        "--cleanupIntervalMs",
+        type=int,
+        default=1000,
+        help="Set the cleanup interval to garbage collect connections",
+    )
+    parser.add_argument("--listenPort", type=_port, default=0, help="Simple config mode: listening port")
+    parser.add_argument(
+        "--destinationPort", type=_port, default=0, help="Simple config mode: destination port"
+    )
+    parser.add_argument("--destinationDNS", default="", help="Simple config mode: destination DNS address")
+    parser.add_argument(
+        "-v",
+        "--consoleVerbosity",
+        type=int,
+        default=0,
+        help="Default console logging verbosity (0 = fatal .. 5 = trace)",
+    )
+    parser.add_argument("--adminHost", default="127.0.0.1", help="HTTP admin plane address")
+    parser.add_argument("--adminPort", type=_port, default=15673, help="HTTP admin plane port")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.help:
+        parser.print_help()
+        return 1
+    simple_given = [bool(args.listenPort), bool(args.destinationPort), bool(args.destinationDNS)]
+    if any(simple_given) and not all(simple_given):
+        print(SIMPLE_MODE_ERROR)
+        return 2
+    if not 0 <= args.consoleVerbosity <= 5:
+        print("Console log verbosity must be between 0 and 5")
+        return 3
+    if args.cleanupIntervalMs <= 0:
+        print("--cleanupIntervalMs must be positive")
+        return 2
+    settings = Settings(
+        control_socket=args.controlSocket,
+        log_directory=args.logDirectory,
+        cleanup_interval_ms=args.cleanupIntervalMs,
+        console_verbosity=args.consoleVerbosity,
+        admin_host=args.adminHost,
+        admin_port=args.adminPort,
+    )
+    configure(settings.log_directory, settings.console_verbosity)
+    print(
+        f"Starting amqpprox, logging to: '{settings.log_directory}' "
+        f"control using: '{settings.control_socket}'",
+        flush=True,
+    )
+    simple = None
+    if all(simple_given):
+        simple = SimpleMode(args.listenPort, args.destinationDNS, args.destinationPort)
+    return run(settings, simple)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

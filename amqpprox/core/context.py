@@ -1,0 +1,71 @@
+"""The Context every front end works through: settings, state, sessions, listeners.
+
+``runtime`` builds exactly one. The listener manager is described here as a Protocol
+so that ``core`` and ``admin`` never import the data plane.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from amqpprox.core.model import ListenerSpec
+from amqpprox.core.sessions import SessionRegistry
+from amqpprox.core.state import ProxyState
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Process-wide settings; every wait of the data plane has a deadline here."""
+
+    control_socket: str = "/tmp/amqpprox"
+    log_directory: str = "logs"
+    cleanup_interval_ms: int = 1000
+    console_verbosity: int = 0
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 15673
+    client_handshake_timeout: float = 10.0
+    connect_timeout: float = 5.0
+    broker_handshake_timeout: float = 10.0
+    graceful_close_timeout: float = 5.0
+    drain_timeout: float = 10.0
+    dns_cache_seconds: float = 1.0
+    max_frame_size: int = 131072
+    hostname: str = field(default_factory=socket.gethostname)
+
+
+class ListenerControl(Protocol):
+    """What the control plane may do with AMQP listeners."""
+
+    async def start(self, spec: ListenerSpec) -> int:
+        """Start listening; returns the bound port. Raises InvalidState if it cannot bind."""
+        ...
+
+    async def stop(self, port: int | None = None) -> list[int]:
+        """Stop one listener (or all); returns the ports stopped."""
+        ...
+
+    def specs(self) -> list[ListenerSpec]: ...
+
+
+class Context:
+    """Everything the operations act on."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        listeners: ListenerControl,
+        *,
+        state: ProxyState | None = None,
+        sessions: SessionRegistry | None = None,
+    ) -> None:
+        self.settings = settings
+        self.state = state if state is not None else ProxyState()
+        self.sessions = sessions if sessions is not None else SessionRegistry()
+        self.listeners = listeners
+        self.started_at = time.time()
+        self.shutdown = asyncio.Event()
+        self.ready = asyncio.Event()

@@ -1,0 +1,244 @@
+"""The commands of the proxy, as plain functions over the Context.
+
+The control socket, REST and the dashboard all call these, so they can never disagree.
+They validate through ``core.model``, raise the typed errors of ``amqpprox.errors`` and
+return plain values; rendering (the original's text, JSON, HTML) is each front end's job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from amqpprox.core.context import Context
+from amqpprox.core.model import ROUND_ROBIN, Backend, Farm, ListenerSpec, Mapping, validate_name
+from amqpprox.core.sessions import SessionBase
+from amqpprox.errors import InvalidArgument, NotFound
+
+RESOLVE_TIMEOUT = 10.0
+
+
+# -- backends ------------------------------------------------------------------------------
+async def add_backend(
+    ctx: Context,
+    name: str,
+    datacenter: str,
+    host: str,
+    port: int,
+    *,
+    dns: bool = False,
+    proxy_protocol: int = 0,
+    tls: bool = False,
+    replace: bool = False,
+) -> Backend:
+    """BACKEND ADD (resolved now, first address kept) or ADD_DNS (resolved at each connect)."""
+    ip: str | None = None
+    # Validate before resolving, so a bad name or port never waits on DNS.
+    Backend(name, datacenter, host, port, "0.0.0.0", proxy_protocol, tls)
+    if not dns:
+        ip = await resolve_first(host, port)
+    backend = Backend(name, datacenter, host, port, ip, proxy_protocol, tls)
+    if replace:
+        ctx.state.replace_backend(backend)
+    else:
+        ctx.state.add_backend(backend)
+    return backend
+
+
+async def resolve_first(host: str, port: int) -> str:
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await asyncio.wait_for(
+            loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), RESOLVE_TIMEOUT
+        )
+    except (OSError, TimeoutError) as error:
+        code = getattr(error, "errno", None)
+        raise InvalidArgument(
+            f"failed to resolve {host!r}: {error}",
+            legacy_text=f"Failed to resolve '{host}', error code: asio.netdb:{_netdb_code(code)}",
+        ) from error
+    if not infos:
+        raise InvalidArgument(
+            f"failed to resolve {host!r}", legacy_text=f"Failed to resolve '{host}', error code: asio.netdb:1"
+        )
+    return str(infos[0][4][0])
+
+
+def _netdb_code(errno: int | None) -> int:
+    # asio's netdb category: 1 host not found, 2 try again (a temporary failure).
+    return 2 if errno == socket.EAI_AGAIN else 1
+
+
+def delete_backend(ctx: Context, name: str) -> None:
+    ctx.state.delete_backend(name)
+
+
+def get_backend(ctx: Context, name: str) -> Backend:
+    backend = ctx.state.backends.get(name)
+    if backend is None:
+        raise NotFound(f"backend {name!r} not found")
+    return backend
+
+
+def list_backends(ctx: Context) -> list[Backend]:
+    return list(ctx.state.backends.values())
+
+
+# -- farms ---------------------------------------------------------------------------------
+def set_farm(
+    ctx: Context,
+    name: str,
+    members: list[str],
+    selector: str = ROUND_ROBIN,
+    partitions: tuple[str, ...] = (),
+) -> Farm:
+    farm = Farm(name, tuple(members), selector, partitions)
+    ctx.state.set_farm(farm)
+    return farm
+
+
+def add_partition_policy(ctx: Context, name: str, policy: str) -> Farm:
+    Farm("probe", ("probe",), ROUND_ROBIN, (policy,))  # validates the policy name
+    ctx.state.add_partition_policy(name, policy)
+    return ctx.state.farms[name]
+
+
+def delete_farm(ctx: Context, name: str) -> bool:
+    return ctx.state.delete_farm(name)
+
+
+def list_farms(ctx: Context) -> list[Farm]:
+    return list(ctx.state.farms.values())
+
+
+# -- mappings ------------------------------------------------------------------------------
+def map_vhost_to_farm(ctx: Context, vhost: str, farm: str) -> Mapping:
+    mapping = Mapping(vhost, "farm", validate_name("farm", farm))
+    ctx.state.map_vhost(mapping)
+    return mapping
+
+
+def map_vhost_to_backend(ctx: Context, vhost: str, backend: str) -> Mapping:
+    mapping = Mapping(vhost, "backend", validate_name("backend", backend))
+    ctx.state.map_vhost(mapping)
+    return mapping
+
+
+def unmap_vhost(ctx: Context, vhost: str) -> bool:
+    return ctx.state.unmap_vhost(vhost)
+
+
+def set_default_farm(ctx: Context, farm: str | None) -> None:
+    if farm is not None:
+        validate_name("farm", farm)
+    ctx.state.set_default_farm(farm)
+
+
+def list_mappings(ctx: Context) -> list[Mapping]:
+    """Every explicit mapping, sorted by vhost (the default farm is not one)."""
+    return [ctx.state.mappings[v] for v in sorted(ctx.state.mappings)]
+
+
+# -- datacenter ----------------------------------------------------------------------------
+def set_datacenter(ctx: Context, name: str) -> None:
+    ctx.state.set_datacenter(name)
+
+
+# -- listeners -----------------------------------------------------------------------------
+async def start_listener(ctx: Context, port: int, *, tls: bool = False) -> int:
+    return await ctx.listeners.start(ListenerSpec(port, tls))
+
+
+async def stop_listener(ctx: Context, port: int | None = None) -> list[int]:
+    return await ctx.listeners.stop(port)
+
+
+def list_listeners(ctx: Context) -> list[ListenerSpec]:
+    return ctx.listeners.specs()
+
+
+# -- sessions ------------------------------------------------------------------------------
+def list_sessions(ctx: Context) -> list[SessionBase]:
+    return sorted(ctx.sessions, key=lambda s: s.id)
+
+
+def get_session(ctx: Context, session_id: int) -> SessionBase:
+    session = ctx.sessions.get(session_id)
+    if session is None:
+        raise NotFound(f"session {session_id} not found", legacy_text="Session not found.")
+    return session
+
+
+def pause_session(ctx: Context, session_id: int) -> SessionBase:
+    session = get_session(ctx, session_id)
+    session.pause()
+    return session
+
+
+def unpause_session(ctx: Context, session_id: int) -> SessionBase:
+    session = get_session(ctx, session_id)
+    session.unpause()
+    return session
+
+
+def disconnect_session(ctx: Context, session_id: int, reason: str = "OK") -> SessionBase:
+    session = get_session(ctx, session_id)
+    session.disconnect_graceful(reason)
+    return session
+
+
+def force_disconnect_session(ctx: Context, session_id: int) -> SessionBase:
+    session = get_session(ctx, session_id)
+    session.force_disconnect()
+    return session
+
+
+# -- vhosts --------------------------------------------------------------------------------
+def pause_vhost(ctx: Context, vhost: str) -> list[SessionBase]:
+    ctx.state.set_vhost_paused(vhost, True)
+    sessions = ctx.sessions.of_vhost(vhost)
+    for session in sessions:
+        session.pause()
+    return sessions
+
+
+def unpause_vhost(ctx: Context, vhost: str) -> list[SessionBase]:
+    """Held sessions connect out; established paused ones are cut so they reconnect (PR #75)."""
+    ctx.state.set_vhost_paused(vhost, False)
+    sessions = ctx.sessions.of_vhost(vhost)
+    for session in sessions:
+        if not session.paused or session.finished:
+            continue
+        if session.opened_at is None:
+            session.release_held()
+        else:
+            session.force_disconnect()
+    return sessions
+
+
+def backend_disconnect_vhost(ctx: Context, vhost: str) -> list[SessionBase]:
+    if not vhost:
+        raise InvalidArgument("vhost must be given", legacy_text="Session not found.")
+    sessions = ctx.sessions.of_vhost(vhost)
+    for session in sessions:
+        session.backend_disconnect()
+    return sessions
+
+
+def force_disconnect_vhost(ctx: Context, vhost: str) -> list[SessionBase]:
+    if not vhost:
+        raise InvalidArgument("vhost must be given", legacy_text="Session not found.")
+    sessions = ctx.sessions.of_vhost(vhost)
+    for session in sessions:
+        session.force_disconnect()
+    return sessions
+
+
+def vhost_states(ctx: Context) -> dict[str, bool]:
+    """Every vhost paused, unpaused or opened by a client, sorted, with its paused flag."""
+    return {v: ctx.state.paused_vhosts[v] for v in sorted(ctx.state.paused_vhosts)}
+
+
+# -- process -------------------------------------------------------------------------------
+def request_exit(ctx: Context) -> None:
+    ctx.shutdown.set()

@@ -1,0 +1,182 @@
+"""Live sessions and their counters; totals of the sessions already removed.
+
+``SessionBase`` is what every front end sees of a session: identity, endpoints, state,
+flags and the traffic counters, which the relay keeps as plain ints on the object
+itself (no locks, no metric objects on the hot path). The data plane subclasses it and
+implements the control actions. ``SessionRegistry`` owns the live sessions: ids start
+at 1, finished sessions stay visible until the next cleanup (as the original's CONN
+shows them), and the counters of removed sessions are folded into retained totals so
+aggregates never go backwards.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+ZERO_ENDPOINT = ("0.0.0.0", 0)
+
+
+class SessionState(enum.Enum):
+    """Where a session is in its life, as the admin plane reports it."""
+
+    HANDSHAKING = "handshaking"  # playing the broker, before Connection.Open
+    HELD = "held"  # Open received while its vhost is paused: waits for VHOST UNPAUSE
+    CONNECTING = "connecting"  # choosing a backend and replaying the handshake to it
+    ACTIVE = "active"  # relaying frames
+    PAUSED = "paused"  # relaying broker->client only
+    CLOSING = "closing"  # a graceful close is in progress
+    CLOSED = "closed"
+
+
+class CloseReason(enum.Enum):
+    """Why a session ended (the ``reason`` label of the closed-sessions metric)."""
+
+    CLIENT_GRACEFUL = "client_graceful"
+    CLIENT_SNAPPED = "client_snapped"
+    BROKER_SNAPPED = "broker_snapped"
+    PROXY_GRACEFUL = "proxy_graceful"
+    PROXY_FORCED = "proxy_forced"
+    AUTH_DENIED = "auth_denied"
+    LIMITED = "limited"
+    NO_MAPPING = "no_mapping"
+    NO_BACKEND = "no_backend"
+    HANDSHAKE_TIMEOUT = "handshake_timeout"
+    PROTOCOL_ERROR = "protocol_error"
+
+
+class SessionBase:
+    """One client connection paired with at most one broker connection."""
+
+    # The relay increments these with ``+=`` in its callbacks; nothing else writes them.
+    in_bytes: int
+    in_frames: int
+    in_packets: int
+    out_bytes: int
+    out_frames: int
+    out_packets: int
+
+    def __init__(
+        self,
+        session_id: int,
+        client: tuple[str, int],
+        local: tuple[str, int],
+        *,
+        secure: bool = False,
+    ) -> None:
+        self.id = session_id
+        self.client = client
+        self.local = local
+        self.secure = secure
+        self.vhost = ""
+        self.connection_name = ""
+        self.state = SessionState.HANDSHAKING
+        self.paused = False
+        self.auth_denied = False
+        self.limited = False
+        self.close_reason: CloseReason | None = None
+        self.backend_name: str | None = None
+        self.farm_name: str | None = None
+        self.egress_local: tuple[str, int] = ZERO_ENDPOINT
+        self.egress_remote: tuple[str, int] = ZERO_ENDPOINT
+        self.started_at = time.time()
+        self.opened_at: float | None = None
+        self.closed_at: float | None = None
+        self.last_in_at = time.monotonic()  # monotonic clock: for "seconds since last read"
+        self.last_out_at = self.last_in_at
+        self.connect_failures = 0
+        self.in_bytes = self.in_frames = self.in_packets = 0
+        self.out_bytes = self.out_frames = self.out_packets = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.close_reason is not None
+
+    # Control actions: implemented by the data plane.
+    def pause(self) -> None:
+        raise NotImplementedError
+
+    def unpause(self) -> None:
+        raise NotImplementedError
+
+    def disconnect_graceful(self, reply_text: str = "OK") -> None:
+        raise NotImplementedError
+
+    def force_disconnect(self) -> None:
+        raise NotImplementedError
+
+    def backend_disconnect(self) -> None:
+        raise NotImplementedError
+
+    def release_held(self) -> None:
+        """Connect a session held at Open (its vhost was unpaused)."""
+        raise NotImplementedError
+
+
+@dataclass
+class Totals:
+    """Counters folded in from sessions already removed from the registry."""
+
+    sessions: int = 0
+    in_bytes: int = 0
+    in_frames: int = 0
+    in_packets: int = 0
+    out_bytes: int = 0
+    out_frames: int = 0
+    out_packets: int = 0
+    by_reason: dict[CloseReason, int] = field(default_factory=dict)
+
+    def add(self, session: SessionBase) -> None:
+        self.sessions += 1
+        self.in_bytes += session.in_bytes
+        self.in_frames += session.in_frames
+        self.in_packets += session.in_packets
+        self.out_bytes += session.out_bytes
+        self.out_frames += session.out_frames
+        self.out_packets += session.out_packets
+        if session.close_reason is not None:
+            self.by_reason[session.close_reason] = self.by_reason.get(session.close_reason, 0) + 1
+
+
+class SessionRegistry:
+    """Owns the live sessions; the cleanup job removes finished ones."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[int, SessionBase] = {}
+        self._next_id = 1
+        self.removed = Totals()
+        self.opened_total = 0
+
+    def next_id(self) -> int:
+        session_id = self._next_id
+        self._next_id += 1
+        return session_id
+
+    def add(self, session: SessionBase) -> None:
+        self._sessions[session.id] = session
+        self.opened_total += 1
+
+    def get(self, session_id: int) -> SessionBase | None:
+        return self._sessions.get(session_id)
+
+    def __iter__(self) -> Iterator[SessionBase]:
+        return iter(list(self._sessions.values()))
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def of_vhost(self, vhost: str) -> list[SessionBase]:
+        return [s for s in self._sessions.values() if s.vhost == vhost]
+
+    def live(self) -> list[SessionBase]:
+        return [s for s in self._sessions.values() if not s.finished]
+
+    def cleanup(self) -> list[SessionBase]:
+        """Remove finished sessions, folding their counters into ``removed``."""
+        done = [s for s in self._sessions.values() if s.finished]
+        for session in done:
+            del self._sessions[session.id]
+            self.removed.add(session)
+        return done

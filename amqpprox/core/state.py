@@ -1,0 +1,170 @@
+"""ProxyState: the configuration the proxy routes by, behind mutation methods.
+
+Holds backends, farms (with their partitioned round-robin selectors), vhost mappings,
+the default farm, this proxy's datacenter and paused vhosts. Every change bumps
+``version``. Mutations validate referential integrity, so a farm never names a missing
+backend: deleting a backend still used by a farm or mapping is refused (the original
+left the farm dangling). No I/O here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from amqpprox.core.model import Backend, Farm, Mapping, TargetKind
+from amqpprox.core.selection import ConnectionPlan, RoundRobin, SingleBackendPlan, partition_members
+from amqpprox.errors import AlreadyExists, InvalidArgument, InvalidState, NotFound
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a vhost's new sessions go: a farm or a single backend, and the plan to try."""
+
+    kind: TargetKind
+    name: str
+    plan: ConnectionPlan | SingleBackendPlan
+
+
+class ProxyState:
+    """The single source of truth for routing configuration."""
+
+    def __init__(self) -> None:
+        self.backends: dict[str, Backend] = {}
+        self.farms: dict[str, Farm] = {}
+        self.mappings: dict[str, Mapping] = {}
+        self.default_farm: str | None = None
+        self.datacenter = ""
+        self.paused_vhosts: dict[str, bool] = {}
+        self.version = 0
+        self._selectors: dict[str, RoundRobin] = {}
+
+    def _changed(self) -> None:
+        self.version += 1
+
+    # -- backends -------------------------------------------------------------------
+    def add_backend(self, backend: Backend) -> None:
+        if backend.name in self.backends:
+            raise AlreadyExists(
+                f"backend {backend.name!r} already exists",
+                legacy_text=f"Failed to insert backend: '{backend.describe()}', error code: 1",
+            )
+        self.backends[backend.name] = backend
+        self._changed()
+
+    def replace_backend(self, backend: Backend) -> None:
+        """Insert or update a backend; farms using it are repartitioned."""
+        self.backends[backend.name] = backend
+        for farm in self.farms.values():
+            if backend.name in farm.members:
+                self._repartition(farm)
+        self._changed()
+
+    def backend_users(self, name: str) -> list[str]:
+        users = [f"farm {f.name}" for f in self.farms.values() if name in f.members]
+        users += [
+            f"mapping {m.vhost}" for m in self.mappings.values() if m.kind == "backend" and m.target == name
+        ]
+        return users
+
+    def delete_backend(self, name: str) -> None:
+        if name not in self.backends:
+            raise NotFound(f"backend {name!r} not found", legacy_text=f"Delete failed to remove '{name}', rcode 1")
+        users = self.backend_users(name)
+        if users:
+            text = f"Backend '{name}' is still used by {', '.join(users)}"
+            raise InvalidState(text, legacy_text=text)
+        del self.backends[name]
+        self._changed()
+
+    # -- farms ----------------------------------------------------------------------
+    def set_farm(self, farm: Farm) -> None:
+        """Create or replace a farm; every member must exist."""
+        missing = [m for m in farm.members if m not in self.backends]
+        if missing:
+            lines = "".join(f"Backend '{m}' not found\n" for m in missing)
+            raise NotFound(
+                f"backends not found: {', '.join(missing)}",
+                legacy_text=lines + "Farm not inserted due to at least one missing Backend\n",
+            )
+        self.farms[farm.name] = farm
+        self._repartition(farm)
+        self._changed()
+
+    def add_partition_policy(self, name: str, policy: str) -> None:
+        farm = self.farms.get(name)
+        if farm is None:
+            raise NotFound(f"farm {name!r} not found", legacy_text=f"Farm '{name}' not found\n")
+        updated = Farm(farm.name, farm.members, farm.selector, (*farm.partitions, policy))
+        self.farms[name] = updated
+        self._repartition(updated)
+        self._changed()
+
+    def delete_farm(self, name: str) -> bool:
+        """Remove a farm; returns whether it existed (deleting a missing farm is not an error upstream)."""
+        existed = self.farms.pop(name, None) is not None
+        self._selectors.pop(name, None)
+        if existed:
+            self._changed()
+        return existed
+
+    def farm_partitions(self, name: str) -> list[list[str]]:
+        return [list(p) for p in self._selectors[name].partitions]
+
+    def _repartition(self, farm: Farm) -> None:
+        members = [self.backends[m] for m in farm.members]
+        self._selectors[farm.name] = RoundRobin(
+            partition_members(members, farm.partitions, self.datacenter)
+        )
+
+    # -- datacenter -----------------------------------------------------------------
+    def set_datacenter(self, name: str) -> None:
+        self.datacenter = name
+        for farm in self.farms.values():
+            self._repartition(farm)
+        self._changed()
+
+    # -- mappings -------------------------------------------------------------------
+    def map_vhost(self, mapping: Mapping) -> None:
+        self.mappings[mapping.vhost] = mapping
+        self._changed()
+
+    def unmap_vhost(self, vhost: str) -> bool:
+        existed = self.mappings.pop(vhost, None) is not None
+        if existed:
+            self._changed()
+        return existed
+
+    def set_default_farm(self, farm: str | None) -> None:
+        self.default_farm = farm
+        self._changed()
+
+    def route(self, vhost: str) -> Route | None:
+        """The route for a new session of ``vhost``, or None when nothing is mapped.
+
+        An explicit mapping wins; a vhost without one uses the default farm. A mapping
+        to a missing farm or backend is no route (the default is not a fallback then).
+        """
+        mapping = self.mappings.get(vhost)
+        if mapping is None:
+            if self.default_farm is None:
+                return None
+            mapping = Mapping(vhost, "farm", self.default_farm)
+        if mapping.kind == "backend":
+            if mapping.target not in self.backends:
+                return None
+            return Route("backend", mapping.target, SingleBackendPlan(mapping.target))
+        selector = self._selectors.get(mapping.target)
+        if selector is None:
+            return None
+        return Route("farm", mapping.target, selector.plan())
+
+    # -- vhost pause state ----------------------------------------------------------
+    def set_vhost_paused(self, vhost: str, paused: bool) -> None:
+        if not vhost:
+            raise InvalidArgument("vhost must be given", legacy_text="Session not found.")
+        self.paused_vhosts[vhost] = paused
+        self._changed()
+
+    def is_vhost_paused(self, vhost: str) -> bool:
+        """Whether new sessions of ``vhost`` are held at Open; records the vhost as seen."""
+        return self.paused_vhosts.setdefault(vhost, False)

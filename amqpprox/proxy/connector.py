@@ -1,0 +1,51 @@
+"""Resolving backends to socket addresses, with a short-lived cache.
+
+A backend added with BACKEND ADD carries the address resolved at command time; a DNS
+backend (ADD_DNS) is resolved at each connection attempt, and the results are reused
+for ``dns_cache_seconds`` (the original wiped its cache every second). Every resolved
+address is returned, in the resolver's order, so the session can try each in turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+from amqpprox.core.model import Backend
+
+
+class Resolver:
+    """Backend -> list of (ip, port), cached per (host, port) for a short time."""
+
+    def __init__(self, cache_seconds: float = 1.0) -> None:
+        self._cache_seconds = cache_seconds
+        self._cache: dict[tuple[str, int], tuple[float, list[tuple[str, int]]]] = {}
+
+    async def resolve(self, backend: Backend, timeout: float) -> list[tuple[str, int]]:
+        if backend.ip is not None:
+            return [(backend.ip, backend.port)]
+        key = (backend.host, backend.port)
+        now = time.monotonic()
+        cached = self._cache.get(key)
+        if cached is not None and now - cached[0] < self._cache_seconds:
+            return cached[1]
+        addresses = await resolve_host(backend.host, backend.port, timeout)
+        self._cache[key] = (now, addresses)
+        return addresses
+
+
+async def resolve_host(host: str, port: int, timeout: float) -> list[tuple[str, int]]:
+    """Every stream address of ``host`` (deduplicated, in the resolver's order); OSError on failure."""
+    loop = asyncio.get_running_loop()
+    infos = await asyncio.wait_for(
+        loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP), timeout
+    )
+    seen: list[tuple[str, int]] = []
+    for _family, _type, _proto, _name, sockaddr in infos:
+        address = (str(sockaddr[0]), int(sockaddr[1]))
+        if address not in seen:
+            seen.append(address)
+    if not seen:
+        raise OSError(f"no address for {host}")
+    return seen

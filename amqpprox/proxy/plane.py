@@ -1,0 +1,53 @@
+"""The data plane's shared parts: the Context, the resolver, owned tasks, failure counts.
+
+Sessions reach the configuration and the registry through this object; it also owns
+the background tasks sessions start (connect attempts), so shutdown can cancel them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from amqpprox import __version__
+from amqpprox.proxy.connector import Resolver
+
+if TYPE_CHECKING:
+    from amqpprox.core.context import Context
+    from amqpprox.core.sessions import SessionBase
+
+log = logging.getLogger("amqpprox.plane")
+
+
+class DataPlane:
+    """What every session of this process shares."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.version = __version__
+        self.resolver = Resolver(ctx.settings.dns_cache_seconds)
+        self.connect_failures: Counter[str] = Counter()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def track(self, task: asyncio.Task[None]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("session task failed", exc_info=task.exception())
+
+    def connect_failed(self, backend: str) -> None:
+        self.connect_failures[backend] += 1
+
+    def session_finished(self, session: SessionBase) -> None:
+        log.debug("session %d finished: %s", session.id, session.close_reason)
+
+    async def cancel_tasks(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

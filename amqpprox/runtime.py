@@ -1,0 +1,133 @@
+"""Composition root: builds the Context and starts/stops everything in order.
+
+Start: data plane, control socket, admin HTTP app, cleanup job, then (simple mode)
+the configuration the original applies and its listener. Stop (EXIT, SIGTERM, SIGINT):
+listeners close, every live session gets ``Connection.Close 320`` and up to
+``drain_timeout`` to finish, the rest are cut, then the control socket and finally the
+admin app stop, so operators can watch the drain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from amqpprox.admin.app import make_admin_app
+from amqpprox.admin.control import ControlServer
+from amqpprox.core import operations as ops
+from amqpprox.core.context import Context, Settings
+from amqpprox.proxy.listener import ListenerManager
+from amqpprox.proxy.plane import DataPlane
+
+log = logging.getLogger("amqpprox.runtime")
+
+SHUTDOWN_TEXT = "CONNECTION_FORCED - amqpprox is shutting down"
+
+
+@dataclass(frozen=True, slots=True)
+class SimpleMode:
+    """--listenPort/--destinationDNS/--destinationPort: every vhost to one DNS backend."""
+
+    listen_port: int
+    destination_dns: str
+    destination_port: int
+
+
+class Runtime:
+    """One running proxy: the Context plus everything serving it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.listeners = ListenerManager()
+        self.ctx = Context(settings, self.listeners)
+        self.plane = DataPlane(self.ctx)
+        self.listeners.bind(self.plane)
+        self.control = ControlServer(self.ctx, settings.control_socket)
+        self._admin_runner: web.AppRunner | None = None
+        self.admin_port: int | None = None
+        self._cleanup_task: asyncio.Task[None] | None = None
+
+    async def start(self, simple: SimpleMode | None = None) -> None:
+        await self.control.start()
+        runner = web.AppRunner(make_admin_app(self.ctx), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.settings.admin_host, self.settings.admin_port)
+        await site.start()
+        self._admin_runner = runner
+        self.admin_port = int(runner.addresses[0][1])
+        self._cleanup_task = asyncio.create_task(self._cleanup_loop(), name="cleanup")
+        if simple is not None:
+            await self.configure_simple(simple)
+        self.ctx.ready.set()
+
+    async def configure_simple(self, simple: SimpleMode) -> int:
+        """What the original runs in simple mode, in the same order."""
+        await ops.add_backend(
+            self.ctx, "default-backend", "none", simple.destination_dns, simple.destination_port, dns=True
+        )
+        ops.set_farm(self.ctx, "default", ["default-backend"])
+        ops.set_default_farm(self.ctx, "default")
+        return await ops.start_listener(self.ctx, simple.listen_port)
+
+    async def _cleanup_loop(self) -> None:
+        interval = self.settings.cleanup_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval)
+            removed = self.ctx.sessions.cleanup()
+            if removed:
+                log.info("Cleaned up %d sessions.", len(removed))
+
+    async def stop(self) -> None:
+        """Drain sessions, then stop the control socket and the admin app."""
+        self.ctx.shutdown.set()
+        await self.listeners.stop()
+        live = self.ctx.sessions.live()
+        for session in live:
+            session.disconnect_graceful(SHUTDOWN_TEXT, 320)
+        deadline = asyncio.get_running_loop().time() + self.settings.drain_timeout
+        while any(not s.finished for s in live) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        for session in live:
+            if not session.finished:
+                session.force_disconnect()
+        await self.plane.cancel_tasks()
+        if self._cleanup_task is not None:
+            self._cleanup_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._cleanup_task
+        await self.control.stop()
+        if self._admin_runner is not None:
+            await self._admin_runner.cleanup()
+
+
+async def serve(settings: Settings, simple: SimpleMode | None) -> int:
+    """Run until EXIT or a signal; returns the process exit code."""
+    runtime = Runtime(settings)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, runtime.ctx.shutdown.set)
+    try:
+        await runtime.start(simple)
+    except Exception as error:
+        log.debug("startup failed", exc_info=True)
+        print(f"Failed to start: {error!r}", flush=True)
+        await runtime.stop()
+        return 1
+    await runtime.ctx.shutdown.wait()
+    print(f"Stopping amqpprox, instance: '{settings.control_socket}'", flush=True)
+    await runtime.stop()
+    return 0
+
+
+def run(settings: Settings, simple: SimpleMode | None) -> int:
+    """Run the proxy on one event loop, uvloop when it is installed."""
+    try:
+        import uvloop  # noqa: PLC0415
+    except ImportError:
+        return asyncio.run(serve(settings, simple))
+    return uvloop.run(serve(settings, simple))

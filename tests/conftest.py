@@ -1,0 +1,111 @@
+"""Shared fixtures: the real broker's address and an in-process proxy in front of it.
+
+The proxy runs on the test's own event loop (ports bound to 0 and read back);
+blocking clients such as pika run in a worker thread via ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+import pytest
+
+from amqpprox.core.context import Settings
+from amqpprox.runtime import Runtime, SimpleMode
+
+BROKER_URL = os.environ.get("AMQPPROX_TEST_BROKER", "amqp://guest:guest@127.0.0.1:5672/")
+_parsed = urlparse(BROKER_URL)
+BROKER_HOST = _parsed.hostname or "127.0.0.1"
+BROKER_PORT = _parsed.port or 5672
+BROKER_USER = _parsed.username or "guest"
+BROKER_PASSWORD = _parsed.password or "guest"
+
+
+@dataclass
+class RunningProxy:
+    runtime: Runtime
+    port: int
+    control_socket: str
+
+    @property
+    def ctx(self):  # type: ignore[no-untyped-def]
+        return self.runtime.ctx
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.runtime.admin_port}"
+
+    def url(self, vhost: str = "/", user: str = BROKER_USER, password: str = BROKER_PASSWORD) -> str:
+        from urllib.parse import quote
+
+        return f"amqp://{user}:{password}@127.0.0.1:{self.port}/{quote(vhost, safe='')}"
+
+
+async def ctl(path: str, line: str, timeout: float = 10.0) -> str:
+    """Send one command line to a control socket and read the reply until it closes."""
+    reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(path), timeout)
+    writer.write(line.encode() + b"\n")
+    await writer.drain()
+    data = await asyncio.wait_for(reader.read(), timeout)
+    writer.close()
+    return data.decode()
+
+
+@pytest.fixture
+def tmp_socket_dir() -> Iterator[str]:
+    # Unix socket paths are limited to ~100 bytes: keep them short.
+    with tempfile.TemporaryDirectory(prefix="apx") as path:
+        yield path
+
+
+def test_settings(tmp_socket_dir: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "control_socket": os.path.join(tmp_socket_dir, "ctl"),
+        "log_directory": os.path.join(tmp_socket_dir, "logs"),
+        "admin_port": 0,
+        "cleanup_interval_ms": 50,
+        "client_handshake_timeout": 2.0,
+        "connect_timeout": 2.0,
+        "broker_handshake_timeout": 5.0,
+        "graceful_close_timeout": 2.0,
+        "drain_timeout": 2.0,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def proxy(tmp_socket_dir: str) -> AsyncIterator[RunningProxy]:
+    """A proxy in simple mode in front of the real broker."""
+    runtime = Runtime(test_settings(tmp_socket_dir))
+    await runtime.start()
+    port = await runtime.configure_simple(SimpleMode(0, BROKER_HOST, BROKER_PORT))
+    try:
+        yield RunningProxy(runtime, port, runtime.settings.control_socket)
+    finally:
+        await runtime.stop()
+
+
+@pytest.fixture
+async def bare_proxy(tmp_socket_dir: str) -> AsyncIterator[RunningProxy]:
+    """A proxy with nothing configured but one listener."""
+    runtime = Runtime(test_settings(tmp_socket_dir))
+    await runtime.start()
+    port = await runtime.listeners.start(__import__("amqpprox.core.model", fromlist=["ListenerSpec"]).ListenerSpec(0))
+    try:
+        yield RunningProxy(runtime, port, runtime.settings.control_socket)
+    finally:
+        await runtime.stop()
+
+
+def free_closed_port() -> int:
+    """A local port with nothing listening (bound then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
