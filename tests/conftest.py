@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 import pytest
 
 from amqpprox.core.context import Settings
+from amqpprox.core.model import ListenerSpec
 from amqpprox.runtime import Runtime, SimpleMode
 
 BROKER_URL = os.environ.get("AMQPPROX_TEST_BROKER", "amqp://guest:guest@127.0.0.1:5672/")
@@ -64,7 +65,7 @@ def tmp_socket_dir() -> Iterator[str]:
         yield path
 
 
-def test_settings(tmp_socket_dir: str, **overrides: object) -> Settings:
+def make_settings(tmp_socket_dir: str, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "control_socket": os.path.join(tmp_socket_dir, "ctl"),
         "log_directory": os.path.join(tmp_socket_dir, "logs"),
@@ -83,7 +84,7 @@ def test_settings(tmp_socket_dir: str, **overrides: object) -> Settings:
 @pytest.fixture
 async def proxy(tmp_socket_dir: str) -> AsyncIterator[RunningProxy]:
     """A proxy in simple mode in front of the real broker."""
-    runtime = Runtime(test_settings(tmp_socket_dir))
+    runtime = Runtime(make_settings(tmp_socket_dir))
     await runtime.start()
     port = await runtime.configure_simple(SimpleMode(0, BROKER_HOST, BROKER_PORT))
     try:
@@ -95,9 +96,9 @@ async def proxy(tmp_socket_dir: str) -> AsyncIterator[RunningProxy]:
 @pytest.fixture
 async def bare_proxy(tmp_socket_dir: str) -> AsyncIterator[RunningProxy]:
     """A proxy with nothing configured but one listener."""
-    runtime = Runtime(test_settings(tmp_socket_dir))
+    runtime = Runtime(make_settings(tmp_socket_dir))
     await runtime.start()
-    port = await runtime.listeners.start(__import__("amqpprox.core.model", fromlist=["ListenerSpec"]).ListenerSpec(0))
+    port = await runtime.listeners.start(ListenerSpec(0))
     try:
         yield RunningProxy(runtime, port, runtime.settings.control_socket)
     finally:
