@@ -8,6 +8,7 @@ return plain values; rendering (the original's text, JSON, HTML) is each front e
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 
 from amqpprox.core.context import Context
@@ -46,6 +47,10 @@ async def add_backend(
 
 
 async def resolve_first(host: str, port: int) -> str:
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
     loop = asyncio.get_running_loop()
     try:
         infos = await asyncio.wait_for(

@@ -9,8 +9,10 @@ address is returned, in the resolver's order, so the session can try each in tur
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from amqpprox.core.model import Backend
 
@@ -35,11 +37,24 @@ class Resolver:
         return addresses
 
 
+# getaddrinfo blocks a thread: give it threads of its own, so that nothing else that uses
+# the loop's default executor can starve name resolution (and the reverse).
+_RESOLVER_THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="amqpprox-dns")
+
+
 async def resolve_host(host: str, port: int, timeout: float) -> list[tuple[str, int]]:
     """Every stream address of ``host`` (deduplicated, in the resolver's order); OSError on failure."""
+    try:
+        return [(str(ipaddress.ip_address(host)), port)]  # a literal needs no resolver
+    except ValueError:
+        pass
     loop = asyncio.get_running_loop()
     infos = await asyncio.wait_for(
-        loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP), timeout
+        loop.run_in_executor(
+            _RESOLVER_THREADS,
+            lambda: socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP),
+        ),
+        timeout,
     )
     seen: list[tuple[str, int]] = []
     for _family, _type, _proto, _name, sockaddr in infos:
