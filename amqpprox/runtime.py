@@ -68,7 +68,12 @@ class Runtime:
     async def configure_simple(self, simple: SimpleMode) -> int:
         """What the original runs in simple mode, in the same order."""
         await ops.add_backend(
-            self.ctx, "default-backend", "none", simple.destination_dns, simple.destination_port, dns=True
+            self.ctx,
+            "default-backend",
+            "none",
+            simple.destination_dns,
+            simple.destination_port,
+            dns=True,
         )
         ops.set_farm(self.ctx, "default", ["default-backend"])
         ops.set_default_farm(self.ctx, "default")
@@ -89,9 +94,7 @@ class Runtime:
         live = self.ctx.sessions.live()
         for session in live:
             session.disconnect_graceful(SHUTDOWN_TEXT, 320)
-        deadline = asyncio.get_running_loop().time() + self.settings.drain_timeout
-        while any(not s.finished for s in live) and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.01)
+        await self.plane.wait_finished(live, self.settings.drain_timeout)
         for session in live:
             if not session.finished:
                 session.force_disconnect()

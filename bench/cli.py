@@ -119,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
     params = make_params(args)
     scenarios = [s for s in SCENARIOS if not args.only or s in args.only]
     info = report.machine_info()
+    print(report.header_text(info), flush=True)
     targets: dict[str, Target] = {"direct": args.broker}
     servers: list[Server] = []
     with contextlib.ExitStack() as stack:
@@ -157,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
 
         names = list(targets)
         addrs = {n: str(t) for n, t in targets.items()}
-        print(report.header_text(info, addrs), flush=True)
+        print(report.targets_text(addrs), flush=True)
         print(f"params: {params}", flush=True)
         results: report.Results = {}
         for scenario in scenarios:

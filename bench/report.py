@@ -38,19 +38,24 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def header_text(info: dict[str, Any], targets: dict[str, str]) -> str:
-    """Lines printed before any measurement."""
-    lines = [
-        f"command: {info['command']}",
-        (
-            f"machine: nproc={info['nproc']} cpu_count={info['cpu_count']} "
-            f"python={info['implementation']} {info['python']} "
-            f"uvloop_importable={'yes' if info['uvloop_importable'] else 'no'}"
-        ),
-        f"platform: {info['platform']}",
-        "targets: " + ", ".join(f"{name}={addr}" for name, addr in targets.items()),
-    ]
-    return "\n".join(lines)
+def header_text(info: dict[str, Any]) -> str:
+    """Command line and machine, printed before anything else."""
+    return "\n".join(
+        [
+            f"command: {info['command']}",
+            (
+                f"machine: nproc={info['nproc']} cpu_count={info['cpu_count']} "
+                f"python={info['implementation']} {info['python']} "
+                f"uvloop_importable={'yes' if info['uvloop_importable'] else 'no'}"
+            ),
+            f"platform: {info['platform']}",
+        ]
+    )
+
+
+def targets_text(targets: dict[str, str]) -> str:
+    """Where each column's traffic went."""
+    return "targets: " + ", ".join(f"{name}={addr}" for name, addr in targets.items())
 
 
 def _fmt(value: float | None) -> str:
@@ -67,7 +72,9 @@ def table_text(results: Results, target_names: list[str]) -> str:
     head = ["scenario", "direct"]
     for t in others:
         head += [t, f"{t}/direct"]
-    head.append("added (µs)" if "latency" in results else "")
+    with_added = bool(others) and "latency" in results
+    if with_added:
+        head.append("added (µs)")
     rows: list[list[str]] = []
     for scenario, specs in ROWS.items():
         if scenario not in results:
@@ -83,15 +90,14 @@ def table_text(results: Results, target_names: list[str]) -> str:
                 row.append(f"{val / direct:.2f}" if val is not None and direct else "-")
                 if scenario == "latency" and val is not None and direct is not None:
                     added.append(f"{t} {val - direct:+,.0f}")
-            row.append(", ".join(added))
+            if with_added:
+                row.append(", ".join(added))
             rows.append(row)
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     out = []
     for i, r in enumerate([head, *rows]):
-        cells = [r[0].ljust(widths[0])] + [
-            c.rjust(w) for c, w in zip(r[1:-1], widths[1:-1], strict=True)
-        ]
-        cells.append(r[-1])
+        cells = [r[0].ljust(widths[0])]
+        cells += [c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)]
         out.append("| " + " | ".join(cells) + " |")
         if i == 0:
             out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")

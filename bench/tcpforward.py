@@ -56,20 +56,29 @@ class _Half(asyncio.Protocol):
 
 
 class _ClientHalf(_Half):
-    """Accepted side: pauses itself until the upstream connection exists."""
+    """Accepted side: buffers early bytes until the upstream connection exists."""
 
     def __init__(self, host: str, port: int, connect_timeout: float) -> None:
         super().__init__()
         self.host = host
         self.port = port
         self.connect_timeout = connect_timeout
+        self.pending: list[bytes] = []
         self.task: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        assert self.transport is not None
-        self.transport.pause_reading()
         self.task = asyncio.get_running_loop().create_task(self._connect())
+
+    def data_received(self, data: bytes) -> None:
+        if self.peer is None:
+            # uvloop starts reading after connection_made, so a pause there is
+            # not enough: keep early bytes (protocol header) until upstream is up
+            self.pending.append(data)
+            if self.transport is not None:
+                self.transport.pause_reading()
+            return
+        super().data_received(data)
 
     async def _connect(self) -> None:
         loop = asyncio.get_running_loop()
@@ -89,6 +98,9 @@ class _ClientHalf(_Half):
                 upstream.transport.close()
             return
         self.peer = upstream
+        if upstream.transport is not None and self.pending:
+            upstream.transport.write(b"".join(self.pending))
+        self.pending.clear()
         self.transport.resume_reading()
 
 

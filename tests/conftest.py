@@ -12,7 +12,7 @@ import socket
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 import pytest
 
@@ -42,9 +42,9 @@ class RunningProxy:
     def admin_url(self) -> str:
         return f"http://127.0.0.1:{self.runtime.admin_port}"
 
-    def url(self, vhost: str = "/", user: str = BROKER_USER, password: str = BROKER_PASSWORD) -> str:
-        from urllib.parse import quote
-
+    def url(
+        self, vhost: str = "/", user: str = BROKER_USER, password: str = BROKER_PASSWORD
+    ) -> str:
         return f"amqp://{user}:{password}@127.0.0.1:{self.port}/{quote(vhost, safe='')}"
 
 

@@ -329,8 +329,12 @@ class ServerHandshake:
         """Start closing: return the bytes to write (undrained output, then the Close).
 
         Afterwards ``receive_data`` waits for the client's CloseOk (or Close) and
-        discards everything else. Before the protocol header there is no AMQP
-        connection to close; after a Close was sent, nothing more is sent.
+        discards everything else. Bytes held since OPEN_RECEIVED are parsed on the next
+        ``receive_data`` call (``b""`` will do), unless ``pending_bytes`` already handed
+        some out: then frame boundaries are unknown and all input is discarded. After a
+        501 framing error input is discarded too. Before the protocol header there is no
+        AMQP connection to close (returns ``b""``, state CLOSED); after a Close was
+        sent, nothing more is sent.
         """
         out = self.data_to_send()
         state = self._state
@@ -527,6 +531,8 @@ class ClientHandshake:
     def receive_data(self, data: bytes) -> list[ClientEvent]:
         """Feed bytes from the broker; return what happened."""
         if self._state is ClientState.OPEN:
+            if not data:
+                return []
             raise RuntimeError("broker handshake is complete: relay the bytes instead")
         try:
             return self._receive(data)
@@ -582,8 +588,7 @@ class ClientHandshake:
                 )
             raise ProtocolError(
                 COMMAND_INVALID,
-                f"unexpected {method_name(method)} from the broker in state "
-                f"{self._state.name}",
+                f"unexpected {method_name(method)} from the broker in state {self._state.name}",
             )
         next_state, handler = transition
         event = handler(self, method, frame)

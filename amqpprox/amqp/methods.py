@@ -120,9 +120,7 @@ class _Args:
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise ProtocolError(
-                SYNTAX_ERROR, f"{self._what}: short string is not UTF-8"
-            ) from None
+            raise ProtocolError(SYNTAX_ERROR, f"{self._what}: short string is not UTF-8") from None
 
     def text_shortstr(self) -> str:
         """A shortstr shown to humans only (reply text): bad UTF-8 is replaced."""

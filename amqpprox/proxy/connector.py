@@ -43,7 +43,10 @@ _RESOLVER_THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="amqppr
 
 
 async def resolve_host(host: str, port: int, timeout: float) -> list[tuple[str, int]]:
-    """Every stream address of ``host`` (deduplicated, in the resolver's order); OSError on failure."""
+    """Every stream address of ``host``, deduplicated, in the resolver's order.
+
+    Raises OSError when the name does not resolve.
+    """
     try:
         return [(str(ipaddress.ip_address(host)), port)]  # a literal needs no resolver
     except ValueError:
@@ -52,7 +55,9 @@ async def resolve_host(host: str, port: int, timeout: float) -> list[tuple[str, 
     infos = await asyncio.wait_for(
         loop.run_in_executor(
             _RESOLVER_THREADS,
-            lambda: socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP),
+            lambda: socket.getaddrinfo(
+                host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+            ),
         ),
         timeout,
     )

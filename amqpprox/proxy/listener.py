@@ -44,7 +44,12 @@ class ListenerManager:
 
         try:
             server = await loop.create_server(
-                factory, spec.host, spec.port, family=socket.AF_INET, reuse_address=True, backlog=1024
+                factory,
+                spec.host,
+                spec.port,
+                family=socket.AF_INET,
+                reuse_address=True,
+                backlog=1024,
             )
         except OSError as error:
             raise InvalidState(

@@ -30,6 +30,7 @@ class DataPlane:
         self.resolver = Resolver(ctx.settings.dns_cache_seconds)
         self.connect_failures: Counter[str] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._a_session_finished = asyncio.Event()
 
     def track(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)
@@ -45,6 +46,22 @@ class DataPlane:
 
     def session_finished(self, session: SessionBase) -> None:
         log.debug("session %d finished: %s", session.id, session.close_reason)
+        self._a_session_finished.set()
+
+    async def wait_finished(self, sessions: list[SessionBase], timeout: float) -> bool:
+        """Wait until every one of ``sessions`` has finished; False if the deadline passed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not all(s.finished for s in sessions):
+            self._a_session_finished.clear()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._a_session_finished.wait(), remaining)
+            except TimeoutError:
+                return False
+        return True
 
     async def cancel_tasks(self) -> None:
         for task in list(self._tasks):

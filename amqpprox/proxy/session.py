@@ -72,7 +72,9 @@ class ClientSide(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport, but implement it.
-        self.session = Session(self._plane, cast("asyncio.Transport", transport), self._listen_port, self._secure)
+        self.session = Session(
+            self._plane, cast("asyncio.Transport", transport), self._listen_port, self._secure
+        )
 
     def data_received(self, data: bytes) -> None:
         assert self.session is not None
@@ -233,7 +235,12 @@ class Session(SessionBase):
         try:
             events = server.receive_data(data)
         except ProtocolError as error:
-            log.info("session %d: client handshake error %d %s", self.id, error.reply_code, error.reply_text)
+            log.info(
+                "session %d: client handshake error %d %s",
+                self.id,
+                error.reply_code,
+                error.reply_text,
+            )
             self._reject(error.reply_code, error.reply_text, CloseReason.PROTOCOL_ERROR)
             return
         out = server.data_to_send()
@@ -260,7 +267,8 @@ class Session(SessionBase):
         self._cancel_deadline()
         self.vhost = vhost
         log.info(
-            'Starting connection for: connectionName="%s" tlsEnabled=%s id=%d vhost=%s ingressRemote=%s:%d',
+            'Starting connection for: connectionName="%s" tlsEnabled=%s id=%d vhost=%s '
+            "ingressRemote=%s:%d",
             self.connection_name,
             "secured" if self.secure else "insecure",
             self.id,
@@ -278,7 +286,9 @@ class Session(SessionBase):
         if route is None:
             log.error("No mapping available for vhost=%s", self.vhost)
             self._reject(
-                RESOURCE_ERROR, f"No known broker mapping for vhost {self.vhost}", CloseReason.NO_MAPPING
+                RESOURCE_ERROR,
+                f"No known broker mapping for vhost {self.vhost}",
+                CloseReason.NO_MAPPING,
             )
             return
         if route.kind == "farm":
@@ -303,7 +313,9 @@ class Session(SessionBase):
             except (OSError, TimeoutError) as error:
                 self.connect_failures += 1
                 self._plane.connect_failed(name)
-                log.warning("Failed to resolve %s:%d for %s: %s", backend.host, backend.port, name, error)
+                log.warning(
+                    "Failed to resolve %s:%d for %s: %s", backend.host, backend.port, name, error
+                )
                 continue
             for host, port in addresses:
                 if self.finished:
@@ -314,7 +326,9 @@ class Session(SessionBase):
         if not self.finished:
             log.error("No backends available for connection, vhost=%s", self.vhost)
             self._reject(
-                RESOURCE_ERROR, f"No broker reachable for vhost {self.vhost}", CloseReason.NO_BACKEND
+                RESOURCE_ERROR,
+                f"No broker reachable for vhost {self.vhost}",
+                CloseReason.NO_BACKEND,
             )
 
     async def _try_endpoint(self, name: str, host: str, port: int) -> _Outcome:
@@ -340,7 +354,9 @@ class Session(SessionBase):
         self.egress_local = _peer(transport, "sockname")
         self.egress_remote = _peer(transport, "peername")
         server = self._server
-        assert server.start_ok is not None and server.tune_ok is not None and server.open is not None
+        assert (
+            server.start_ok is not None and server.tune_ok is not None and server.open is not None
+        )
         client_tag = f"{self.client[0]}:{self.client[1]}" + (" TLS" if self.secure else "")
         host_tag = f"(:{self.listen_port}) {settings.hostname}:{self.egress_local[1]}"
         start_ok = server.start_ok.with_extra_properties(
@@ -417,7 +433,9 @@ class Session(SessionBase):
                 )
                 self._finish(CloseReason.BROKER_SNAPPED)
                 self.client_transport.write(
-                    self._server.close(close.reply_code, close.reply_text, close.class_id, close.method_id)
+                    self._server.close(
+                        close.reply_code, close.reply_text, close.class_id, close.method_id
+                    )
                 )
                 self._arm_deadline(self._settings.graceful_close_timeout, self._close_timeout)
                 broker.close()
@@ -447,8 +465,13 @@ class Session(SessionBase):
 
     # -- transport events ---------------------------------------------------------------
     def client_lost(self, exc: Exception | None) -> None:
+        if self.close_reason is None and self.mode in (Mode.CLOSING_CLIENT, Mode.CLOSING_BROKER):
+            self._client_gone_while_closing()
+            return
         if self.close_reason is None:
-            if self.in_scanner.close_seen or (self.mode is Mode.HANDSHAKE and self._server_closed()):
+            if self.in_scanner.close_seen or (
+                self.mode is Mode.HANDSHAKE and self._server_closed()
+            ):
                 self._finish(CloseReason.CLIENT_GRACEFUL)
             elif self.out_scanner.close_seen and self.in_scanner.close_ok_seen:
                 self._finish(CloseReason.BROKER_SNAPPED)
@@ -482,10 +505,16 @@ class Session(SessionBase):
                 self._finish(CloseReason.PROXY_GRACEFUL)
             else:
                 self._finish(CloseReason.BROKER_SNAPPED)
-                if self.mode is Mode.RELAY and self.out_scanner.at_boundary and not self.out_scanner.close_seen:
+                if (
+                    self.mode is Mode.RELAY
+                    and self.out_scanner.at_boundary
+                    and not self.out_scanner.close_seen
+                ):
                     # Tell the client why, rather than leaving it a bare TCP close.
                     self.client_transport.write(
-                        _close_frame(CONNECTION_FORCED, "CONNECTION_FORCED - broker connection lost")
+                        _close_frame(
+                            CONNECTION_FORCED, "CONNECTION_FORCED - broker connection lost"
+                        )
                     )
         self.mode = Mode.DEAD
         self.relaying = False
@@ -521,7 +550,9 @@ class Session(SessionBase):
 
     # -- frames the relay refuses ---------------------------------------------------------
     def _frame_violation(self, reason: str, *, from_client: bool) -> None:
-        log.warning("session %d: %s from the %s", self.id, reason, "client" if from_client else "broker")
+        log.warning(
+            "session %d: %s from the %s", self.id, reason, "client" if from_client else "broker"
+        )
         self._finish(CloseReason.PROTOCOL_ERROR)
         self.mode = Mode.DEAD
         self.relaying = False
@@ -656,6 +687,25 @@ class Session(SessionBase):
         self.mode = Mode.CLOSING_BROKER
         self.out_scanner.close_seen = self.out_scanner.close_ok_seen = False
         broker.write(_close_frame(self._close_code, self._close_text))
+
+    def _client_gone_while_closing(self) -> None:
+        """The client's socket closed during DISCONNECT_GRACEFUL: still close the broker cleanly.
+
+        pika, for one, answers a server ``Connection.Close`` by closing its socket without
+        ``CloseOk``. As upstream, the broker still gets ``Connection.Close`` and we wait
+        (bounded by the close deadline) for its ``CloseOk``.
+        """
+        broker = self.broker_transport
+        if self.mode is Mode.CLOSING_CLIENT:
+            if broker is None:
+                self._finish(CloseReason.PROXY_GRACEFUL)
+                self.mode = Mode.DEAD
+                self._cancel_deadline()
+                return
+            self.mode = Mode.CLOSING_BROKER
+            self.out_scanner.close_seen = self.out_scanner.close_ok_seen = False
+            broker.write(_close_frame(self._close_code, self._close_text))
+        # CLOSING_BROKER: the client had its say; the broker's CloseOk ends the session.
 
     def _closing_broker_data(self, data: bytes) -> None:
         scanner = self.out_scanner

@@ -123,16 +123,29 @@ def test_timestamp_helpers() -> None:
 
 # pika 1.3's client_properties, byte for byte as it sends them in StartOk.
 PIKA_CLIENT_PROPERTIES = (
-    b"\x07product" b"S\x00\x00\x00\x1a" b"Pika Python Client Library"
-    b"\x08platform" b"S\x00\x00\x00\x0c" b"Python 3.8.1"
-    b"\x0ccapabilities" b"F\x00\x00\x00\x6f"
-    b"\x1cauthentication_failure_close" b"t\x01"
-    b"\x0abasic.nack" b"t\x01"
-    b"\x12connection.blocked" b"t\x01"
-    b"\x16consumer_cancel_notify" b"t\x01"
-    b"\x12publisher_confirms" b"t\x01"
-    b"\x0binformation" b"S\x00\x00\x00\x18" b"See http://pika.rtfd.org"
-    b"\x07version" b"S\x00\x00\x00\x051.3.2"
+    b"\x07product"
+    b"S\x00\x00\x00\x1a"
+    b"Pika Python Client Library"
+    b"\x08platform"
+    b"S\x00\x00\x00\x0c"
+    b"Python 3.8.1"
+    b"\x0ccapabilities"
+    b"F\x00\x00\x00\x6f"
+    b"\x1cauthentication_failure_close"
+    b"t\x01"
+    b"\x0abasic.nack"
+    b"t\x01"
+    b"\x12connection.blocked"
+    b"t\x01"
+    b"\x16consumer_cancel_notify"
+    b"t\x01"
+    b"\x12publisher_confirms"
+    b"t\x01"
+    b"\x0binformation"
+    b"S\x00\x00\x00\x18"
+    b"See http://pika.rtfd.org"
+    b"\x07version"
+    b"S\x00\x00\x00\x051.3.2"
 )
 
 
@@ -156,12 +169,18 @@ def test_pika_client_properties() -> None:
 
 # A Java-client style table: 'l' and 'x' values, a 'T' timestamp, an array of tables.
 JAVA_STYLE = (
-    b"\x0fconnection_name" b"S\x00\x00\x00\x04app1"
-    b"\x05limit" b"l\x00\x00\x00\x00\x00\x00\x01\x00"
-    b"\x04blob" b"x\x00\x00\x00\x02\xde\xad"
-    b"\x07created" b"T\x00\x00\x00\x00\x00\x00\x00\x3c"
-    b"\x05hosts" b"A\x00\x00\x00\x10"
-    b"F\x00\x00\x00\x0b\x04host" b"S\x00\x00\x00\x01a"
+    b"\x0fconnection_name"
+    b"S\x00\x00\x00\x04app1"
+    b"\x05limit"
+    b"l\x00\x00\x00\x00\x00\x00\x01\x00"
+    b"\x04blob"
+    b"x\x00\x00\x00\x02\xde\xad"
+    b"\x07created"
+    b"T\x00\x00\x00\x00\x00\x00\x00\x3c"
+    b"\x05hosts"
+    b"A\x00\x00\x00\x10"
+    b"F\x00\x00\x00\x0b\x04host"
+    b"S\x00\x00\x00\x01a"
 )
 
 
@@ -181,7 +200,7 @@ def test_invalid_utf8_long_string_is_replaced() -> None:
 
 def test_long_string_entry() -> None:
     assert encode_long_string_entry("amqpprox_client", "10.0.0.1:5000 TLS") == (
-        b"\x0famqpprox_client" b"S\x00\x00\x00\x1110.0.0.1:5000 TLS"
+        b"\x0famqpprox_clientS\x00\x00\x00\x1110.0.0.1:5000 TLS"
     )
     with pytest.raises(ValueError):
         encode_long_string_entry("n" * 256, "v")
@@ -195,8 +214,10 @@ def test_with_extra_properties_keeps_original_bytes() -> None:
     raw = extended.client_properties_raw
     assert raw.startswith(PIKA_CLIENT_PROPERTIES)
     assert raw[len(PIKA_CLIENT_PROPERTIES) :] == (
-        b"\x0famqpprox_client" b"S\x00\x00\x00\x0f127.0.0.1:40000"
-        b"\x0damqpprox_host" b"S\x00\x00\x00\x13(:5672) proxy:37812"
+        b"\x0famqpprox_client"
+        b"S\x00\x00\x00\x0f127.0.0.1:40000"
+        b"\x0damqpprox_host"
+        b"S\x00\x00\x00\x13(:5672) proxy:37812"
     )
     props = extended.client_properties
     assert props["amqpprox_client"] == "127.0.0.1:40000"
@@ -253,5 +274,5 @@ def test_nesting_is_capped() -> None:
 
 
 def test_decode_accepts_bytearray_and_memoryview() -> None:
-    assert decode_table(bytearray(b"\x01kV")) == {"k": None}
+    assert decode_table(bytearray(b"\x01kV")) == {"k": None}  # type: ignore[arg-type]
     assert decode_table(memoryview(b"\x01kV")) == {"k": None}  # type: ignore[arg-type]
