@@ -1,16 +1,38 @@
-"""Logging: the original's levels 0..5 on the console and in rotating files.
+"""Logging: the original's levels 0..5 on the console and in sequenced, rotating files.
 
 Levels: 0 FATAL, 1 ERROR, 2 WARN, 3 INFO, 4 DEBUG, 5 TRACE; a record is shown when its
-level is at or below the configured verbosity. Console lines read
-``<LEVEL>: <message>`` as the original's do; file lines carry a UTC timestamp and pid.
+level is at or below the configured verbosity (``LOG CONSOLE n`` / ``LOG FILE n`` change
+that at run time; as upstream there is no range check there: a negative value silences
+the sink, anything above 5 shows everything).
+
+Line formats, as the original's (upstream reference §9.5):
+
+* console: ``<LEVEL>[ [<vhost>]][ <connId>]: <message>``
+* file: ``<UTC time> <lineId> <pid>-<threadId> <LEVEL>[ [<vhost>]][ <connId>]: <message>``,
+  the time as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``
+
+Files live in ``--logDirectory`` as ``amqpprox_<YYYYMMDD>_<NNNNN>.log``; a new file (the
+next number) is started at 32 MiB and when the UTC date changes, and the oldest files
+are deleted to keep the directory under 1 GiB.
+
+A session's vhost and connection id come from the record: ``extra={"vhost": ...,
+"conn_id": ...}`` (what :class:`SessionLogAdapter` adds), else the :data:`session_context`
+context variable, else the ``"session %d ..."`` message convention of the data plane
+(connection id only). Imports nothing of ours.
 """
 
 from __future__ import annotations
 
+import contextvars
+import itertools
 import logging
 import logging.handlers
 import os
+import re
+import shutil
 import time
+from collections.abc import Callable, MutableMapping
+from typing import Any, Protocol
 
 TRACE = 5
 logging.addLevelName(TRACE, "TRACE")
@@ -25,51 +47,254 @@ _VERBOSITY_LEVELS = {
     4: logging.DEBUG,
     5: TRACE,
 }
+SILENT = logging.CRITICAL + 10
 FILE_MAX_BYTES = 32 * 1024 * 1024
-FILE_BACKUPS = 30
+DIRECTORY_MAX_BYTES = 1024 * 1024 * 1024
+MIN_FREE_BYTES = 100 * 1024 * 1024
+DEFAULT_FILE_VERBOSITY = 3
+_FILE_NAME = re.compile(r"^amqpprox_(\d{8})_(\d{5})\.log$")
 
 
 def level_for(verbosity: int) -> int:
+    """The logging level of a verbosity 0..5 (the command line's strict range)."""
     if verbosity not in _VERBOSITY_LEVELS:
         raise ValueError("Console log verbosity must be between 0 and 5")
     return _VERBOSITY_LEVELS[verbosity]
 
 
-class _UTCFormatter(logging.Formatter):
-    converter = time.gmtime
+def level_for_any(verbosity: int) -> int:
+    """As ``level_for``, without a range check (``LOG CONSOLE|FILE n``, as upstream)."""
+    if verbosity < 0:
+        return SILENT
+    if verbosity > 5:
+        return 1
+    return _VERBOSITY_LEVELS[verbosity]
 
 
-_console: logging.Handler | None = None
-_file: logging.Handler | None = None
+# -- session attributes --------------------------------------------------------------------
+class _SessionLike(Protocol):
+    id: int
+    vhost: str
 
 
-def configure(log_directory: str, console_verbosity: int, file_verbosity: int = 3) -> None:
-    global _console, _file
+session_context: contextvars.ContextVar[_SessionLike | None] = contextvars.ContextVar(
+    "amqpprox_session", default=None
+)
+
+
+class SessionLogAdapter(logging.LoggerAdapter[logging.Logger]):
+    """Adds the session's vhost and connection id to every record (read at log time)."""
+
+    def __init__(self, logger: logging.Logger, session: _SessionLike) -> None:
+        super().__init__(logger, {})
+        self.session = session
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        extra = dict(kwargs.get("extra") or {})
+        extra.setdefault("vhost", self.session.vhost)
+        extra.setdefault("conn_id", self.session.id)
+        kwargs["extra"] = extra
+        return msg, kwargs
+
+
+class SessionFields(logging.Filter):
+    """Sets ``record.session_tag`` to ``" [<vhost>] <connId>"`` (each part only when known)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        vhost: object = getattr(record, "vhost", None)
+        conn_id: object = getattr(record, "conn_id", None)
+        if vhost is None and conn_id is None:
+            current = session_context.get()
+            if current is not None:
+                vhost, conn_id = current.vhost, current.id
+            elif (
+                isinstance(record.msg, str)
+                and record.msg.startswith("session %d")
+                and isinstance(record.args, tuple)
+                and record.args
+                and isinstance(record.args[0], int)
+            ):
+                conn_id = record.args[0]
+        tag = ""
+        if vhost:
+            tag += f" [{vhost}]"
+        if conn_id is not None:
+            tag += f" {conn_id}"
+        record.session_tag = tag
+        return True
+
+
+class _LineIds(logging.Filter):
+    """Numbers the records a sink writes, as the original's ``lineId``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._ids = itertools.count(1)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.line_id = next(self._ids)
+        return True
+
+
+class ConsoleFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(levelname)s%(session_tag)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        if not hasattr(record, "session_tag"):
+            SessionFields().filter(record)
+        return super().format(record)
+
+
+class FileFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        if not hasattr(record, "session_tag"):
+            SessionFields().filter(record)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        micros = int((record.created % 1) * 1_000_000)
+        line_id = getattr(record, "line_id", 0)
+        tag = getattr(record, "session_tag", "")
+        head = (
+            f"{stamp}.{micros:06d}Z {line_id} {record.process}-{record.thread} "
+            f"{record.levelname}{tag}: "
+        )
+        text = head + record.getMessage()
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+# -- files ---------------------------------------------------------------------------------
+def _utc_day(now: float) -> str:
+    return time.strftime("%Y%m%d", time.gmtime(now))
+
+
+class SequencedFileHandler(logging.handlers.BaseRotatingHandler):
+    """Writes ``amqpprox_<YYYYMMDD>_<NNNNN>.log``; the next number at ``max_bytes`` or a new day."""
+
+    def __init__(
+        self,
+        directory: str,
+        max_bytes: int = FILE_MAX_BYTES,
+        *,
+        directory_max_bytes: int = DIRECTORY_MAX_BYTES,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        os.makedirs(directory, exist_ok=True)
+        self.directory = directory
+        self.max_bytes = max_bytes
+        self.directory_max_bytes = directory_max_bytes
+        self._clock = clock
+        self._day = _utc_day(clock())
+        self._number = self._next_number(self._day)
+        super().__init__(self._path(), "a", encoding="utf-8", delay=False)
+
+    def _path(self) -> str:
+        return os.path.join(self.directory, f"amqpprox_{self._day}_{self._number:05d}.log")
+
+    def _log_files(self) -> list[tuple[str, str, int]]:
+        found = []
+        for name in os.listdir(self.directory):
+            match = _FILE_NAME.match(name)
+            if match:
+                found.append((name, match.group(1), int(match.group(2))))
+        return sorted(found, key=lambda f: (f[1], f[2]))
+
+    def _next_number(self, day: str) -> int:
+        numbers = [n for _name, d, n in self._log_files() if d == day]
+        return max(numbers) + 1 if numbers else 0
+
+    def shouldRollover(self, record: logging.LogRecord) -> bool:  # noqa: N802 (logging's name)
+        if _utc_day(self._clock()) != self._day:
+            return True
+        if self.stream is None:
+            return False
+        size = self.stream.tell()
+        return size > 0 and size + len(self.format(record)) + 1 > self.max_bytes
+
+    def doRollover(self) -> None:  # noqa: N802 (logging's name)
+        if self.stream is not None:
+            self.stream.close()
+            self.stream = None
+        day = _utc_day(self._clock())
+        if day != self._day:
+            self._day = day
+            self._number = self._next_number(day)
+        else:
+            self._number += 1
+        self.baseFilename = os.path.abspath(self._path())
+        self._prune()
+        self.stream = self._open()
+
+    def _prune(self) -> None:
+        """Delete the oldest files while the directory is too big or the disk too full."""
+        files = self._log_files()
+        sizes = {
+            name: os.path.getsize(os.path.join(self.directory, name)) for name, _d, _n in files
+        }
+        total = sum(sizes.values())
+        current = os.path.basename(self.baseFilename)
+        for name, _day, _number in files:
+            free = shutil.disk_usage(self.directory).free
+            # Room for the file about to be written, up to its own cap.
+            if total + self.max_bytes <= self.directory_max_bytes and free >= MIN_FREE_BYTES:
+                break
+            if name == current:
+                continue
+            os.unlink(os.path.join(self.directory, name))
+            total -= sizes[name]
+
+
+# -- configuration -------------------------------------------------------------------------
+_sinks: dict[str, logging.Handler] = {}
+
+
+def configure(
+    log_directory: str, console_verbosity: int, file_verbosity: int = DEFAULT_FILE_VERBOSITY
+) -> None:
+    """Install the console (stderr) and file sinks on the ``amqpprox`` logger."""
     root = logging.getLogger("amqpprox")
-    root.setLevel(TRACE)
+    root.setLevel(1)
     root.propagate = False
     for handler in list(root.handlers):
         root.removeHandler(handler)
         handler.close()
-    _console = logging.StreamHandler()
-    _console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-    _console.setLevel(level_for(console_verbosity))
-    root.addHandler(_console)
-    os.makedirs(log_directory, exist_ok=True)
-    path = os.path.join(log_directory, f"amqpprox_{time.strftime('%Y%m%d', time.gmtime())}.log")
-    _file = logging.handlers.RotatingFileHandler(path, maxBytes=FILE_MAX_BYTES, backupCount=FILE_BACKUPS)
-    _file.setFormatter(
-        _UTCFormatter("%(asctime)s.%(msecs)03dZ %(process)d %(levelname)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
-    )
-    _file.setLevel(level_for(file_verbosity))
-    root.addHandler(_file)
+    _sinks.clear()
+    console = logging.StreamHandler()
+    console.addFilter(SessionFields())
+    console.setFormatter(ConsoleFormatter())
+    console.setLevel(level_for(console_verbosity))
+    root.addHandler(console)
+    file = SequencedFileHandler(log_directory)
+    file.addFilter(SessionFields())
+    file.addFilter(_LineIds())
+    file.setFormatter(FileFormatter())
+    file.setLevel(level_for_any(file_verbosity))
+    root.addHandler(file)
+    _sinks.update(console=console, file=file)
+
+
+def unconfigure() -> None:
+    """Remove and close the sinks ``configure`` installed (tests)."""
+    root = logging.getLogger("amqpprox")
+    for handler in _sinks.values():
+        root.removeHandler(handler)
+        handler.close()
+    _sinks.clear()
 
 
 def set_console_verbosity(verbosity: int) -> None:
-    if _console is not None:
-        _console.setLevel(level_for(verbosity))
+    if "console" in _sinks:
+        _sinks["console"].setLevel(level_for_any(verbosity))
 
 
 def set_file_verbosity(verbosity: int) -> None:
-    if _file is not None:
-        _file.setLevel(level_for(verbosity))
+    if "file" in _sinks:
+        _sinks["file"].setLevel(level_for_any(verbosity))
+
+
+def sink(name: str) -> logging.Handler | None:
+    """The configured ``console`` or ``file`` handler, if any."""
+    return _sinks.get(name)

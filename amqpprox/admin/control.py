@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from amqpprox.core import operations as ops
 from amqpprox.core.context import Context
 from amqpprox.core.sessions import SessionBase
-from amqpprox.errors import AmqpproxError
+from amqpprox.errors import AmqpproxError, InvalidArgument
 
 log = logging.getLogger("amqpprox.control")
 
@@ -160,10 +160,10 @@ class ControlServer:
 
 async def _remove_stale_socket(path: str) -> None:
     """Unlink a socket file left by a dead process; refuse to steal a live one."""
-    if not os.path.exists(path):
-        return
     try:
         _r, w = await asyncio.wait_for(asyncio.open_unix_connection(path), 1.0)
+    except FileNotFoundError:
+        return
     except (OSError, TimeoutError):
         os.unlink(path)
         return
@@ -175,20 +175,33 @@ def _yn(flag: bool) -> str:
     return "Y" if flag else "N"
 
 
-def conn_line(session: SessionBase, now: float) -> str:
-    """CONN's key=value line for one session (PR #120 layout)."""
+def conn_line(session: SessionBase, now: float, name: Callable[[str], str] = str) -> str:
+    """CONN's key=value line for one session (PR #120 layout); ``name`` maps IPs (MAPHOSTNAME)."""
     ih, ip = session.client
     eh, ep = session.egress_local
     rh, rp = session.egress_remote
     return (
         f"id={session.id} vhost={session.vhost} disconnected={_yn(session.finished)} "
         f"paused={_yn(session.paused)} authDenied={_yn(session.auth_denied)} "
-        f"ingressRemote={ih}:{ip} ingressLocal={session.local[0]} "
-        f"egressLocal={eh}:{ep} egressRemote={rh}:{rp} "
+        f"ingressRemote={name(ih)}:{ip} ingressLocal={name(session.local[0])} "
+        f"egressLocal={name(eh)}:{ep} egressRemote={name(rh)}:{rp} "
         f"inBytes={session.in_bytes} inFrames={session.in_frames} inPackets={session.in_packets} "
-        f"outBytes={session.out_bytes} outFrames={session.out_frames} outPackets={session.out_packets} "
+        f"outBytes={session.out_bytes} outFrames={session.out_frames} "
+        f"outPackets={session.out_packets} "
         f"{now - session.last_in_at:g}:{now - session.last_out_at:g}"
     )
+
+
+def _port(text: str | None) -> int | None:
+    """A TCP port 1..65535 given as decimal digits, else None."""
+    if text is None or not text.isdigit():
+        return None
+    port = int(text)
+    return port if 1 <= port <= 65535 else None
+
+
+def _arg(args: list[str], index: int) -> str | None:
+    return args[index] if len(args) > index else None
 
 
 # -- the commands of the core proxy --------------------------------------------------------
@@ -205,10 +218,14 @@ async def _exit(ctx: Context, args: list[str], out: ControlOutput) -> None:
 
 @command("CONN", "Print the connected sessions")
 async def _conn(ctx: Context, args: list[str], out: ControlOutput) -> None:
+    sessions = ops.list_sessions(ctx)
+    await ops.session_endpoint_names(ctx, sessions)
     now = time.monotonic()
-    await out.write("".join(conn_line(s, now) + "\n" for s in ops.list_sessions(ctx)))
+    name = ctx.hostnames.cached
+    await out.write("".join(conn_line(s, now, name) + "\n" for s in sessions))
 
 
+# -- BACKEND -------------------------------------------------------------------------------
 @command(
     "BACKEND",
     "(ADD name datacenter host port [SEND-PROXY] [TLS] | ADD_DNS name datacenter address port "
@@ -216,12 +233,86 @@ async def _conn(ctx: Context, args: list[str], out: ControlOutput) -> None:
 )
 async def _backend(ctx: Context, args: list[str], out: ControlOutput) -> None:
     sub = args[0].upper() if args else ""
-    if sub == "PRINT":
+    if sub in ("ADD", "ADD_DNS"):
+        await _backend_add(ctx, args[1:], out, dns=sub == "ADD_DNS")
+    elif sub == "DELETE":
+        name = _arg(args, 1)
+        if name is None:
+            await out.write("DELETE requires a name argument")
+            return
+        ops.delete_backend(ctx, name)
+    elif sub == "PRINT":
         await out.write("".join(b.describe() + "\n" for b in ops.list_backends(ctx)))
+    else:
+        await out.write(f"Subcommand '{sub}' not recognized.")
+
+
+async def _backend_add(ctx: Context, args: list[str], out: ControlOutput, *, dns: bool) -> None:
+    bad_arguments = "Arguments not correctly provided"
+    if len(args) < 4:
+        await out.write(bad_arguments)
         return
-    await out.write(f"Subcommand '{sub}' not recognized.")
+    name, datacenter, host, port_text = args[:4]
+    port = _port(port_text)
+    if port is None:
+        await out.write(bad_arguments)
+        return
+    # As upstream, only the two tokens after the port are looked at, in either order.
+    flags = {flag.upper() for flag in args[4:6]}
+    try:
+        await ops.add_backend(
+            ctx,
+            name,
+            datacenter,
+            host,
+            port,
+            dns=dns,
+            proxy_protocol=1 if "SEND-PROXY" in flags else 0,
+            tls="TLS" in flags,
+        )
+    except InvalidArgument as error:
+        # Validation of the values themselves (a name too long, say) reads as the original's
+        # argument error; a resolution failure carries the original's own text.
+        await out.write(error.legacy_text if error.legacy_text != error.message else bad_arguments)
 
 
+# -- FARM ----------------------------------------------------------------------------------
+@command(
+    "FARM",
+    "(ADD name selector backend* | PARTITION name policy | DELETE name | PRINT) - Change farms",
+)
+async def _farm(ctx: Context, args: list[str], out: ControlOutput) -> None:
+    sub = args[0].upper() if args else ""
+    if sub in ("ADD", "ADD_MANUAL"):
+        if len(args) < 4:
+            await out.write("Farm name and selector must be provided.\n")
+            return
+        # The original keeps the members in a set: a repeated name counts once.
+        members = list(dict.fromkeys(args[3:]))
+        ops.set_farm(ctx, args[1], members, args[2])
+    elif sub == "PARTITION":
+        if len(args) < 3:
+            await out.write("Farm name and policy must be provided.\n")
+            return
+        ops.add_partition_policy(ctx, args[1], args[2])
+    elif sub == "DELETE":
+        name = _arg(args, 1)
+        if name is None:
+            await out.write("Farm name not provided.")
+            return
+        ops.delete_farm(ctx, name)
+    elif sub == "PRINT":
+        await out.write(
+            "".join(
+                f"{f.name}: " + "".join(m + " " for m in f.members) + "\n"
+                for f in ops.list_farms(ctx)
+            )
+        )
+    else:
+        await out.write(f"Subcommand '{sub}' not recognized.")
+
+
+# -- MAP -----------------------------------------------------------------------------------
 @command(
     "MAP",
     "(BACKEND vhost backend | FARM vhost name | UNMAP vhost | DEFAULT farmName | REMOVE_DEFAULT | "
@@ -229,7 +320,199 @@ async def _backend(ctx: Context, args: list[str], out: ControlOutput) -> None:
 )
 async def _map(ctx: Context, args: list[str], out: ControlOutput) -> None:
     sub = args[0].upper() if args else ""
-    if sub == "PRINT":
+    if sub == "BACKEND":
+        if len(args) < 3:
+            await out.write("Vhost and backend must be provided")
+            return
+        ops.map_vhost_to_backend(ctx, args[1], args[2])
+    elif sub == "FARM":
+        if len(args) < 3:
+            await out.write("Vhost and farm name must be provided")
+            return
+        ops.map_vhost_to_farm(ctx, args[1], args[2])
+    elif sub == "UNMAP":
+        vhost = _arg(args, 1)
+        if vhost is None:
+            await out.write("Vhost not provided.")
+            return
+        ops.unmap_vhost(ctx, vhost)
+    elif sub == "DEFAULT":
+        farm = _arg(args, 1)
+        if farm is None:
+            await out.write("Farm name for default must be provided")
+            return
+        ops.set_default_farm(ctx, farm)
+    elif sub == "REMOVE_DEFAULT":
+        ops.set_default_farm(ctx, None)
+    elif sub == "PRINT":
         await out.write("".join(m.describe() + "\n" for m in ops.list_mappings(ctx)))
+    else:
+        await out.write("Unrecognized subcommand.")
+
+
+# -- DATACENTER ----------------------------------------------------------------------------
+@command("DATACENTER", "SET name | PRINT")
+async def _datacenter(ctx: Context, args: list[str], out: ControlOutput) -> None:
+    if not args:
+        await out.write("No subcommand provided.\n")
         return
-    await out.write("Unrecognized subcommand.")
+    sub = args[0].upper()
+    if sub == "SET":
+        ops.set_datacenter(ctx, _arg(args, 1) or "")
+    elif sub == "PRINT":
+        await out.write(ops.get_datacenter(ctx) + "\n")
+    else:
+        await out.write("Unknown subcommand.\n")
+
+
+# -- LISTEN --------------------------------------------------------------------------------
+@command("LISTEN", "START port | START_SECURE port | STOP [port]")
+async def _listen(ctx: Context, args: list[str], out: ControlOutput) -> None:
+    if not args:
+        await out.write("No subcommand provided.\n")
+        return
+    sub = args[0].upper()
+    port = _port(_arg(args, 1))
+    if sub in ("START", "START_SECURE"):
+        if port is None:
+            await out.write("Invalid port provided.\n")
+            return
+        try:
+            await ops.start_listener(ctx, port, tls=sub == "START_SECURE")
+        except AmqpproxError as error:
+            # Deliberate difference: the original printed nothing (and, for a busy port,
+            # its server loop died); we say why and keep serving.
+            await out.write(f"{error.message}\n")
+    elif sub == "STOP":
+        await ops.stop_listener(ctx, port)  # no or an invalid port: every listener
+    else:
+        await out.write("Unknown subcommand.\n")
+
+
+# -- LOG -----------------------------------------------------------------------------------
+@command("LOG", "CONSOLE verbosity | FILE verbosity")
+async def _log(ctx: Context, args: list[str], out: ControlOutput) -> None:
+    level = _arg(args, 1)
+    if level is None or not level.lstrip("-").isdigit():
+        await out.write("Command or verbosity not found.\n")
+        return
+    sink = args[0].upper()
+    if sink not in ("CONSOLE", "FILE"):
+        await out.write("Type to verb is not known.\n")
+        return
+    ops.set_log_verbosity(ctx, sink.lower(), int(level))
+
+
+# -- MAPHOSTNAME ---------------------------------------------------------------------------
+@command("MAPHOSTNAME", "DNS - Set up mapping of IPs to hostnames")
+async def _maphostname(ctx: Context, args: list[str], out: ControlOutput) -> None:
+    if not args:
+        await out.write("No subcommand specified.\n")
+        return
+    if args[0].upper() != "DNS":
+        await out.write("Only DNS subcommand is supported.\n")
+        return
+    ops.enable_hostname_mapping(ctx)
+    await out.write("Hostname mapper set for all current sessions.\n")
+
+
+# -- SESSION -------------------------------------------------------------------------------
+_SESSION_ACTIONS: dict[str, Callable[[Context, int], SessionBase]] = {
+    "PAUSE": ops.pause_session,
+    "UNPAUSE": ops.unpause_session,  # our addition; not in HELP, which stays the original's
+    "DISCONNECT_GRACEFUL": ops.disconnect_session,
+    "FORCE_DISCONNECT": ops.force_disconnect_session,
+}
+
+
+@command(
+    "SESSION", " id# (PAUSE|DISCONNECT_GRACEFUL|FORCE_DISCONNECT) - Control a particular session"
+)
+async def _session(ctx: Context, args: list[str], out: ControlOutput) -> None:
+    id_text = _arg(args, 0)
+    if id_text is None or not id_text.isdigit():
+        await out.write(ops.SESSION_NOT_FOUND)
+        return
+    session = ops.get_session(ctx, int(id_text))
+    action = _SESSION_ACTIONS.get((_arg(args, 1) or "").upper())
+    if action is None:
+        await out.write("Session subcommand not found.\n")
+        return
+    action(ctx, session.id)
+
+
+# -- VHOST ---------------------------------------------------------------------------------
+_VHOST_ACTIONS: dict[str, Callable[[Context, str], object]] = {
+    "PAUSE": ops.pause_vhost,
+    "UNPAUSE": ops.unpause_vhost,
+    "BACKEND_DISCONNECT": ops.backend_disconnect_vhost,
+    "FORCE_DISCONNECT": ops.force_disconnect_vhost,
+}
+
+
+@command(
+    "VHOST",
+    "PAUSE vhost | UNPAUSE vhost | PRINT | BACKEND_DISCONNECT vhost | FORCE_DISCONNECT vhost",
+)
+async def _vhost(ctx: Context, args: list[str], out: ControlOutput) -> None:
+    sub = args[0].upper() if args else ""
+    if sub == "PRINT":
+        states = ops.vhost_states(ctx)
+        await out.write(
+            "".join(f"{v} = {'PAUSED' if paused else 'UNPAUSED'}\n" for v, paused in states.items())
+        )
+        return
+    vhost = _arg(args, 1)
+    if vhost is None:
+        await out.write(ops.SESSION_NOT_FOUND)  # sic: the original's text for a missing vhost
+        return
+    action = _VHOST_ACTIONS.get(sub)
+    if action is None:
+        await out.write("Subcommand not recognised.\n")
+        return
+    action(ctx, vhost)
+
+
+# -- commands that belong to other features ------------------------------------------------
+NOT_YET_TEXT = "{verb} is not available in this build yet.\n"
+PENDING: set[str] = set()
+
+
+def _pending(verb: str, help_line: str) -> None:
+    """Register ``verb`` (so HELP lists it) with a handler saying it is not there yet."""
+
+    async def handler(ctx: Context, args: list[str], out: ControlOutput) -> None:
+        await out.write(NOT_YET_TEXT.format(verb=verb))
+
+    PENDING.add(verb)
+    COMMANDS[verb] = Command(verb, help_line, handler)
+
+
+def register_pending() -> None:
+    """Placeholders for AUTH, LIMIT, STAT and TLS; a real registration replaces them."""
+    for verb, help_line in _PENDING_HELP.items():
+        if verb not in COMMANDS:
+            _pending(verb, help_line)
+
+
+_PENDING_HELP = {
+    "AUTH": "(SERVICE hostname port target | ALWAYS_ALLOW | PRINT) - Change authentication "
+    "mechanism for connecting clients",
+    "LIMIT": "(CONN_RATE_ALARM | CONN_RATE) (VHOST vhostName numberOfConnections | DEFAULT "
+    "numberOfConnections) - Configure connection rate limits (normal or alarmonly) for incoming "
+    "clients connections\n"
+    "LIMIT (DATA_RATE_ALARM | DATA_RATE) (DEFAULT | VHOST vhostName) BytesPerSecond - Configure "
+    "data rate limits or alarms for incoming client data\n"
+    "LIMIT DISABLE (CONN_RATE_ALARM | CONN_RATE | DATA_RATE_ALARM | DATA_RATE) (VHOST vhostName | "
+    "DEFAULT) - Disable configured limit thresholds\n"
+    "LIMIT PRINT [vhostName] - Print the configured default limits or specific vhost limits",
+    "STAT": "(STOP SEND | SEND <host> <port> | (LISTEN (json|human) (overall|vhost=foo|backend=bar|"
+    "source=baz|all|all-except-per-source|process|bufferpool)) - Output statistics\n"
+    "STAT (DISABLE|ENABLE) per-source - Enable/Disable internal collection of per-source "
+    "statistics. Applies to all send/listeners",
+    "TLS": "(INGRESS | EGRESS) (KEY_FILE file | CERT_CHAIN_FILE file | RSA_KEY_FILE file | "
+    "TMP_DH_FILE file | CA_CERT_FILE file | VERIFY_MODE mode* | CIPHERS (PRINT | SET "
+    "ciphersuite(:ciphersuite)*))",
+}
+
+register_pending()

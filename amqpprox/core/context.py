@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from amqpprox.core.hostnames import HostnameMapper
 from amqpprox.core.model import ListenerSpec
 from amqpprox.core.sessions import SessionRegistry
 from amqpprox.core.state import ProxyState
@@ -66,6 +67,7 @@ class Context:
         self.state = state if state is not None else ProxyState()
         self.sessions = sessions if sessions is not None else SessionRegistry()
         self.listeners = listeners
+        self.hostnames = HostnameMapper()
         self.started_at = time.time()
         self.shutdown = asyncio.Event()
         self.ready = asyncio.Event()

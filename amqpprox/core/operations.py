@@ -9,14 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import socket
 
+from amqpprox import logsetup
 from amqpprox.core.context import Context
 from amqpprox.core.model import ROUND_ROBIN, Backend, Farm, ListenerSpec, Mapping, validate_name
 from amqpprox.core.sessions import SessionBase
 from amqpprox.errors import InvalidArgument, NotFound
 
 RESOLVE_TIMEOUT = 10.0
+# The original answers this for an unknown session id and, oddly, for a VHOST command
+# without a vhost; front ends other than the control socket use the error's message.
+SESSION_NOT_FOUND = "Session not found.\n"
+LOG_SINKS = ("console", "file")
+
+log = logging.getLogger("amqpprox.operations")
 
 
 # -- backends ------------------------------------------------------------------------------
@@ -64,7 +72,8 @@ async def resolve_first(host: str, port: int) -> str:
         ) from error
     if not infos:
         raise InvalidArgument(
-            f"failed to resolve {host!r}", legacy_text=f"Failed to resolve '{host}', error code: asio.netdb:1"
+            f"failed to resolve {host!r}",
+            legacy_text=f"Failed to resolve '{host}', error code: asio.netdb:1",
         )
     return str(infos[0][4][0])
 
@@ -149,6 +158,10 @@ def set_datacenter(ctx: Context, name: str) -> None:
     ctx.state.set_datacenter(name)
 
 
+def get_datacenter(ctx: Context) -> str:
+    return ctx.state.datacenter
+
+
 # -- listeners -----------------------------------------------------------------------------
 async def start_listener(ctx: Context, port: int, *, tls: bool = False) -> int:
     return await ctx.listeners.start(ListenerSpec(port, tls))
@@ -170,30 +183,43 @@ def list_sessions(ctx: Context) -> list[SessionBase]:
 def get_session(ctx: Context, session_id: int) -> SessionBase:
     session = ctx.sessions.get(session_id)
     if session is None:
-        raise NotFound(f"session {session_id} not found", legacy_text="Session not found.")
+        raise NotFound(f"session {session_id} not found", legacy_text=SESSION_NOT_FOUND)
     return session
 
 
+def _audit(session: SessionBase, action: str) -> None:
+    adapter = logsetup.SessionLogAdapter(log, session)
+    adapter.info("Control action %s on session %d", action, session.id)
+
+
 def pause_session(ctx: Context, session_id: int) -> SessionBase:
+    """Stop relaying the client's frames to the broker (broker->client keeps flowing)."""
     session = get_session(ctx, session_id)
+    _audit(session, "PAUSE")
     session.pause()
     return session
 
 
 def unpause_session(ctx: Context, session_id: int) -> SessionBase:
+    """Resume a paused session (our addition: the original had no per-session UNPAUSE)."""
     session = get_session(ctx, session_id)
+    _audit(session, "UNPAUSE")
     session.unpause()
     return session
 
 
 def disconnect_session(ctx: Context, session_id: int, reason: str = "OK") -> SessionBase:
+    """Connection.Close 200 to the client, then to the broker, each waiting for CloseOk."""
     session = get_session(ctx, session_id)
+    _audit(session, "DISCONNECT_GRACEFUL")
     session.disconnect_graceful(reason)
     return session
 
 
 def force_disconnect_session(ctx: Context, session_id: int) -> SessionBase:
+    """Close both sockets at once, without an AMQP Close."""
     session = get_session(ctx, session_id)
+    _audit(session, "FORCE_DISCONNECT")
     session.force_disconnect()
     return session
 
@@ -223,7 +249,7 @@ def unpause_vhost(ctx: Context, vhost: str) -> list[SessionBase]:
 
 def backend_disconnect_vhost(ctx: Context, vhost: str) -> list[SessionBase]:
     if not vhost:
-        raise InvalidArgument("vhost must be given", legacy_text="Session not found.")
+        raise InvalidArgument("vhost must be given", legacy_text=SESSION_NOT_FOUND)
     sessions = ctx.sessions.of_vhost(vhost)
     for session in sessions:
         session.backend_disconnect()
@@ -232,7 +258,7 @@ def backend_disconnect_vhost(ctx: Context, vhost: str) -> list[SessionBase]:
 
 def force_disconnect_vhost(ctx: Context, vhost: str) -> list[SessionBase]:
     if not vhost:
-        raise InvalidArgument("vhost must be given", legacy_text="Session not found.")
+        raise InvalidArgument("vhost must be given", legacy_text=SESSION_NOT_FOUND)
     sessions = ctx.sessions.of_vhost(vhost)
     for session in sessions:
         session.force_disconnect()
@@ -242,6 +268,30 @@ def force_disconnect_vhost(ctx: Context, vhost: str) -> list[SessionBase]:
 def vhost_states(ctx: Context) -> dict[str, bool]:
     """Every vhost paused, unpaused or opened by a client, sorted, with its paused flag."""
     return {v: ctx.state.paused_vhosts[v] for v in sorted(ctx.state.paused_vhosts)}
+
+
+# -- logging and hostnames -----------------------------------------------------------------
+def set_log_verbosity(ctx: Context, sink: str, verbosity: int) -> None:
+    """LOG CONSOLE|FILE n: 0 FATAL .. 5 TRACE, applied at once (no range check, as upstream)."""
+    if sink == "console":
+        logsetup.set_console_verbosity(verbosity)
+    elif sink == "file":
+        logsetup.set_file_verbosity(verbosity)
+    else:
+        raise InvalidArgument(f"log sink must be one of {', '.join(LOG_SINKS)}: {sink!r}")
+
+
+def enable_hostname_mapping(ctx: Context) -> None:
+    """MAPHOSTNAME DNS: endpoints are shown by reverse-DNS name from now on."""
+    ctx.hostnames.enable()
+
+
+async def session_endpoint_names(ctx: Context, sessions: list[SessionBase]) -> None:
+    """Look up (once) the names of every endpoint of ``sessions`` when mapping is on."""
+    ips: list[str] = []
+    for s in sessions:
+        ips += [s.client[0], s.local[0], s.egress_local[0], s.egress_remote[0]]
+    await ctx.hostnames.resolve_all(ips)
 
 
 # -- process -------------------------------------------------------------------------------

@@ -101,7 +101,7 @@ class SessionBase:
     def unpause(self) -> None:
         raise NotImplementedError
 
-    def disconnect_graceful(self, reply_text: str = "OK") -> None:
+    def disconnect_graceful(self, reply_text: str = "OK", reply_code: int = 200) -> None:
         raise NotImplementedError
 
     def force_disconnect(self) -> None:

@@ -62,13 +62,18 @@ class ProxyState:
     def backend_users(self, name: str) -> list[str]:
         users = [f"farm {f.name}" for f in self.farms.values() if name in f.members]
         users += [
-            f"mapping {m.vhost}" for m in self.mappings.values() if m.kind == "backend" and m.target == name
+            f"mapping {m.vhost}"
+            for m in self.mappings.values()
+            if m.kind == "backend" and m.target == name
         ]
         return users
 
     def delete_backend(self, name: str) -> None:
         if name not in self.backends:
-            raise NotFound(f"backend {name!r} not found", legacy_text=f"Delete failed to remove '{name}', rcode 1")
+            raise NotFound(
+                f"backend {name!r} not found",
+                legacy_text=f"Delete failed to remove '{name}', rcode 1",
+            )
         users = self.backend_users(name)
         if users:
             text = f"Backend '{name}' is still used by {', '.join(users)}"
@@ -100,7 +105,7 @@ class ProxyState:
         self._changed()
 
     def delete_farm(self, name: str) -> bool:
-        """Remove a farm; returns whether it existed (deleting a missing farm is not an error upstream)."""
+        """Remove a farm; returns whether it existed (deleting a missing one is silent)."""
         existed = self.farms.pop(name, None) is not None
         self._selectors.pop(name, None)
         if existed:
@@ -161,7 +166,7 @@ class ProxyState:
     # -- vhost pause state ----------------------------------------------------------
     def set_vhost_paused(self, vhost: str, paused: bool) -> None:
         if not vhost:
-            raise InvalidArgument("vhost must be given", legacy_text="Session not found.")
+            raise InvalidArgument("vhost must be given", legacy_text="Session not found.\n")
         self.paused_vhosts[vhost] = paused
         self._changed()
 
