@@ -14,6 +14,7 @@ Sans-IO: imports no asyncio, socket or ssl and nothing of ours outside
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias, Union
@@ -104,6 +105,17 @@ def default_server_properties(version: str = "0.1") -> dict[str, FieldValue]:
         "version": version,
         "platform": "Python",
     }
+
+
+@functools.lru_cache(maxsize=8)
+def _default_start(version: str, mechanisms: str, locales: str) -> tuple[ConnectionStart, bytes]:
+    start = ConnectionStart(0, 9, default_server_properties(version), mechanisms, locales)
+    return start, encode_method(start)
+
+
+@functools.lru_cache(maxsize=8)
+def _encoded_tune(channel_max: int, frame_max: int, heartbeat: int) -> bytes:
+    return encode_method(ConnectionTune(channel_max, frame_max, heartbeat))
 
 
 # -------------------------------------------------------------------------- events
@@ -258,9 +270,13 @@ class ServerHandshake:
         max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
     ) -> None:
         if server_properties is None:
-            server_properties = default_server_properties(version)
-        self.start = ConnectionStart(0, 9, server_properties, mechanisms, locales)
+            # Every session of a proxy sends the same greeting: build and encode it once.
+            self.start, self._start_frame = _default_start(version, mechanisms, locales)
+        else:
+            self.start = ConnectionStart(0, 9, server_properties, mechanisms, locales)
+            self._start_frame = encode_method(self.start)
         self.tune = ConnectionTune(channel_max, frame_max, heartbeat)
+        self._tune_frame = _encoded_tune(channel_max, frame_max, heartbeat)
         self.max_frame_size = max_frame_size
         self.max_pending_bytes = max_pending_bytes
         self._state = ServerState.AWAITING_PROTOCOL_HEADER
@@ -383,7 +399,7 @@ class ServerHandshake:
                 self._reader = None
                 return [BadProtocolHeader(header)]
             self.protocol_header = header
-            self._out += encode_method(self.start)
+            self._out += self._start_frame
             self._state = ServerState.START_SENT
         reader.feed(data)
         events: list[ServerEvent] = []
@@ -434,7 +450,7 @@ class ServerHandshake:
 
     def _on_start_ok(self, start_ok: ConnectionStartOk) -> ServerEvent:
         self._start_ok = start_ok
-        self._out += encode_method(self.tune)
+        self._out += self._tune_frame
         return StartOkReceived(start_ok)
 
     def _on_tune_ok(self, tune_ok: ConnectionTuneOk) -> ServerEvent:

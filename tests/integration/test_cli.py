@@ -1,0 +1,116 @@
+"""The command lines: exit codes, usage and the startup/shutdown lines, as real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BROKER_PORT, free_closed_port
+
+PY = sys.executable
+
+
+def run(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def test_help_prints_usage_and_exits_1() -> None:
+    result = run(PY, "-m", "amqpprox", "--help")
+    assert result.returncode == 1
+    assert "amqpprox AMQP v0.9.1 proxy:" in result.stdout
+    for flag in ("--listenPort", "--destinationDNS", "--controlSocket", "--adminPort"):
+        assert flag in result.stdout
+
+
+def test_unknown_option_exits_1() -> None:
+    result = run(PY, "-m", "amqpprox", "--bogus")
+    assert result.returncode == 1
+    assert "Unknown command line option" in result.stderr
+
+
+def test_partial_simple_mode_exits_2() -> None:
+    result = run(PY, "-m", "amqpprox", "--listenPort", "5999")
+    assert result.returncode == 2
+    assert result.stdout.strip() == (
+        "If configuring in simple mode, the --listenPort, --destinationPort and "
+        "--destinationDNS must all be set"
+    )
+
+
+def test_verbosity_above_5_exits_3() -> None:
+    result = run(PY, "-m", "amqpprox", "-v", "6")
+    assert result.returncode == 3
+    assert result.stdout.strip() == "Console log verbosity must be between 0 and 5"
+
+
+def test_ctl_usage_and_unreachable_socket(tmp_path: Path) -> None:
+    usage = run(PY, "-m", "amqpprox.ctl", str(tmp_path / "x"))
+    assert usage.returncode == 1
+    assert usage.stderr.strip() == "Usage: amqpprox_ctl <control_socket> ARGS"
+    missing = run(PY, "-m", "amqpprox.ctl", str(tmp_path / "nosock"), "HELP")
+    assert missing.returncode == 2
+    assert str(tmp_path / "nosock") in missing.stderr
+
+
+@pytest.mark.broker
+def test_simple_mode_process_serves_and_exits_on_exit_command(tmp_socket_dir: str) -> None:
+    control = os.path.join(tmp_socket_dir, "ctl")
+    logs = os.path.join(tmp_socket_dir, "logs")
+    proc = subprocess.Popen(
+        [PY, "-m", "amqpprox", "--listenPort", str(free_closed_port()), "--destinationDNS", "127.0.0.1",
+         "--destinationPort", str(BROKER_PORT), "--controlSocket", control,
+         "--logDirectory", logs, "--adminPort", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        first = proc.stdout.readline() if proc.stdout else ""
+        assert first == f"Starting amqpprox, logging to: '{logs}' control using: '{control}'\n"
+        deadline = time.monotonic() + 10
+        while not os.path.exists(control):
+            assert time.monotonic() < deadline, "control socket never appeared"
+            time.sleep(0.02)
+        assert oct(os.stat(control).st_mode & 0o777) == "0o600"
+        help_text = run(PY, "-m", "amqpprox.ctl", control, "HELP").stdout
+        assert help_text.startswith("AUTH (SERVICE hostname port target")
+        backends = run(PY, "-m", "amqpprox.ctl", control, "BACKEND", "PRINT").stdout
+        assert backends == f"default-backend (none): 127.0.0.1 :{BROKER_PORT}\n"
+        assert run(PY, "-m", "amqpprox.ctl", control, "EXIT").stdout == "Exiting.\n"
+        out, _err = proc.communicate(timeout=15)
+        assert proc.returncode == 0
+        assert f"Stopping amqpprox, instance: '{control}'" in out
+        assert not os.path.exists(control)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+@pytest.mark.broker
+def test_sigterm_drains_and_exits_zero(tmp_socket_dir: str) -> None:
+    control = os.path.join(tmp_socket_dir, "ctl")
+    proc = subprocess.Popen(
+        [PY, "-m", "amqpprox", "--listenPort", str(free_closed_port()), "--destinationDNS", "127.0.0.1",
+         "--destinationPort", str(BROKER_PORT), "--controlSocket", control,
+         "--logDirectory", os.path.join(tmp_socket_dir, "logs"), "--adminPort", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while not os.path.exists(control):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        out, _err = proc.communicate(timeout=15)
+        assert proc.returncode == 0
+        assert "Stopping amqpprox" in out
+        assert not os.path.exists(control)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
