@@ -66,11 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=1000,
         help="Set the cleanup interval to garbage collect connections",
     )
-    parser.add_argument("--listenPort", type=_port, default=0, help="Simple config mode: listening port")
+    parser.add_argument(
+        "--listenPort", type=_port, default=0, help="Simple config mode: listening port"
+    )
     parser.add_argument(
         "--destinationPort", type=_port, default=0, help="Simple config mode: destination port"
     )
-    parser.add_argument("--destinationDNS", default="", help="Simple config mode: destination DNS address")
+    parser.add_argument(
+        "--destinationDNS", default="", help="Simple config mode: destination DNS address"
+    )
     parser.add_argument(
         "-v",
         "--consoleVerbosity",

@@ -33,7 +33,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 0
     except OSError as error:
-        print(f"Exception: cannot reach control socket '{path}': {error.strerror or error}", file=sys.stderr)
+        print(
+            f"Exception: cannot reach control socket '{path}': {error.strerror or error}",
+            file=sys.stderr,
+        )
         return 2
     return 0
 

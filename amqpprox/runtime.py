@@ -83,9 +83,14 @@ class Runtime:
         interval = self.settings.cleanup_interval_ms / 1000
         while True:
             await asyncio.sleep(interval)
-            removed = self.ctx.sessions.cleanup()
-            if removed:
-                log.info("Cleaned up %d sessions.", len(removed))
+            self.cleanup_once()
+
+    def cleanup_once(self) -> int:
+        """Remove finished sessions (each cleanup interval; tests call it directly)."""
+        removed = self.ctx.sessions.cleanup()
+        if removed:
+            log.info("Cleaned up %d sessions.", len(removed))
+        return len(removed)
 
     async def stop(self) -> None:
         """Drain sessions, then stop the control socket and the admin app."""

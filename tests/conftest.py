@@ -70,7 +70,8 @@ def make_settings(tmp_socket_dir: str, **overrides: object) -> Settings:
         "control_socket": os.path.join(tmp_socket_dir, "ctl"),
         "log_directory": os.path.join(tmp_socket_dir, "logs"),
         "admin_port": 0,
-        "cleanup_interval_ms": 50,
+        # Finished sessions stay listed until a test calls runtime.cleanup_once().
+        "cleanup_interval_ms": 3_600_000,
         "client_handshake_timeout": 2.0,
         "connect_timeout": 2.0,
         "broker_handshake_timeout": 5.0,

@@ -21,7 +21,7 @@ _NAME = re.compile(r"^[^\s]{1,255}$")
 
 
 def validate_name(kind: str, name: str) -> str:
-    """A configuration name is 1..255 characters without white space (the text protocol splits on it)."""
+    """A name is 1..255 characters without white space (the text protocol splits on it)."""
     if not _NAME.match(name):
         raise InvalidArgument(f"{kind} name must be 1..255 characters without spaces: {name!r}")
     return name
@@ -90,7 +90,8 @@ class Farm:
             raise InvalidArgument("a farm needs at least one backend")
         if self.selector not in SELECTORS:
             raise InvalidArgument(
-                f"unknown selector {self.selector!r}", legacy_text=f"Selector '{self.selector}' not found\n"
+                f"unknown selector {self.selector!r}",
+                legacy_text=f"Selector '{self.selector}' not found\n",
             )
         for policy in self.partitions:
             if policy not in PARTITION_POLICIES:

@@ -38,6 +38,10 @@ log = logging.getLogger("amqpprox.session")
 _monotonic = time.monotonic
 
 FRAME_OVERHEAD = 8
+# Backpressure thresholds of each side's write buffer: large enough to keep a 1 MiB
+# message moving in few reads, small enough to bound memory per session.
+WRITE_BUFFER_HIGH = 1024 * 1024
+WRITE_BUFFER_LOW = 256 * 1024
 CONNECTION_FORCED = 320
 RESOURCE_ERROR = 506
 FRAME_ERROR = 501
@@ -57,6 +61,7 @@ class _Outcome(enum.Enum):
     OPEN = 1
     BROKER_CLOSED = 2  # the broker answered with Connection.Close: forwarded, no retry
     FAILED = 3  # no AMQP answer (reset, timeout, garbage): the next candidate is tried
+    TIMED_OUT = 4  # the broker handshake deadline passed (then treated as FAILED)
 
 
 class ClientSide(asyncio.Protocol):
@@ -72,6 +77,7 @@ class ClientSide(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport, but implement it.
+        transport.set_write_buffer_limits(WRITE_BUFFER_HIGH, WRITE_BUFFER_LOW)  # type: ignore[attr-defined]
         self.session = Session(
             self._plane, cast("asyncio.Transport", transport), self._listen_port, self._secure
         )
@@ -107,6 +113,7 @@ class BrokerSide(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast("asyncio.Transport", transport)
+        self.transport.set_write_buffer_limits(WRITE_BUFFER_HIGH, WRITE_BUFFER_LOW)
 
     def data_received(self, data: bytes) -> None:
         self.session.broker_data(data, self)
@@ -365,13 +372,16 @@ class Session(SessionBase):
         self._client_hs = hs.ClientHandshake(
             start_ok, server.tune_ok, server.open, max_frame_size=settings.max_frame_size
         )
-        self._handshake_done = self._loop.create_future()
+        done: asyncio.Future[_Outcome] = self._loop.create_future()
+        self._handshake_done = done
         transport.write(self._client_hs.initiate())
-        try:
-            outcome = await asyncio.wait_for(
-                asyncio.shield(self._handshake_done), settings.broker_handshake_timeout
-            )
-        except TimeoutError:
+        # A plain timer settles the future on timeout: cheaper than wait_for + shield.
+        timer = self._loop.call_later(
+            settings.broker_handshake_timeout, self._settle_handshake, _Outcome.TIMED_OUT
+        )
+        outcome = await done
+        timer.cancel()
+        if outcome is _Outcome.TIMED_OUT:
             log.warning("broker handshake with %s (%s:%d) timed out", name, host, port)
             outcome = _Outcome.FAILED
         if outcome is _Outcome.FAILED:
@@ -461,7 +471,7 @@ class Session(SessionBase):
                 self._held.append(pending)
             else:
                 self.client_data(pending)
-        log.info("session %d: vhost %s open on %s", self.id, self.vhost, self.backend_name)
+        log.debug("session %d: vhost %s open on %s", self.id, self.vhost, self.backend_name)
 
     # -- transport events ---------------------------------------------------------------
     def client_lost(self, exc: Exception | None) -> None:

@@ -63,7 +63,8 @@ def test_simple_mode_process_serves_and_exits_on_exit_command(tmp_socket_dir: st
     control = os.path.join(tmp_socket_dir, "ctl")
     logs = os.path.join(tmp_socket_dir, "logs")
     proc = subprocess.Popen(
-        [PY, "-m", "amqpprox", "--listenPort", str(free_closed_port()), "--destinationDNS", "127.0.0.1",
+        [PY, "-m", "amqpprox", "--listenPort", str(free_closed_port()),
+         "--destinationDNS", "127.0.0.1",
          "--destinationPort", str(BROKER_PORT), "--controlSocket", control,
          "--logDirectory", logs, "--adminPort", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -95,7 +96,8 @@ def test_simple_mode_process_serves_and_exits_on_exit_command(tmp_socket_dir: st
 def test_sigterm_drains_and_exits_zero(tmp_socket_dir: str) -> None:
     control = os.path.join(tmp_socket_dir, "ctl")
     proc = subprocess.Popen(
-        [PY, "-m", "amqpprox", "--listenPort", str(free_closed_port()), "--destinationDNS", "127.0.0.1",
+        [PY, "-m", "amqpprox", "--listenPort", str(free_closed_port()),
+         "--destinationDNS", "127.0.0.1",
          "--destinationPort", str(BROKER_PORT), "--controlSocket", control,
          "--logDirectory", os.path.join(tmp_socket_dir, "logs"), "--adminPort", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -226,7 +226,8 @@ async def test_force_disconnect_closes_the_socket(proxy: RunningProxy) -> None:
         with pytest.raises(pika.exceptions.StreamLostError):
             await asyncio.to_thread(conn.process_data_events, 5)
         assert await ctl(proxy.control_socket, f"SESSION {session.id} PAUSE") == ""  # still listed
-        await until(lambda: proxy.ctx.sessions.get(session.id) is None, "the cleanup job")
+        assert proxy.runtime.cleanup_once() >= 1
+        assert proxy.ctx.sessions.get(session.id) is None
         reply = await ctl(proxy.control_socket, f"SESSION {session.id} PAUSE")
         assert reply == "Session not found.\n"
     finally:

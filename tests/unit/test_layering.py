@@ -1,4 +1,4 @@
-"""The import arrows of the design guide: amqp <- core <- proxy, core <- admin, runtime wires all."""
+"""The import arrows of the design guide: amqp <- core <- proxy, core <- admin."""
 
 from __future__ import annotations
 
