@@ -100,9 +100,9 @@ class Runtime:
         for session in live:
             session.disconnect_graceful(SHUTDOWN_TEXT, 320)
         await self.plane.wait_finished(live, self.settings.drain_timeout)
-        for session in live:
-            if not session.finished:
-                session.force_disconnect()
+        for session in self.ctx.sessions:
+            # Unfinished ones are cut; finished ones still waiting for a CloseOk lose their sockets.
+            session.force_disconnect()
         await self.plane.cancel_tasks()
         if self._cleanup_task is not None:
             self._cleanup_task.cancel()

@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("amqpprox.session")
 _monotonic = time.monotonic
 
-FRAME_OVERHEAD = 8
 # Backpressure thresholds of each side's write buffer: large enough to keep a 1 MiB
 # message moving in few reads, small enough to bound memory per session.
 WRITE_BUFFER_HIGH = 1024 * 1024
@@ -165,7 +164,9 @@ class Session(SessionBase):
         self.mode = Mode.HANDSHAKE
         self.relaying = False  # RELAY and not paused: the hot path's only branch
         self._server = hs.ServerHandshake(
-            version=plane.version, max_frame_size=self._settings.max_frame_size
+            frame_max=self._settings.max_frame_size,
+            max_frame_size=self._settings.max_frame_size,
+            version=plane.version,
         )
         self._client_hs: hs.ClientHandshake | None = None
         self._handshake_done: asyncio.Future[_Outcome] | None = None
@@ -179,8 +180,9 @@ class Session(SessionBase):
         self._close_code = 200
         self._close_text = "OK"
         self._close_pending = False  # inject our Close once the broker stream is at a boundary
-        self.in_scanner = FrameScanner(self._settings.max_frame_size + FRAME_OVERHEAD)
-        self.out_scanner = FrameScanner(self._settings.max_frame_size + FRAME_OVERHEAD)
+        # AMQP 0-9-1 §4.2.3: frame-max bounds the whole frame, its 8 octets of overhead included.
+        self.in_scanner = FrameScanner(self._settings.max_frame_size)
+        self.out_scanner = FrameScanner(self._settings.max_frame_size)
         self._deadline: asyncio.TimerHandle | None = self._loop.call_later(
             self._settings.client_handshake_timeout, self._handshake_timeout
         )
@@ -431,6 +433,10 @@ class Session(SessionBase):
             broker.write(out)
         for event in events:
             if isinstance(event, hs.BrokerOpenOk):
+                if self.finished:  # refused or cut meanwhile: never go live
+                    self._settle_handshake(_Outcome.BROKER_CLOSED)
+                    self._detach_broker()
+                    return
                 self._go_live(event.frame_bytes, event.trailing)
                 self._settle_handshake(_Outcome.OPEN)
             elif isinstance(event, hs.BrokerClosed):
@@ -618,6 +624,10 @@ class Session(SessionBase):
     def backend_disconnect(self) -> None:
         if self.broker_transport is None:
             return
+        if self.mode is Mode.HANDSHAKE:
+            # Still connecting: drop this attempt; the plan moves on to the next candidate.
+            self._settle_handshake(_Outcome.FAILED)
+            return
         self._broker_cut = True
         if self.mode is Mode.RELAY:
             self.relaying = False
@@ -726,9 +736,7 @@ class Session(SessionBase):
                 if scanner.close_seen and not scanner.close_ok_seen:
                     broker.write(encode_method(ConnectionCloseOk()))
                 broker.close()
-            self._finish(
-                CloseReason.PROXY_GRACEFUL if self._close_code == 200 else CloseReason.PROXY_FORCED
-            )
+            self._finish(CloseReason.PROXY_GRACEFUL)  # the close we started completed
             self.mode = Mode.DEAD
             self._cancel_deadline()
 
@@ -743,9 +751,14 @@ class Session(SessionBase):
 
     # -- endings ----------------------------------------------------------------------------
     def _reject(self, code: int, text: str, reason: CloseReason) -> None:
-        """Refuse the client with ``Connection.Close`` and wait (bounded) for its CloseOk."""
+        """Refuse the client with ``Connection.Close`` and wait (bounded) for its CloseOk.
+
+        Any broker attempt in flight is abandoned: the client has been told no.
+        """
         self._finish(reason)
         self.mode = Mode.HANDSHAKE
+        self._settle_handshake(_Outcome.BROKER_CLOSED)
+        self._detach_broker()
         try:
             frame = self._server.close(code, text)
         except ProtocolError:

@@ -10,9 +10,9 @@ PACKAGE = Path(__file__).resolve().parents[2] / "amqpprox"
 # Which of our packages each layer may import.
 ALLOWED = {
     "amqp": {"amqp"},
-    "core": {"amqp", "core", "errors", "logsetup"},
-    "proxy": {"amqp", "core", "proxy", "errors", "logsetup"},
-    "admin": {"core", "admin", "errors", "logsetup"},
+    "core": {"amqp", "core", "errors", "logsetup", "__version__"},
+    "proxy": {"amqp", "core", "proxy", "errors", "logsetup", "__version__"},
+    "admin": {"core", "admin", "errors", "logsetup", "__version__"},
 }
 
 
@@ -28,8 +28,13 @@ def _our_imports(path: Path) -> set[str]:
             continue
         for name in names:
             parts = name.split(".")
-            if parts[0] == "amqpprox":
-                found.add(parts[1] if len(parts) > 1 else "__init__")
+            if parts[0] != "amqpprox":
+                continue
+            if len(parts) > 1:
+                found.add(parts[1])
+            elif isinstance(node, ast.ImportFrom):
+                # ``from amqpprox import proxy`` imports the names, not just the package.
+                found.update(alias.name for alias in node.names)
     return found
 
 
