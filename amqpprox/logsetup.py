@@ -274,6 +274,18 @@ def configure(
     file.setLevel(level_for_any(file_verbosity))
     root.addHandler(file)
     _sinks.update(console=console, file=file)
+    _sync_logger_level()
+
+
+def _sync_logger_level() -> None:
+    """Let the logger drop what no sink wants before a record is even built.
+
+    With the logger at the lowest sink level, ``log.debug(...)`` on a busy path costs a
+    level comparison instead of a LogRecord (the logging module caches the answer).
+    """
+    root = logging.getLogger("amqpprox")
+    levels = [handler.level for handler in _sinks.values()]
+    root.setLevel(min(levels) if levels else logging.WARNING)
 
 
 def unconfigure() -> None:
@@ -288,11 +300,13 @@ def unconfigure() -> None:
 def set_console_verbosity(verbosity: int) -> None:
     if "console" in _sinks:
         _sinks["console"].setLevel(level_for_any(verbosity))
+        _sync_logger_level()
 
 
 def set_file_verbosity(verbosity: int) -> None:
     if "file" in _sinks:
         _sinks["file"].setLevel(level_for_any(verbosity))
+        _sync_logger_level()
 
 
 def sink(name: str) -> logging.Handler | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from dataclasses import dataclass
@@ -19,13 +20,17 @@ from aiohttp import web
 
 from amqpprox.admin.app import make_admin_app
 from amqpprox.admin.control import ControlServer
+from amqpprox.core import definitions
 from amqpprox.core import operations as ops
 from amqpprox.core.context import Context, Settings
+from amqpprox.core.stats import stats_of
+from amqpprox.errors import AmqpproxError
 from amqpprox.proxy.listener import ListenerManager
 from amqpprox.proxy.plane import DataPlane
 
 log = logging.getLogger("amqpprox.runtime")
 
+GC_GEN0_THRESHOLD = 20_000
 SHUTDOWN_TEXT = "CONNECTION_FORCED - amqpprox is shutting down"
 
 
@@ -53,6 +58,9 @@ class Runtime:
         self._cleanup_task: asyncio.Task[None] | None = None
 
     async def start(self, simple: SimpleMode | None = None) -> None:
+        if self.settings.definitions_file:
+            # Before anything serves: an invalid document stops the start, naming the problem.
+            await definitions.load_file(self.ctx, self.settings.definitions_file)
         await self.control.start()
         runner = web.AppRunner(make_admin_app(self.ctx), access_log=None, handle_signals=False)
         await runner.setup()
@@ -86,8 +94,10 @@ class Runtime:
             self.cleanup_once()
 
     def cleanup_once(self) -> int:
-        """Remove finished sessions (each cleanup interval; tests call it directly)."""
-        removed = self.ctx.sessions.cleanup()
+        """One cleanup interval (tests call it directly): as the original, collect the
+        statistics, publish them to STAT listeners and statsd, remove finished sessions,
+        then start the next interval."""
+        removed = stats_of(self.ctx).emit(self.ctx)
         if removed:
             log.info("Cleaned up %d sessions.", len(removed))
         return len(removed)
@@ -109,6 +119,7 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._cleanup_task
         await self.control.stop()
+        stats_of(self.ctx).stop_senders()  # statsd sockets
         if self._admin_runner is not None:
             await self._admin_runner.cleanup()
 
@@ -123,9 +134,14 @@ async def serve(settings: Settings, simple: SimpleMode | None) -> int:
         await runtime.start(simple)
     except Exception as error:
         log.debug("startup failed", exc_info=True)
-        print(f"Failed to start: {error!r}", flush=True)
+        text = error.message if isinstance(error, AmqpproxError) else repr(error)
+        print(f"Failed to start: {text}", flush=True)
         await runtime.stop()
         return 1
+    # Startup objects live for the whole run: keep them out of every GC pass, and collect
+    # the young generation less often (sessions allocate a burst of objects each).
+    gc.freeze()
+    gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
     await runtime.ctx.shutdown.wait()
     print(f"Stopping amqpprox, instance: '{settings.control_socket}'", flush=True)
     await runtime.stop()

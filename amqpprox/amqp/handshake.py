@@ -518,10 +518,16 @@ class ClientHandshake:
         tune_ok: ConnectionTuneOk,
         open: ConnectionOpen,
         max_frame_size: int = 131072,
+        *,
+        pipelined: bool = False,
     ) -> None:
         self.start_ok = start_ok
         self.tune_ok = tune_ok
         self.open = open
+        # Pipelined: StartOk, TuneOk and Open go out with the protocol header instead of
+        # one round trip each. The broker reads them in order once it has sent Start and
+        # Tune; a refusal (Close) is still answered and reported at any stage.
+        self.pipelined = pipelined
         self._state = ClientState.AWAITING_START
         self._reader: FrameReader | None = FrameReader(max_frame_size)
         self._out = bytearray()
@@ -535,7 +541,14 @@ class ClientHandshake:
         return self._state
 
     def initiate(self) -> bytes:
-        """The bytes to write first: the AMQP 0-9-1 protocol header."""
+        """The bytes to write first: the protocol header (and, pipelined, the whole replay)."""
+        if self.pipelined:
+            return (
+                PROTOCOL_HEADER
+                + encode_method(self.start_ok)
+                + encode_method(self.tune_ok)
+                + encode_method(self.open)
+            )
         return PROTOCOL_HEADER
 
     def data_to_send(self) -> bytes:
@@ -613,13 +626,15 @@ class ClientHandshake:
 
     def _on_start(self, start: ConnectionStart, _: Frame) -> ClientEvent:
         self.broker_start = start
-        self._out += encode_method(self.start_ok)
+        if not self.pipelined:
+            self._out += encode_method(self.start_ok)
         return BrokerStart(start)
 
     def _on_tune(self, tune: ConnectionTune, _: Frame) -> ClientEvent:
         self.broker_tune = tune
-        self._out += encode_method(self.tune_ok)
-        self._out += encode_method(self.open)
+        if not self.pipelined:
+            self._out += encode_method(self.tune_ok)
+            self._out += encode_method(self.open)
         return BrokerTune(tune)
 
     def _on_open_ok(self, _: object, frame: Frame) -> ClientEvent:

@@ -35,7 +35,14 @@ class Settings:
     drain_timeout: float = 10.0
     dns_cache_seconds: float = 1.0
     max_frame_size: int = 131072
+    # Send StartOk, TuneOk and Open to the broker without waiting for Start and Tune.
+    pipeline_broker_handshake: bool = True
     hostname: str = field(default_factory=socket.gethostname)
+    # REST: with a token, writes (and, with admin_token_for_reads, reads) need it as Bearer.
+    admin_token: str | None = None
+    admin_token_for_reads: bool = False
+    # A definitions document applied at startup (amqpprox --definitions FILE).
+    definitions_file: str | None = None
 
 
 class ListenerControl(Protocol):

@@ -275,6 +275,7 @@ class Session(SessionBase):
     def _open_received(self, vhost: str) -> None:
         self._cancel_deadline()
         self.vhost = vhost
+        self.open_received_mono = _monotonic()
         log.info(
             'Starting connection for: connectionName="%s" tlsEnabled=%s id=%d vhost=%s '
             "ingressRemote=%s:%d",
@@ -342,6 +343,7 @@ class Session(SessionBase):
 
     async def _try_endpoint(self, name: str, host: str, port: int) -> _Outcome:
         settings = self._settings
+        self.connect_started_mono, self.broker_connected_mono = _monotonic(), None
         try:
             _transport, protocol = await asyncio.wait_for(
                 self._loop.create_connection(lambda: BrokerSide(self), host, port),
@@ -352,6 +354,7 @@ class Session(SessionBase):
             self._plane.connect_failed(name)
             log.warning("connect to %s (%s:%d) failed: %s", name, host, port, error)
             return _Outcome.FAILED
+        self.broker_connected_mono = _monotonic()
         transport = protocol.transport
         assert transport is not None
         if self.finished:
@@ -372,7 +375,11 @@ class Session(SessionBase):
             [("amqpprox_client", client_tag), ("amqpprox_host", host_tag)]
         )
         self._client_hs = hs.ClientHandshake(
-            start_ok, server.tune_ok, server.open, max_frame_size=settings.max_frame_size
+            start_ok,
+            server.tune_ok,
+            server.open,
+            max_frame_size=settings.max_frame_size,
+            pipelined=settings.pipeline_broker_handshake,
         )
         done: asyncio.Future[_Outcome] = self._loop.create_future()
         self._handshake_done = done
@@ -461,6 +468,7 @@ class Session(SessionBase):
         broker = self.broker_transport
         assert broker is not None
         self.opened_at = time.time()
+        self.open_ok_mono = _monotonic()
         self.mode = Mode.RELAY
         self.state = SessionState.PAUSED if self.paused else SessionState.ACTIVE
         self.relaying = not self.paused
