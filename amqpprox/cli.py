@@ -7,6 +7,7 @@ only partly configured, 3 for a console verbosity above 5.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -84,6 +85,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--adminHost", default="127.0.0.1", help="HTTP admin plane address")
     parser.add_argument("--adminPort", type=_port, default=15673, help="HTTP admin plane port")
+    parser.add_argument(
+        "--adminToken",
+        default=os.environ.get("AMQPPROX_ADMIN_TOKEN") or None,
+        help="Bearer token every mutating REST request needs (default: $AMQPPROX_ADMIN_TOKEN)",
+    )
+    parser.add_argument(
+        "--adminTokenForReads",
+        action="store_true",
+        help="Require the admin token for REST reads too (not /healthz, /readyz)",
+    )
+    parser.add_argument(
+        "--definitions",
+        default=None,
+        metavar="FILE",
+        help="Apply this definitions document (as GET /api/v1/definitions gives) at startup",
+    )
     return parser
 
 
@@ -103,6 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cleanupIntervalMs <= 0:
         print("--cleanupIntervalMs must be positive")
         return 2
+    if args.adminTokenForReads and not args.adminToken:
+        print("--adminTokenForReads needs --adminToken (or AMQPPROX_ADMIN_TOKEN)")
+        return 2
     settings = Settings(
         control_socket=args.controlSocket,
         log_directory=args.logDirectory,
@@ -110,6 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         console_verbosity=args.consoleVerbosity,
         admin_host=args.adminHost,
         admin_port=args.adminPort,
+        admin_token=args.adminToken,
+        admin_token_for_reads=args.adminTokenForReads,
+        definitions_file=args.definitions,
     )
     configure(settings.log_directory, settings.console_verbosity)
     print(

@@ -18,9 +18,11 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from amqpprox.admin import stats as statfmt
 from amqpprox.core import operations as ops
 from amqpprox.core.context import Context
 from amqpprox.core.sessions import SessionBase
+from amqpprox.core.stats import stats_of
 from amqpprox.errors import AmqpproxError, InvalidArgument
 
 log = logging.getLogger("amqpprox.control")
@@ -471,6 +473,103 @@ async def _vhost(ctx: Context, args: list[str], out: ControlOutput) -> None:
         await out.write("Subcommand not recognised.\n")
         return
     action(ctx, vhost)
+
+
+# -- STAT ----------------------------------------------------------------------------------
+_STAT_SUBCOMMANDS = "Only LISTEN, SEND, STOP, ENABLE, and DISABLE subcommands are supported.\n"
+
+
+@command(
+    "STAT",
+    "(STOP SEND | SEND <host> <port> | (LISTEN (json|human) (overall|vhost=foo|backend=bar|"
+    "source=baz|all|all-except-per-source|process|bufferpool)) - Output statistics\n"
+    "STAT (DISABLE|ENABLE) per-source - Enable/Disable internal collection of per-source "
+    "statistics. Applies to all send/listeners",
+)
+async def _stat(ctx: Context, args: list[str], out: ControlOutput) -> None:
+    hub = stats_of(ctx)
+    sub = args[0].upper() if args else ""
+    if sub == "LISTEN":
+        output = _arg(args, 1)
+        if output is None:
+            await out.write("No output type specified.\n")
+            return
+        output = output.upper()
+        if output not in ("JSON", "HUMAN"):
+            await out.write("json or human must be the type of output\n")
+            return
+        await _stat_listen(ctx, output, statfmt.parse_filter(_arg(args, 2)), out)
+    elif sub == "SEND":
+        host, port_text = _arg(args, 1), _arg(args, 2)
+        if host is None:
+            await out.write("No output host specified.\n")
+            return
+        if port_text is None or not port_text.isdigit():
+            await out.write("No output port specified.\n")
+            return
+        if statfmt.parse_filter(_arg(args, 3)).kind != "ALL":
+            await out.write("Filters aren't supported when sending metrics.\n")
+            return
+        port = _port(port_text)
+        if port is None:
+            await out.write(f"Invalid port: {port_text}\n")
+            return
+        try:
+            sender = await statfmt.StatsdSender.open(host, port)
+        except InvalidArgument as error:
+            # Deliberate difference: the original's control loop died here (§12.9).
+            await out.write(error.message + "\n")
+            return
+        hub.add_sender(sender)
+        await out.write(f"Sending stats on {host}:{port}\n")
+    elif sub == "STOP":
+        kind = _arg(args, 1)
+        if kind is None:
+            await out.write("Missing stop type.\n")
+        elif kind == "SEND":  # case-sensitive, as the original
+            hub.stop_senders()
+            await out.write("Stopped sending stats.\n")
+        else:
+            await out.write(f'Unrecognized argument for STOP: "{kind}".\n')
+    elif sub in ("ENABLE", "DISABLE"):
+        kind = _arg(args, 1)
+        if kind is None:
+            await out.write("Missing enable/disable type.\n")
+        elif kind.lower() == "per-source":
+            hub.per_source = sub == "ENABLE"
+            await out.write(f"{sub} per-source applied.\n")
+        else:
+            await out.write(_STAT_SUBCOMMANDS)
+    else:
+        await out.write(_STAT_SUBCOMMANDS)
+
+
+async def _stat_listen(
+    ctx: Context, output: str, flt: statfmt.StatFilter, out: ControlOutput
+) -> None:
+    """Stream one report per cleanup interval until the reader goes away."""
+    hub = stats_of(ctx)
+    if type(out).closed is ControlOutput.closed:
+        # Not a socket (a startup script, say): nothing could stop a stream; one report.
+        snapshot = hub.last or hub.collect(ctx.sessions, ctx.hostnames.cached, commit=False)
+        await out.write(statfmt.render(snapshot, output, flt))
+        return
+    # Wake up now and then even without reports, to notice a reader that has gone; the
+    # stream ends (and the connection closes) when the proxy shuts down.
+    idle = max(1.0, 4 * ctx.settings.cleanup_interval_ms / 1000)
+    listener = hub.listen()
+    stopping = asyncio.ensure_future(ctx.shutdown.wait())
+    try:
+        while not out.closed and not stopping.done():
+            report = asyncio.ensure_future(listener.queue.get())
+            await asyncio.wait({report, stopping}, timeout=idle, return_when="FIRST_COMPLETED")
+            if not report.done():
+                report.cancel()
+                continue
+            await out.write(statfmt.render(report.result(), output, flt))
+    finally:
+        stopping.cancel()
+        hub.unlisten(listener)
 
 
 # -- commands that belong to other features ------------------------------------------------

@@ -11,12 +11,24 @@ import asyncio
 import ipaddress
 import logging
 import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-from amqpprox import logsetup
+from amqpprox import __version__, logsetup
 from amqpprox.core.context import Context
-from amqpprox.core.model import ROUND_ROBIN, Backend, Farm, ListenerSpec, Mapping, validate_name
-from amqpprox.core.sessions import SessionBase
-from amqpprox.errors import InvalidArgument, NotFound
+from amqpprox.core.model import (
+    ROUND_ROBIN,
+    Backend,
+    Farm,
+    ListenerSpec,
+    Mapping,
+    validate_name,
+    validate_port,
+)
+from amqpprox.core.sessions import SessionBase, SessionState
+from amqpprox.errors import AmqpproxError, InvalidArgument, NotFound
 
 RESOLVE_TIMEOUT = 10.0
 # The original answers this for an unknown session id and, oddly, for a VHOST command
@@ -64,7 +76,8 @@ async def resolve_first(host: str, port: int) -> str:
         infos = await asyncio.wait_for(
             loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), RESOLVE_TIMEOUT
         )
-    except (OSError, TimeoutError) as error:
+    except (OSError, TimeoutError, UnicodeError) as error:
+        # UnicodeError: the IDNA codec refuses the name (an empty or over-long label).
         code = getattr(error, "errno", None)
         raise InvalidArgument(
             f"failed to resolve {host!r}: {error}",
@@ -292,6 +305,178 @@ async def session_endpoint_names(ctx: Context, sessions: list[SessionBase]) -> N
     for s in sessions:
         ips += [s.client[0], s.local[0], s.egress_local[0], s.egress_remote[0]]
     await ctx.hostnames.resolve_all(ips)
+
+
+# -- create-or-replace and queries (REST, definitions) ------------------------------------
+async def put_backend(
+    ctx: Context,
+    name: str,
+    datacenter: str,
+    host: str,
+    port: int,
+    *,
+    dns: bool = False,
+    proxy_protocol: int = 0,
+    tls: bool = False,
+) -> tuple[Backend, bool]:
+    """Create or replace a backend (farms using it are repartitioned); True when created."""
+    created = name not in ctx.state.backends
+    backend = await add_backend(
+        ctx,
+        name,
+        datacenter,
+        host,
+        port,
+        dns=dns,
+        proxy_protocol=proxy_protocol,
+        tls=tls,
+        replace=True,
+    )
+    return backend, created
+
+
+def get_farm(ctx: Context, name: str) -> Farm:
+    farm = ctx.state.farms.get(name)
+    if farm is None:
+        raise NotFound(f"farm {name!r} not found", legacy_text=f"Farm '{name}' not found\n")
+    return farm
+
+
+def get_mapping(ctx: Context, vhost: str) -> Mapping:
+    mapping = ctx.state.mappings.get(vhost)
+    if mapping is None:
+        raise NotFound(f"vhost {vhost!r} is not mapped")
+    return mapping
+
+
+def get_default_farm(ctx: Context) -> str | None:
+    return ctx.state.default_farm
+
+
+def get_listener(ctx: Context, port: int) -> ListenerSpec:
+    for spec in ctx.listeners.specs():
+        if spec.port == port:
+            return spec
+    raise NotFound(f"not listening on port {port}")
+
+
+async def put_listener(ctx: Context, port: int, *, tls: bool = False) -> tuple[ListenerSpec, bool]:
+    """Listen on ``port`` (idempotent); a listener with the other TLS mode is replaced.
+
+    True when a listener was started where none was. If the replacement cannot bind,
+    the previous listener is restored and the error raised.
+    """
+    validate_port(port)
+    current = next((s for s in ctx.listeners.specs() if s.port == port), None)
+    if current is not None and current.tls == tls:
+        return current, False
+    if current is not None:
+        await ctx.listeners.stop(port)
+    try:
+        await ctx.listeners.start(ListenerSpec(port, tls))
+    except AmqpproxError:
+        if current is not None:
+            await ctx.listeners.start(current)
+        raise
+    return get_listener(ctx, port), current is None
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    """The proxy at a glance (REST overview, dashboard)."""
+
+    version: str
+    hostname: str
+    datacenter: str
+    started_at: float
+    uptime_seconds: float
+    config_version: int
+    counts: dict[str, int]
+    totals: dict[str, int]
+
+
+def overview(ctx: Context) -> Overview:
+    """Counts of configured things and live sessions; traffic totals that never go backwards."""
+    live = ctx.sessions.live()
+    removed = ctx.sessions.removed
+    totals = {
+        "sessions_opened": ctx.sessions.opened_total,
+        "sessions_closed": removed.sessions,
+        "in_bytes": removed.in_bytes,
+        "in_frames": removed.in_frames,
+        "in_packets": removed.in_packets,
+        "out_bytes": removed.out_bytes,
+        "out_frames": removed.out_frames,
+        "out_packets": removed.out_packets,
+    }
+    for s in ctx.sessions:
+        totals["in_bytes"] += s.in_bytes
+        totals["in_frames"] += s.in_frames
+        totals["in_packets"] += s.in_packets
+        totals["out_bytes"] += s.out_bytes
+        totals["out_frames"] += s.out_frames
+        totals["out_packets"] += s.out_packets
+    counts = {
+        "sessions": len(live),
+        "backends": len(ctx.state.backends),
+        "farms": len(ctx.state.farms),
+        "mappings": len(ctx.state.mappings),
+        "listeners": len(ctx.listeners.specs()),
+        "vhosts": len(ctx.state.paused_vhosts),
+    }
+    return Overview(
+        version=__version__,
+        hostname=ctx.settings.hostname,
+        datacenter=ctx.state.datacenter,
+        started_at=ctx.started_at,
+        uptime_seconds=max(0.0, time.time() - ctx.started_at),
+        config_version=ctx.state.version,
+        counts=counts,
+        totals=totals,
+    )
+
+
+SESSION_SORT_KEYS: dict[str, Callable[[SessionBase], Any]] = {
+    "id": lambda s: s.id,
+    "vhost": lambda s: (s.vhost, s.id),
+    "backend": lambda s: (s.backend_name or "", s.id),
+    "source": lambda s: (s.client, s.id),
+    "state": lambda s: (s.state.value, s.id),
+    "started_at": lambda s: (s.started_at, s.id),
+    "in_bytes": lambda s: (s.in_bytes, s.id),
+    "out_bytes": lambda s: (s.out_bytes, s.id),
+}
+
+
+def query_sessions(
+    ctx: Context,
+    *,
+    vhost: str | None = None,
+    backend: str | None = None,
+    source: str | None = None,
+    state: str | None = None,
+    sort: str = "id",
+    reverse: bool = False,
+) -> list[SessionBase]:
+    """Sessions matching every given filter, sorted.
+
+    ``source`` is the client's address, with or without its port (``10.0.0.1`` or
+    ``10.0.0.1:40000``); ``state`` a ``SessionState`` value.
+    """
+    key = SESSION_SORT_KEYS.get(sort)
+    if key is None:
+        raise InvalidArgument(f"sort must be one of {', '.join(SESSION_SORT_KEYS)}: {sort!r}")
+    if state is not None and state not in {s.value for s in SessionState}:
+        raise InvalidArgument(f"unknown session state {state!r}")
+    found = [
+        s
+        for s in ctx.sessions
+        if (vhost is None or s.vhost == vhost)
+        and (backend is None or s.backend_name == backend)
+        and (source is None or source in (s.client[0], f"{s.client[0]}:{s.client[1]}"))
+        and (state is None or s.state.value == state)
+    ]
+    return sorted(found, key=key, reverse=reverse)
 
 
 # -- process -------------------------------------------------------------------------------

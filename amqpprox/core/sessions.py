@@ -87,12 +87,33 @@ class SessionBase:
         self.last_in_at = time.monotonic()  # monotonic clock: for "seconds since last read"
         self.last_out_at = self.last_in_at
         self.connect_failures = 0
+        # Handshake milestones on the monotonic clock, set once each by the data plane
+        # (never per frame); the statistics derive latencies from them at read time.
+        self.accepted_mono = self.last_in_at
+        self.open_received_mono: float | None = None  # Connection.Open from the client
+        self.connect_started_mono: float | None = None  # TCP connect to the broker began
+        self.broker_connected_mono: float | None = None  # ... and completed
+        self.open_ok_mono: float | None = None  # the broker's OpenOk relayed to the client
         self.in_bytes = self.in_frames = self.in_packets = 0
         self.out_bytes = self.out_frames = self.out_packets = 0
 
     @property
     def finished(self) -> bool:
         return self.close_reason is not None
+
+    @property
+    def handshake_seconds(self) -> float | None:
+        """Connection.Open received to OpenOk relayed: backend choice, connect, broker handshake."""
+        if self.open_received_mono is None or self.open_ok_mono is None:
+            return None
+        return max(0.0, self.open_ok_mono - self.open_received_mono)
+
+    @property
+    def backend_connect_seconds(self) -> float | None:
+        """TCP connect time of the broker connection this session holds (its last attempt)."""
+        if self.connect_started_mono is None or self.broker_connected_mono is None:
+            return None
+        return max(0.0, self.broker_connected_mono - self.connect_started_mono)
 
     # Control actions: implemented by the data plane.
     def pause(self) -> None:
@@ -126,10 +147,13 @@ class Totals:
     out_bytes: int = 0
     out_frames: int = 0
     out_packets: int = 0
+    opened: int = 0  # of those, sessions that reached OpenOk
     by_reason: dict[CloseReason, int] = field(default_factory=dict)
 
     def add(self, session: SessionBase) -> None:
         self.sessions += 1
+        if session.opened_at is not None:
+            self.opened += 1
         self.in_bytes += session.in_bytes
         self.in_frames += session.in_frames
         self.in_packets += session.in_packets
@@ -147,6 +171,8 @@ class SessionRegistry:
         self._sessions: dict[int, SessionBase] = {}
         self._next_id = 1
         self.removed = Totals()
+        # The same, per (vhost, backend name or ""): what keeps per-label counters monotonic.
+        self.removed_by_route: dict[tuple[str, str], Totals] = {}
         self.opened_total = 0
 
     def next_id(self) -> int:
@@ -179,4 +205,9 @@ class SessionRegistry:
         for session in done:
             del self._sessions[session.id]
             self.removed.add(session)
+            route = (session.vhost, session.backend_name or "")
+            totals = self.removed_by_route.get(route)
+            if totals is None:
+                totals = self.removed_by_route[route] = Totals()
+            totals.add(session)
         return done

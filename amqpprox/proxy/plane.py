@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from amqpprox import __version__
+from amqpprox.core.stats import BufferFigures, stats_of
 from amqpprox.proxy.connector import Resolver
+from amqpprox.proxy.session import Session
 
 if TYPE_CHECKING:
     from amqpprox.core.context import Context
@@ -28,7 +31,10 @@ class DataPlane:
         self.ctx = ctx
         self.version = __version__
         self.resolver = Resolver(ctx.settings.dns_cache_seconds)
-        self.connect_failures: Counter[str] = Counter()
+        stats = stats_of(ctx)
+        # One Counter, shared with the statistics (read at scrape time, never copied).
+        self.connect_failures: Counter[str] = stats.connect_failures
+        stats.buffer_probe = probe_buffers
         self._tasks: set[asyncio.Task[None]] = set()
         self._a_session_finished = asyncio.Event()
 
@@ -68,3 +74,27 @@ class DataPlane:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def probe_buffers(sessions: Iterable[SessionBase]) -> BufferFigures:
+    """Bytes waiting in the sessions' transport write buffers; sessions held by backpressure.
+
+    Runs when statistics are collected (each cleanup interval, each scrape), never per frame.
+    """
+    to_clients = to_brokers = stalled = 0
+    for session in sessions:
+        if not isinstance(session, Session) or session.finished:
+            continue
+        client = session.client_transport
+        broker = session.broker_transport
+        held = False
+        try:
+            to_clients += client.get_write_buffer_size()
+            if broker is not None:
+                to_brokers += broker.get_write_buffer_size()
+                held = not broker.is_reading()
+            held = held or (not session.paused and not client.is_reading())
+        except (AttributeError, RuntimeError):  # a transport torn down under us
+            continue
+        stalled += held
+    return BufferFigures(to_clients, to_brokers, stalled)

@@ -7,8 +7,9 @@ through the real Unix socket of a fresh in-process proxy and compares bytes, exc
 
 * hash-ordered outputs (BACKEND PRINT) are compared as sets of lines;
 * our deliberate differences (docs/control.md) are asserted with our text;
-* AUTH, LIMIT, STAT and TLS answer a "not available" line until their features land;
-  once a real handler replaces the placeholder, the original's bytes are required.
+* AUTH, LIMIT and TLS answer a "not available" line until their features land;
+  once a real handler replaces the placeholder (as STAT's has), the original's bytes
+  are required.
 
 The other tests cover every error string of the reference §4 the replay does not reach.
 """
@@ -120,6 +121,24 @@ async def test_replay_the_original_replies_in_order(fresh: RunningProxy) -> None
 
 
 # -- error strings and behaviour the replay does not reach ------------------------------------
+async def test_stat_lines_answer_the_originals_bytes(fresh: RunningProxy) -> None:
+    assert "STAT" not in control.PENDING
+    stat_lines = [(c, r) for c, r in load_replies() if c.split(" ", 1)[0].upper() == "STAT"]
+    assert len(stat_lines) == 15
+    for command, expected in stat_lines:
+        assert await ctl(fresh.control_socket, command) == expected, command
+    path = fresh.control_socket
+    assert await ctl(path, "STAT SEND 127.0.0.1 9999 process") == (
+        "Filters aren't supported when sending metrics.\n"
+    )
+    assert await ctl(path, "STAT DISABLE") == "Missing enable/disable type.\n"
+    assert await ctl(path, "STAT DISABLE foo") == (
+        "Only LISTEN, SEND, STOP, ENABLE, and DISABLE subcommands are supported.\n"
+    )
+    assert await ctl(path, "STAT LISTEN json a=b=c") == "Filter specified incorrectly.\n"
+    assert await ctl(path, "STAT STOP SEND") == "Stopped sending stats.\n"
+
+
 async def test_pending_verbs_answer_one_clear_line(fresh: RunningProxy) -> None:
     for verb in sorted(control.PENDING):
         assert await ctl(fresh.control_socket, f"{verb} PRINT") == (

@@ -1,0 +1,460 @@
+"""The whole configuration as one JSON document: export, validate, diff and apply atomically.
+
+A definitions document holds the datacenter, backends, farms, vhost mappings, the
+default farm and the listeners (``GET /api/v1/definitions``, ``amqpprox --definitions``).
+Applying one is all or nothing: the document is parsed, its backends resolved and the
+resulting configuration checked on a scratch ``ProxyState`` first; listeners are started
+next (and stopped again if one cannot bind); only then is the live state changed, in one
+synchronous step the event loop cannot interleave with a session. A top-level key the
+document leaves out keeps that part of the configuration as it is.
+
+The document's structure is described by marshmallow schemas here (the REST front end
+reuses them for its request bodies); the values are validated by ``core.model``.
+No HTTP and no sockets here: I/O goes through ``core.operations``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping as AbstractMapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from amqpprox import __version__
+from amqpprox.core import operations as ops
+from amqpprox.core.context import Context
+from amqpprox.core.model import ROUND_ROBIN, Backend, Farm, ListenerSpec, Mapping
+from amqpprox.core.state import ProxyState
+from amqpprox.errors import AmqpproxError, InvalidArgument, InvalidState
+
+MAX_NAME = 255
+
+
+# -- strict JSON fields (marshmallow would otherwise take "true", 1 or 5.0) ----------------
+class StrictBool(fields.Boolean):
+    """A JSON boolean and nothing else."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
+class StrictInt(fields.Integer):
+    """A JSON integer (not a boolean, a float or a string)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(strict=True, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.make_error("invalid")
+        return value
+
+
+def _name(**kwargs: Any) -> fields.String:
+    return fields.String(validate=validate.Length(min=1, max=MAX_NAME), **kwargs)
+
+
+# -- the document's parts --------------------------------------------------------------------
+class BackendFields(Schema):
+    datacenter = fields.String(required=True, validate=validate.Length(max=MAX_NAME))
+    host = fields.String(required=True, validate=validate.Length(min=1, max=MAX_NAME))
+    port = StrictInt(required=True, validate=validate.Range(min=1, max=65535))
+    dns = StrictBool(load_default=False)
+    proxy_protocol = StrictBool(load_default=False)
+    tls = StrictBool(load_default=False)
+
+
+class BackendDef(BackendFields):
+    name = _name(required=True)
+
+
+class FarmFields(Schema):
+    selector = fields.String(load_default=ROUND_ROBIN)
+    backends = fields.List(_name(), required=True, validate=validate.Length(min=1))
+    partitions = fields.List(fields.String(), load_default=list)
+
+
+class FarmDef(FarmFields):
+    name = _name(required=True)
+
+
+class TargetFields(Schema):
+    """A vhost's target: exactly one of a farm or a backend."""
+
+    farm = _name()
+    backend = _name()
+
+    @validates_schema
+    def _one_target(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if ("farm" in data) == ("backend" in data):
+            raise ValidationError("give exactly one of farm or backend", "_schema")
+
+
+class MappingDef(TargetFields):
+    vhost = fields.String(required=True, validate=validate.Length(min=1, max=MAX_NAME))
+
+
+class ListenerFields(Schema):
+    tls = StrictBool(load_default=False)
+
+
+class ListenerDef(ListenerFields):
+    port = StrictInt(required=True, validate=validate.Range(min=1, max=65535))
+
+
+class DefinitionsSchema(Schema):
+    amqpprox_version = fields.String()  # informational; ignored on import
+    datacenter = fields.String(validate=validate.Length(max=MAX_NAME))
+    backends = fields.List(fields.Nested(BackendDef))
+    farms = fields.List(fields.Nested(FarmDef))
+    mappings = fields.List(fields.Nested(MappingDef))
+    default_farm = _name(allow_none=True)
+    listeners = fields.List(fields.Nested(ListenerDef))
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """marshmallow's nested messages as ``path: problem`` lines (``backends.0.port: ...``)."""
+    parts: list[str] = []
+
+    def walk(prefix: str, messages: Any) -> None:
+        if isinstance(messages, AbstractMapping):
+            for key, value in messages.items():
+                label = prefix if key == "_schema" else f"{prefix}.{key}" if prefix else str(key)
+                walk(label, value)
+        elif isinstance(messages, list) and all(isinstance(m, str) for m in messages):
+            parts.append(f"{prefix or 'document'}: {' '.join(messages)}")
+        elif isinstance(messages, list):
+            for index, value in enumerate(messages):
+                walk(f"{prefix}.{index}", value)
+        else:
+            parts.append(f"{prefix or 'document'}: {messages}")
+
+    walk("", error.messages)
+    return "; ".join(parts)
+
+
+def load_schema(schema: Schema, data: object) -> dict[str, Any]:
+    """Validate ``data`` against ``schema``; a problem is an ``InvalidArgument`` naming it."""
+    if not isinstance(data, dict):
+        raise InvalidArgument("the body must be a JSON object")
+    try:
+        loaded = schema.load(data)
+    except ValidationError as error:
+        raise InvalidArgument(describe_validation_error(error)) from error
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+# -- export ----------------------------------------------------------------------------------
+def backend_json(backend: Backend) -> dict[str, Any]:
+    return {
+        "name": backend.name,
+        "datacenter": backend.datacenter,
+        "host": backend.host,
+        "port": backend.port,
+        "dns": backend.dns,
+        "proxy_protocol": backend.proxy_protocol != 0,
+        "tls": backend.tls,
+    }
+
+
+def farm_json(farm: Farm) -> dict[str, Any]:
+    return {
+        "name": farm.name,
+        "selector": farm.selector,
+        "backends": list(farm.members),
+        "partitions": list(farm.partitions),
+    }
+
+
+def mapping_json(mapping: Mapping) -> dict[str, Any]:
+    return {"vhost": mapping.vhost, mapping.kind: mapping.target}
+
+
+def listener_json(spec: ListenerSpec) -> dict[str, Any]:
+    return {"port": spec.port, "tls": spec.tls}
+
+
+def export(ctx: Context) -> dict[str, Any]:
+    """The whole configuration, canonically ordered (by name, vhost, port)."""
+    state = ctx.state
+    return {
+        "amqpprox_version": __version__,
+        "datacenter": state.datacenter,
+        "backends": [backend_json(state.backends[n]) for n in sorted(state.backends)],
+        "farms": [farm_json(state.farms[n]) for n in sorted(state.farms)],
+        "mappings": [mapping_json(state.mappings[v]) for v in sorted(state.mappings)],
+        "default_farm": state.default_farm,
+        "listeners": [
+            listener_json(s) for s in sorted(ctx.listeners.specs(), key=lambda s: s.port)
+        ],
+    }
+
+
+# -- validate --------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Definitions:
+    """A validated configuration, ready to apply; ``listeners`` None keeps the current ones."""
+
+    datacenter: str
+    backends: tuple[Backend, ...]
+    farms: tuple[Farm, ...]
+    mappings: tuple[Mapping, ...]
+    default_farm: str | None
+    listeners: tuple[ListenerSpec, ...] | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "datacenter": self.datacenter,
+            "backends": [backend_json(b) for b in sorted(self.backends, key=lambda b: b.name)],
+            "farms": [farm_json(f) for f in sorted(self.farms, key=lambda f: f.name)],
+            "mappings": [mapping_json(m) for m in sorted(self.mappings, key=lambda m: m.vhost)],
+            "default_farm": self.default_farm,
+        }
+
+
+def _unique(items: list[dict[str, Any]], key: str, section: str) -> None:
+    seen: set[object] = set()
+    for index, item in enumerate(items):
+        if item[key] in seen:
+            raise InvalidArgument(f"{section}.{index}: {key} {item[key]!r} appears twice")
+        seen.add(item[key])
+
+
+async def prepare(ctx: Context, document: object) -> Definitions:
+    """Parse and check ``document`` against nothing but itself; resolves non-DNS backends."""
+    doc = load_schema(DefinitionsSchema(), document)
+    state = ctx.state
+    backends: list[Backend] = []
+    if "backends" in doc:
+        _unique(doc["backends"], "name", "backends")
+        for index, item in enumerate(doc["backends"]):
+            try:
+                ip = None if item["dns"] else "0.0.0.0"
+                probe = Backend(
+                    item["name"],
+                    item["datacenter"],
+                    item["host"],
+                    item["port"],
+                    ip,
+                    1 if item["proxy_protocol"] else 0,
+                    item["tls"],
+                )
+                if not item["dns"]:
+                    ip = await ops.resolve_first(item["host"], item["port"])
+                    probe = Backend(
+                        probe.name, probe.datacenter, probe.host, probe.port, ip,
+                        probe.proxy_protocol, probe.tls,
+                    )  # fmt: skip
+            except AmqpproxError as error:
+                raise InvalidArgument(f"backends.{index}: {error.message}") from error
+            backends.append(probe)
+    else:
+        backends = list(state.backends.values())
+
+    farms: list[Farm] = []
+    if "farms" in doc:
+        _unique(doc["farms"], "name", "farms")
+        for index, item in enumerate(doc["farms"]):
+            try:
+                farm = Farm(
+                    item["name"],
+                    tuple(item["backends"]),
+                    item["selector"],
+                    tuple(item["partitions"]),
+                )
+            except AmqpproxError as error:
+                raise InvalidArgument(f"farms.{index}: {error.message}") from error
+            farms.append(farm)
+    else:
+        farms = list(state.farms.values())
+
+    if "mappings" in doc:
+        _unique(doc["mappings"], "vhost", "mappings")
+        mappings = [
+            Mapping(m["vhost"], "farm", m["farm"])
+            if "farm" in m
+            else Mapping(m["vhost"], "backend", m["backend"])
+            for m in doc["mappings"]
+        ]
+    else:
+        mappings = list(state.mappings.values())
+
+    listeners: tuple[ListenerSpec, ...] | None = None
+    if "listeners" in doc:
+        _unique(doc["listeners"], "port", "listeners")
+        listeners = tuple(ListenerSpec(item["port"], item["tls"]) for item in doc["listeners"])
+
+    result = Definitions(
+        datacenter=doc.get("datacenter", state.datacenter),
+        backends=tuple(backends),
+        farms=tuple(farms),
+        mappings=tuple(mappings),
+        default_farm=doc.get("default_farm", state.default_farm),
+        listeners=listeners,
+    )
+    _check(ctx, result)
+    return result
+
+
+def _check(ctx: Context, defs: Definitions) -> None:
+    """Build ``defs`` on a scratch state, so that applying it to the live one cannot fail."""
+    scratch = ProxyState()
+    scratch.set_datacenter(defs.datacenter)
+    for backend in defs.backends:
+        scratch.add_backend(backend)
+    for index, farm in enumerate(defs.farms):
+        try:
+            scratch.set_farm(farm)
+        except AmqpproxError as error:
+            raise InvalidArgument(f"farm {farm.name!r} (farms.{index}): {error.message}") from error
+    # As MAP BACKEND, a mapping may name a backend that does not exist (it routes nowhere);
+    # but one the document deletes while a mapping keeps it would be refused half-way.
+    kept = {b.name for b in defs.backends}
+    for mapping in defs.mappings:
+        if (
+            mapping.kind == "backend"
+            and mapping.target not in kept
+            and mapping.target in ctx.state.backends
+        ):
+            raise InvalidArgument(
+                f"mapping {mapping.vhost!r} names backend {mapping.target!r}, "
+                "which the document removes"
+            )
+
+
+# -- diff --------------------------------------------------------------------------------------
+def _section_diff(
+    old: list[dict[str, Any]], new: list[dict[str, Any]], key: str
+) -> dict[str, list[str]]:
+    before = {str(item[key]): item for item in old}
+    after = {str(item[key]): item for item in new}
+    return {
+        "added": sorted(k for k in after if k not in before),
+        "removed": sorted(k for k in before if k not in after),
+        "changed": sorted(k for k in after if k in before and after[k] != before[k]),
+    }
+
+
+def diff(ctx: Context, defs: Definitions) -> dict[str, Any]:
+    """What applying ``defs`` would change, section by section."""
+    current = export(ctx)
+    target = defs.as_json()
+    listeners = (
+        current["listeners"]
+        if defs.listeners is None
+        else [listener_json(s) for s in sorted(defs.listeners, key=lambda s: s.port)]
+    )
+    changes: dict[str, Any] = {
+        "backends": _section_diff(current["backends"], target["backends"], "name"),
+        "farms": _section_diff(current["farms"], target["farms"], "name"),
+        "mappings": _section_diff(current["mappings"], target["mappings"], "vhost"),
+        "listeners": _section_diff(current["listeners"], listeners, "port"),
+    }
+    for scalar in ("datacenter", "default_farm"):
+        changes[scalar] = (
+            None
+            if current[scalar] == target[scalar]
+            else {"from": current[scalar], "to": target[scalar]}
+        )
+    return changes
+
+
+# -- apply -------------------------------------------------------------------------------------
+async def _apply_listeners(
+    ctx: Context, wanted: tuple[ListenerSpec, ...]
+) -> list[tuple[int, ListenerSpec | None]]:
+    """Start (or switch the TLS mode of) the listeners ``wanted``; returns how to undo it."""
+    current = {s.port: s for s in ctx.listeners.specs()}
+    undo: list[tuple[int, ListenerSpec | None]] = []
+    try:
+        for spec in wanted:
+            before = current.get(spec.port)
+            if before is not None and before.tls == spec.tls:
+                continue
+            await ops.put_listener(ctx, spec.port, tls=spec.tls)
+            undo.append((spec.port, before))
+    except AmqpproxError:
+        await _undo_listeners(ctx, undo)
+        raise
+    return undo
+
+
+async def _undo_listeners(ctx: Context, undo: list[tuple[int, ListenerSpec | None]]) -> None:
+    for port, before in reversed(undo):
+        await ctx.listeners.stop(port)
+        if before is not None:
+            await ctx.listeners.start(before)
+
+
+def _commit(ctx: Context, defs: Definitions) -> None:
+    """Change the live state to ``defs``; synchronous, and checked by ``_check`` not to fail."""
+    state = ctx.state
+    if state.datacenter != defs.datacenter:
+        state.set_datacenter(defs.datacenter)
+    for backend in defs.backends:
+        if state.backends.get(backend.name) != backend:
+            state.replace_backend(backend)
+    wanted_maps = {m.vhost: m for m in defs.mappings}
+    for vhost in [v for v in state.mappings if v not in wanted_maps]:
+        state.unmap_vhost(vhost)
+    for mapping in defs.mappings:
+        if state.mappings.get(mapping.vhost) != mapping:
+            state.map_vhost(mapping)
+    for farm in defs.farms:
+        if state.farms.get(farm.name) != farm:
+            state.set_farm(farm)
+    wanted_farms = {f.name for f in defs.farms}
+    for name in [n for n in state.farms if n not in wanted_farms]:
+        state.delete_farm(name)
+    if state.default_farm != defs.default_farm:
+        state.set_default_farm(defs.default_farm)
+    wanted_backends = {b.name for b in defs.backends}
+    for name in [n for n in state.backends if n not in wanted_backends]:
+        state.delete_backend(name)
+
+
+async def apply(ctx: Context, document: object, *, dry_run: bool = False) -> dict[str, Any]:
+    """Validate ``document`` and (unless ``dry_run``) make it the configuration, atomically.
+
+    Returns ``{"dry_run": ..., "changes": diff}``. Raises ``InvalidArgument`` for an invalid
+    document and ``InvalidState`` when a listener cannot bind or the configuration changed
+    while the document was being prepared; nothing is changed then.
+    """
+    version = ctx.state.version
+    defs = await prepare(ctx, document)
+    changes = diff(ctx, defs)
+    if dry_run:
+        return {"dry_run": True, "changes": changes}
+    undo = await _apply_listeners(ctx, defs.listeners) if defs.listeners is not None else []
+    if ctx.state.version != version:
+        await _undo_listeners(ctx, undo)
+        raise InvalidState("the configuration changed while the document was applied; retry")
+    _commit(ctx, defs)
+    if defs.listeners is not None:
+        wanted_ports = {s.port for s in defs.listeners}
+        for spec in ctx.listeners.specs():
+            if spec.port not in wanted_ports:
+                await ctx.listeners.stop(spec.port)
+    return {"dry_run": False, "changes": changes}
+
+
+async def load_file(ctx: Context, path: str) -> dict[str, Any]:
+    """Apply a definitions file (``amqpprox --definitions``); problems name the file."""
+    try:
+        text = await asyncio.to_thread(Path(path).read_text, encoding="utf-8")
+        document = json.loads(text)
+    except OSError as error:
+        raise InvalidArgument(f"definitions file {path}: {error.strerror or error}") from error
+    except (ValueError, UnicodeDecodeError) as error:
+        raise InvalidArgument(f"definitions file {path}: not valid JSON: {error}") from error
+    try:
+        return await apply(ctx, document)
+    except AmqpproxError as error:
+        raise type(error)(f"definitions file {path}: {error.message}") from error

@@ -1,0 +1,519 @@
+"""Statistics over the session registry: interval snapshots, cumulative totals, latencies.
+
+The relay keeps plain int counters on each session (design rule 3). Nothing here runs
+per frame: everything reads those ints when somebody asks, i.e. once per cleanup
+interval (STAT LISTEN, STAT SEND) or per scrape (/metrics, REST).
+
+Two views of the same counters:
+
+* ``StatsHub.collect`` makes the original's *interval* snapshot (reference §8.1): the
+  13 connection counters per overall / vhost / source / backend, traffic as the delta
+  since the previous collection, removals counted in the interval the session is
+  removed, the rest as gauges; plus process and buffer figures. ``runtime`` calls it
+  each cleanup interval, then ``publish`` hands the snapshot to the STAT listeners and
+  statsd senders, then finished sessions are removed and ``forget`` drops them.
+* ``route_totals`` sums, per (vhost, backend name), the live sessions' counters and the
+  retained totals of removed ones, so Prometheus counters never go backwards.
+
+``session_stats(session)`` is one session's counters and handshake timings as a dict
+(for REST's session detail). This module must not import ``proxy`` or ``admin``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import os
+import resource
+import time
+import weakref
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from amqpprox.core.context import Context
+from amqpprox.core.sessions import CloseReason, SessionBase, SessionRegistry, SessionState
+
+log = logging.getLogger("amqpprox.stats")
+
+# The original's 13 connection counters, in its output order.
+GAUGES = (
+    "pausedConnectionCount",
+    "activeConnectionCount",
+    "authDeniedConnectionCount",
+    "limitedConnectionCount",
+)
+REMOVED = (
+    "removedConnectionGraceful",
+    "removedConnectionBrokerSnapped",
+    "removedConnectionClientSnapped",
+)
+TRAFFIC = (
+    "packetsReceived",
+    "packetsSent",
+    "framesReceived",
+    "framesSent",
+    "bytesReceived",
+    "bytesSent",
+)
+COUNTER_NAMES = GAUGES + REMOVED + TRAFFIC
+
+# Which removal counter a close reason feeds. As upstream, proxy-driven endings
+# (graceful or forced disconnects, refusals: auth, limits, no mapping, no backend,
+# handshake deadline) count as graceful; unlike upstream, a client's own clean
+# Connection.Close counts as graceful too (we parse it after OPEN; the original could not).
+REMOVED_BY_REASON: dict[CloseReason, str] = {
+    CloseReason.CLIENT_GRACEFUL: "removedConnectionGraceful",
+    CloseReason.PROXY_GRACEFUL: "removedConnectionGraceful",
+    CloseReason.PROXY_FORCED: "removedConnectionGraceful",
+    CloseReason.AUTH_DENIED: "removedConnectionGraceful",
+    CloseReason.LIMITED: "removedConnectionGraceful",
+    CloseReason.NO_MAPPING: "removedConnectionGraceful",
+    CloseReason.NO_BACKEND: "removedConnectionGraceful",
+    CloseReason.HANDSHAKE_TIMEOUT: "removedConnectionGraceful",
+    CloseReason.BROKER_SNAPPED: "removedConnectionBrokerSnapped",
+    CloseReason.CLIENT_SNAPPED: "removedConnectionClientSnapped",
+    CloseReason.PROTOCOL_ERROR: "removedConnectionClientSnapped",
+}
+
+# Histogram buckets (seconds) for handshake and broker-connect latencies.
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+LISTENER_QUEUE = 8  # snapshots kept for a slow STAT LISTEN reader; older ones are dropped
+
+ConnectionStats = dict[str, int]
+Traffic = tuple[int, int, int, int, int, int]
+_NO_TRAFFIC: Traffic = (0, 0, 0, 0, 0, 0)
+
+
+def zero_stats() -> ConnectionStats:
+    return dict.fromkeys(COUNTER_NAMES, 0)
+
+
+def _traffic(session: SessionBase) -> Traffic:
+    # Same order as TRAFFIC: packets in/out, frames in/out, bytes in/out.
+    return (
+        session.in_packets,
+        session.out_packets,
+        session.in_frames,
+        session.out_frames,
+        session.in_bytes,
+        session.out_bytes,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessStats:
+    """CPU use over the last interval (integer % of one core) and current RSS in KiB."""
+
+    cpu_percent_overall: int = 0
+    cpu_percent_user: int = 0
+    cpu_percent_system: int = 0
+    mem_rss_kb: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BufferFigures:
+    """What stands in for the original's buffer pool in an asyncio proxy.
+
+    ``queued_to_clients_bytes`` / ``queued_to_brokers_bytes``: bytes accepted by the
+    transports' write buffers but not yet written to the sockets, summed over sessions.
+    ``backpressured_sessions``: sessions with one side's reading stopped because the
+    other side's write buffer passed its high-water mark (operator pauses not counted).
+    """
+
+    queued_to_clients_bytes: int = 0
+    queued_to_brokers_bytes: int = 0
+    backpressured_sessions: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StatSnapshot:
+    """One collection interval, as STAT LISTEN / STAT SEND / REST show it."""
+
+    overall: ConnectionStats
+    process: ProcessStats
+    buffers: BufferFigures
+    vhosts: dict[str, ConnectionStats]
+    sources: dict[str, ConnectionStats]
+    backends: dict[str, ConnectionStats]
+    taken_at: float  # wall clock
+    interval_seconds: float  # since the previous collection (0.0 for the first)
+
+
+class StatsSink(Protocol):
+    """A consumer of interval snapshots (a STAT LISTEN stream, a statsd destination)."""
+
+    def deliver(self, snapshot: StatSnapshot) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class StatsListener:
+    """A STAT LISTEN stream's mailbox: bounded, never blocks the cleanup job."""
+
+    def __init__(self, maxsize: int = LISTENER_QUEUE) -> None:
+        self.queue: asyncio.Queue[StatSnapshot] = asyncio.Queue(maxsize)
+
+    def deliver(self, snapshot: StatSnapshot) -> None:
+        if self.queue.full():  # a slow reader loses the oldest interval, not the newest
+            self.queue.get_nowait()
+        self.queue.put_nowait(snapshot)
+
+    def close(self) -> None:
+        pass
+
+
+class Histogram:
+    """Bucket counts of observed values (the Prometheus collector renders them)."""
+
+    def __init__(self, buckets: tuple[float, ...] = LATENCY_BUCKETS) -> None:
+        self.buckets = buckets
+        self.counts = [0] * (len(buckets) + 1)  # the last one is +Inf
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.buckets, value)] += 1
+        self.sum += value
+        self.count += 1
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        out: list[tuple[str, int]] = []
+        running = 0
+        for bound, count in zip((*self.buckets, float("inf")), self.counts, strict=True):
+            running += count
+            out.append(("+Inf" if bound == float("inf") else repr(bound), running))
+        return out
+
+
+class CpuMonitor:
+    """Process CPU use between consecutive samples, as whole percents of one core."""
+
+    def __init__(self) -> None:
+        self._last: tuple[float, float, float] | None = None
+        self.current = ProcessStats()
+
+    def sample(self) -> ProcessStats:
+        now = time.monotonic()
+        times = os.times()
+        user, system = times.user, times.system
+        cpu = (0, 0, 0)
+        if self._last is not None:
+            wall = now - self._last[0]
+            if wall > 0:
+                du = max(0.0, user - self._last[1]) / wall * 100
+                ds = max(0.0, system - self._last[2]) / wall * 100
+                cpu = (round(du + ds), round(du), round(ds))
+        self._last = (now, user, system)
+        self.current = ProcessStats(cpu[0], cpu[1], cpu[2], rss_kb())
+        return self.current
+
+
+def rss_kb() -> int:
+    """Current resident set size in KiB (peak RSS where /proc is not available)."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            pages = int(statm.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") // 1024
+    except (OSError, ValueError, IndexError):
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+BufferProbe = Callable[[Iterable[SessionBase]], BufferFigures]
+
+
+class StatsHub:
+    """Per-Context statistics state: interval baselines, sinks, latency histograms."""
+
+    def __init__(self) -> None:
+        self.per_source = True
+        # Shared with the data plane, which counts failed connect attempts per backend.
+        self.connect_failures: Counter[str] = Counter()
+        # Installed by the data plane: reads the transports' write buffers at collect time.
+        self.buffer_probe: BufferProbe | None = None
+        self.listeners: set[StatsListener] = set()
+        self.senders: list[StatsSink] = []
+        self.last: StatSnapshot | None = None
+        self.handshake_latency = Histogram()
+        self.connect_latency: dict[str, Histogram] = {}
+        self._cpu = CpuMonitor()
+        self._baseline: dict[int, Traffic] = {}
+        self._last_collect: float | None = None
+        self._seen_open: set[int] = set()
+        self._seen_connect: dict[int, float] = {}
+
+    # -- interval snapshots -------------------------------------------------------------
+    def collect(
+        self,
+        sessions: Iterable[SessionBase],
+        name: Callable[[str], str] = str,
+        *,
+        commit: bool = True,
+    ) -> StatSnapshot:
+        """The snapshot of the interval since the last committed collection.
+
+        ``commit`` moves the interval baseline (the cleanup job does); without it the
+        snapshot is a peek that leaves the next interval's figures untouched.
+        """
+        sessions = list(sessions)
+        overall = zero_stats()
+        vhosts: dict[str, ConnectionStats] = {}
+        sources: dict[str, ConnectionStats] = {}
+        backends: dict[str, ConnectionStats] = {}
+        baseline = self._baseline
+        for session in sessions:
+            current = _traffic(session)
+            before = baseline.get(session.id, _NO_TRAFFIC)
+            delta = tuple(c - b for c, b in zip(current, before, strict=True))
+            if commit:
+                baseline[session.id] = current
+            axes = [overall, _slot(vhosts, session.vhost)]
+            if self.per_source:
+                axes.append(_slot(sources, name(session.client[0])))
+            host, port = session.egress_remote
+            axes.append(_slot(backends, f"{name(host)}_{port}"))
+            removed = (
+                REMOVED_BY_REASON[session.close_reason]
+                if session.close_reason is not None
+                else None
+            )
+            for stats in axes:
+                _add(stats, session, removed, delta)
+        if commit:
+            self.observe_latencies(sessions)
+        now = time.monotonic()
+        interval = 0.0 if self._last_collect is None else now - self._last_collect
+        if commit:
+            self._last_collect = now
+            process = self._cpu.sample()
+        else:
+            process = self._cpu.current
+        probe = self.buffer_probe
+        buffers = probe(sessions) if probe is not None else BufferFigures()
+        return StatSnapshot(
+            overall, process, buffers, vhosts, sources, backends, time.time(), interval
+        )
+
+    def publish(self, snapshot: StatSnapshot) -> None:
+        """Hand one interval to every STAT LISTEN stream and statsd destination."""
+        self.last = snapshot
+        for listener in list(self.listeners):
+            listener.deliver(snapshot)
+        for sender in list(self.senders):
+            try:
+                sender.deliver(snapshot)
+            except Exception:  # a sender's bug must not stop the cleanup job
+                log.exception("statistics sender failed")
+
+    def forget(self, removed: Iterable[SessionBase]) -> None:
+        """Drop the baselines of sessions the registry has just removed."""
+        for session in removed:
+            self._baseline.pop(session.id, None)
+            self._seen_open.discard(session.id)
+            self._seen_connect.pop(session.id, None)
+
+    def emit(self, ctx: Context) -> list[SessionBase]:
+        """One cleanup interval, in the original's order: collect, publish, remove, reset."""
+        snapshot = self.collect(ctx.sessions, ctx.hostnames.cached)
+        self.publish(snapshot)
+        removed = ctx.sessions.cleanup()
+        self.forget(removed)
+        return removed
+
+    # -- sinks ----------------------------------------------------------------------------
+    def listen(self) -> StatsListener:
+        listener = StatsListener()
+        self.listeners.add(listener)
+        return listener
+
+    def unlisten(self, listener: StatsListener) -> None:
+        self.listeners.discard(listener)
+
+    def add_sender(self, sender: StatsSink) -> None:
+        self.senders.append(sender)
+
+    def stop_senders(self) -> int:
+        senders, self.senders = self.senders, []
+        for sender in senders:
+            sender.close()
+        return len(senders)
+
+    # -- latencies ------------------------------------------------------------------------
+    def observe_latencies(self, sessions: Iterable[SessionBase]) -> None:
+        """Feed the histograms from sessions' handshake milestones (each once)."""
+        for session in sessions:
+            if session.id not in self._seen_open:
+                handshake = session.handshake_seconds
+                if handshake is not None:
+                    self._seen_open.add(session.id)
+                    self.handshake_latency.observe(handshake)
+            connected = session.broker_connected_mono
+            backend = session.backend_name
+            if (
+                connected is not None
+                and backend is not None
+                and self._seen_connect.get(session.id) != connected
+            ):
+                seconds = session.backend_connect_seconds
+                if seconds is not None:
+                    self._seen_connect[session.id] = connected
+                    histogram = self.connect_latency.get(backend)
+                    if histogram is None:
+                        histogram = self.connect_latency[backend] = Histogram()
+                    histogram.observe(seconds)
+
+
+def _slot(table: dict[str, ConnectionStats], key: str) -> ConnectionStats:
+    stats = table.get(key)
+    if stats is None:
+        stats = table[key] = zero_stats()
+    return stats
+
+
+def _add(
+    stats: ConnectionStats, session: SessionBase, removed: str | None, delta: tuple[int, ...]
+) -> None:
+    if removed is None:
+        stats["activeConnectionCount"] += 1
+    else:
+        stats[removed] += 1
+    if session.paused:
+        stats["pausedConnectionCount"] += 1
+    if session.auth_denied:
+        stats["authDeniedConnectionCount"] += 1
+    if session.limited:
+        stats["limitedConnectionCount"] += 1
+    for key, value in zip(TRAFFIC, delta, strict=True):
+        stats[key] += value
+
+
+_HUBS: weakref.WeakKeyDictionary[Context, StatsHub] = weakref.WeakKeyDictionary()
+
+
+def stats_of(ctx: Context) -> StatsHub:
+    """The statistics state of one Context (created on first use)."""
+    hub = _HUBS.get(ctx)
+    if hub is None:
+        hub = _HUBS[ctx] = StatsHub()
+    return hub
+
+
+# -- cumulative totals per (vhost, backend) ----------------------------------------------
+STATE_LABEL: dict[SessionState, str | None] = {
+    SessionState.HANDSHAKING: "handshaking",
+    SessionState.CONNECTING: "handshaking",
+    SessionState.HELD: "paused",
+    SessionState.ACTIVE: "active",
+    SessionState.PAUSED: "paused",
+    SessionState.CLOSING: "closing",
+    SessionState.CLOSED: None,  # finished, waiting for cleanup: not a live session
+}
+SESSION_STATES = ("handshaking", "active", "paused", "closing")
+
+
+@dataclass
+class RouteTotals:
+    """Everything Prometheus shows for one (vhost, backend) pair."""
+
+    states: Counter[str] = field(default_factory=Counter)
+    opened: int = 0
+    closed: Counter[CloseReason] = field(default_factory=Counter)
+    in_bytes: int = 0
+    in_frames: int = 0
+    in_packets: int = 0
+    out_bytes: int = 0
+    out_frames: int = 0
+    out_packets: int = 0
+
+
+def route_totals(registry: SessionRegistry) -> dict[tuple[str, str], RouteTotals]:
+    """Cumulative counters per (vhost, backend name): live sessions plus removed ones.
+
+    A session's labels stop changing before its counters can move (traffic flows only
+    once a backend is chosen; a session counts as opened at OpenOk and as closed once
+    it has a close reason), so these sums never decrease.
+    """
+    out: dict[tuple[str, str], RouteTotals] = {}
+
+    def slot(key: tuple[str, str]) -> RouteTotals:
+        totals = out.get(key)
+        if totals is None:
+            totals = out[key] = RouteTotals()
+        return totals
+
+    for key, removed in registry.removed_by_route.items():
+        totals = slot(key)
+        totals.opened += removed.opened
+        totals.closed.update(removed.by_reason)
+        totals.in_bytes += removed.in_bytes
+        totals.in_frames += removed.in_frames
+        totals.in_packets += removed.in_packets
+        totals.out_bytes += removed.out_bytes
+        totals.out_frames += removed.out_frames
+        totals.out_packets += removed.out_packets
+    for session in registry:
+        totals = slot((session.vhost, session.backend_name or ""))
+        label = STATE_LABEL[session.state]
+        if label is not None and not session.finished:
+            totals.states[label] += 1
+        if session.opened_at is not None:
+            totals.opened += 1
+        if session.close_reason is not None:
+            totals.closed[session.close_reason] += 1
+        totals.in_bytes += session.in_bytes
+        totals.in_frames += session.in_frames
+        totals.in_packets += session.in_packets
+        totals.out_bytes += session.out_bytes
+        totals.out_frames += session.out_frames
+        totals.out_packets += session.out_packets
+    return out
+
+
+# -- one session -------------------------------------------------------------------------
+def session_stats(session: SessionBase) -> dict[str, object]:
+    """One session's counters and timings, JSON-ready (REST's session detail).
+
+    Directions as in Prometheus: ``client_to_broker`` is what the client sent and the
+    proxy relayed, ``broker_to_client`` the reverse. Durations in seconds, ``None``
+    until the milestone is reached; ``*_at`` are Unix timestamps.
+    """
+    now = time.monotonic()
+    return {
+        "client_to_broker": {
+            "bytes": session.in_bytes,
+            "frames": session.in_frames,
+            "packets": session.in_packets,
+        },
+        "broker_to_client": {
+            "bytes": session.out_bytes,
+            "frames": session.out_frames,
+            "packets": session.out_packets,
+        },
+        "timings": {
+            "accepted_at": session.started_at,
+            "opened_at": session.opened_at,
+            "closed_at": session.closed_at,
+            "handshake_seconds": session.handshake_seconds,
+            "backend_connect_seconds": session.backend_connect_seconds,
+            "seconds_since_client_read": now - session.last_in_at,
+            "seconds_since_broker_read": now - session.last_out_at,
+        },
+        "connect_failures": session.connect_failures,
+    }
