@@ -70,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--quick", action="store_true", help="short run (each scenario well under 20 s)"
     )
     ap.add_argument("--json", action="store_true", help="also print a JSON summary")
+    ap.add_argument(
+        "--also-no-per-source",
+        action="store_true",
+        help="add a column for a second proxy with per-source statistics disabled",
+    )
     ap.add_argument("--messages", type=int, help="override the 100-byte message count")
     ap.add_argument("--mib-messages", type=int, help="override the 1 MiB message count")
     ap.add_argument("--conn-seconds", type=float, help="override the connection-rate duration")
@@ -90,6 +95,18 @@ def make_params(args: argparse.Namespace) -> Params:
     if fields:
         p = Params(**{**p.__dict__, **fields})
     return p
+
+
+def control_line(path: Path, line: str, timeout: float = 5.0) -> str:
+    """Send one line to an amqpprox control socket; return the reply."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(path))
+        sock.sendall(line.encode() + b"\n")
+        chunks = []
+        while chunk := sock.recv(4096):
+            chunks.append(chunk)
+    return b"".join(chunks).decode()
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -147,6 +164,23 @@ def run(args: argparse.Namespace) -> int:
                 ]  # fmt: skip
                 servers.append(_start_server("proxy", argv, workdir, port))
                 targets["proxy"] = Target("127.0.0.1", port)
+        if args.also_no_per_source and not args.no_proxy and args.proxy is None:
+            # A second proxy with per-source statistics off: the cost of statistics.
+            port = free_port()
+            ctl = workdir / "ctl-nosrc"
+            argv = [
+                sys.executable, "-m", "amqpprox",
+                "--listenPort", str(port),
+                "--destinationDNS", args.broker.host,
+                "--destinationPort", str(args.broker.port),
+                "--controlSocket", str(ctl),
+                "--logDirectory", str(workdir / "logs"),
+                "--adminPort", "0",
+            ]  # fmt: skip
+            servers.append(_start_server("proxy-nosrc", argv, workdir, port))
+            reply = control_line(ctl, "STAT DISABLE per-source")
+            print(f"proxy-nosrc: STAT DISABLE per-source -> {reply.strip()}", file=sys.stderr)
+            targets["proxy-nosrc"] = Target("127.0.0.1", port)
         if args.also_forwarder:
             port = free_port()
             argv = [
