@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
@@ -19,6 +19,7 @@ import pytest
 from amqpprox.runtime import Runtime
 from tests.admin.conftest import reserve_port
 from tests.conftest import BROKER_HOST, BROKER_PORT, make_settings
+from tests.polling import until
 
 pytestmark = pytest.mark.broker
 
@@ -86,16 +87,6 @@ async def roundtrip(url: str, count: int = 20) -> list[bytes]:
                 if len(got) == count:
                     break
         return got
-
-
-async def until(predicate: Callable[[], Any], what: str) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + DEADLINE
-    while not (value := predicate()):
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
-    return value
 
 
 async def test_configured_only_through_rest_carries_traffic() -> None:

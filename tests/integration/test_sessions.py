@@ -28,24 +28,12 @@ import pytest
 
 from amqpprox.core.sessions import CloseReason, SessionBase, SessionState
 from tests.conftest import BROKER_HOST, BROKER_PORT, RunningProxy, ctl
+from tests.polling import until
 
 pytestmark = pytest.mark.broker
 
 T = TypeVar("T")
 DEADLINE = 10.0
-
-
-async def until(predicate: Callable[[], T], what: str, timeout: float = DEADLINE) -> T:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 async def until_async(predicate: Callable[[], Awaitable[bool]], what: str) -> None:

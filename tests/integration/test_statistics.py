@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import socket
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from tests.conftest import (
     free_closed_port,
     make_settings,
 )
+from tests.polling import until
 from tests.rawamqp import RawClient
 
 pytestmark = pytest.mark.broker
@@ -47,11 +47,7 @@ BACKEND = "default-backend"
 
 
 async def wait_for(condition: Callable[[], bool], limit: float = 5.0) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
+    await until(condition, timeout=limit)
 
 
 # -- a client that counts what it puts on and takes off the wire ----------------------------

@@ -15,18 +15,14 @@ from amqpprox.core.model import ListenerSpec
 from amqpprox.core.sessions import CloseReason
 from amqpprox.runtime import Runtime, SimpleMode
 from tests.conftest import BROKER_HOST, BROKER_PORT, RunningProxy, free_closed_port, make_settings
+from tests.polling import until
 from tests.rawamqp import CHANNEL_OPEN, CHANNEL_OPEN_OK_IDS, RawClient, handshake_bytes
 
 pytestmark = pytest.mark.broker
 
 
 async def wait_for(condition: Callable[[], bool], limit: float = 5.0) -> None:
-    """Poll a condition the proxy makes true soon, failing after ``limit`` seconds."""
-    deadline = time.monotonic() + limit
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
+    await until(condition, timeout=limit)
 
 
 async def test_wrong_protocol_header_gets_our_header_then_close(proxy: RunningProxy) -> None:
