@@ -27,6 +27,7 @@ from amqpprox.core.stats import stats_of
 from amqpprox.errors import AmqpproxError
 from amqpprox.proxy.listener import ListenerManager
 from amqpprox.proxy.plane import DataPlane
+from amqpprox.proxy.tls import TlsContexts
 
 log = logging.getLogger("amqpprox.runtime")
 
@@ -49,7 +50,7 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.listeners = ListenerManager()
-        self.ctx = Context(settings, self.listeners)
+        self.ctx = Context(settings, self.listeners, tls=TlsContexts())
         self.plane = DataPlane(self.ctx)
         self.listeners.bind(self.plane)
         self.control = ControlServer(self.ctx, settings.control_socket)

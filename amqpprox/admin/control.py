@@ -23,6 +23,7 @@ from amqpprox.core import operations as ops
 from amqpprox.core.context import Context
 from amqpprox.core.sessions import SessionBase
 from amqpprox.core.stats import stats_of
+from amqpprox.core.tls import parse_direction
 from amqpprox.errors import AmqpproxError, InvalidArgument
 
 log = logging.getLogger("amqpprox.control")
@@ -260,7 +261,9 @@ async def _backend_add(ctx: Context, args: list[str], out: ControlOutput, *, dns
         await out.write(bad_arguments)
         return
     # As upstream, only the two tokens after the port are looked at, in either order.
+    # SEND-PROXY-V2 (ours) asks for the binary PROXY header instead of the v1 text line.
     flags = {flag.upper() for flag in args[4:6]}
+    proxy_protocol = 2 if "SEND-PROXY-V2" in flags else 1 if "SEND-PROXY" in flags else 0
     try:
         await ops.add_backend(
             ctx,
@@ -269,7 +272,7 @@ async def _backend_add(ctx: Context, args: list[str], out: ControlOutput, *, dns
             host,
             port,
             dns=dns,
-            proxy_protocol=1 if "SEND-PROXY" in flags else 0,
+            proxy_protocol=proxy_protocol,
             tls="TLS" in flags,
         )
     except InvalidArgument as error:
@@ -379,8 +382,12 @@ async def _listen(ctx: Context, args: list[str], out: ControlOutput) -> None:
         if port is None:
             await out.write("Invalid port provided.\n")
             return
+        # Ours: "LISTEN START port PROXY" reads a PROXY protocol header from each client.
+        accept_proxy = (_arg(args, 2) or "").upper() == "PROXY"
         try:
-            await ops.start_listener(ctx, port, tls=sub == "START_SECURE")
+            await ops.start_listener(
+                ctx, port, tls=sub == "START_SECURE", proxy_protocol=accept_proxy
+            )
         except AmqpproxError as error:
             # Deliberate difference: the original printed nothing (and, for a busy port,
             # its server loop died); we say why and keep serving.
@@ -570,6 +577,41 @@ async def _stat_listen(
     finally:
         stopping.cancel()
         hub.unlisten(listener)
+
+
+# -- TLS -----------------------------------------------------------------------------------
+@command(
+    "TLS",
+    "(INGRESS | EGRESS) (KEY_FILE file | CERT_CHAIN_FILE file | RSA_KEY_FILE file | "
+    "TMP_DH_FILE file | CA_CERT_FILE file | VERIFY_MODE mode* | CIPHERS (PRINT | SET "
+    "ciphersuite(:ciphersuite)*))",
+)
+async def _tls(ctx: Context, args: list[str], out: ControlOutput) -> None:
+    direction = parse_direction(_arg(args, 0) or "")
+    if direction is None:
+        await out.write("Direction must be INGRESS or EGRESS\n")
+        return
+    sub, value = (_arg(args, 1) or "").upper(), _arg(args, 2)
+    if value is None:
+        await out.write("File must be specified\n")
+        return
+    if sub in ops.TLS_FILE_COMMANDS:
+        try:
+            ops.set_tls_file(ctx, direction, sub, value)
+        except InvalidArgument as error:
+            await out.write(error.legacy_text)
+    elif sub == "VERIFY_MODE":
+        ops.set_tls_verify_mode(ctx, direction, args[2:])
+    elif sub == "CIPHERS" and value == "PRINT":  # PRINT and SET are case-sensitive upstream
+        await out.write("Ciphers:\n" + "".join(f"{c}\n" for c in ops.tls_ciphers(ctx, direction)))
+    elif sub == "CIPHERS" and value == "SET":
+        text = ""
+        try:
+            ciphers = ops.set_tls_ciphers(ctx, direction, _arg(args, 3) or "")
+        except InvalidArgument:
+            text, ciphers = "Failed to set cipher suite. ", ops.tls_ciphers(ctx, direction)
+        await out.write(text + "Updated cipher list:\n" + "".join(f"{c}\n" for c in ciphers))
+    # As upstream, an unknown command is silently a no-op.
 
 
 # -- commands that belong to other features ------------------------------------------------

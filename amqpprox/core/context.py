@@ -16,6 +16,7 @@ from amqpprox.core.hostnames import HostnameMapper
 from amqpprox.core.model import ListenerSpec
 from amqpprox.core.sessions import SessionRegistry
 from amqpprox.core.state import ProxyState
+from amqpprox.core.tls import NoTls, TlsControl
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,9 @@ class Settings:
     graceful_close_timeout: float = 5.0
     drain_timeout: float = 10.0
     dns_cache_seconds: float = 1.0
+    # TLS handshakes (secure listeners, TLS backends) and an ingress PROXY header.
+    tls_handshake_timeout: float = 10.0
+    proxy_header_timeout: float = 5.0
     max_frame_size: int = 131072
     # Send StartOk, TuneOk and Open to the broker without waiting for Start and Tune.
     pipeline_broker_handshake: bool = True
@@ -69,11 +73,14 @@ class Context:
         *,
         state: ProxyState | None = None,
         sessions: SessionRegistry | None = None,
+        tls: TlsControl | None = None,
     ) -> None:
         self.settings = settings
         self.state = state if state is not None else ProxyState()
         self.sessions = sessions if sessions is not None else SessionRegistry()
         self.listeners = listeners
+        # The data plane's TLS contexts (proxy.tls.TlsContexts); settings only without it.
+        self.tls: TlsControl = tls if tls is not None else NoTls()
         self.hostnames = HostnameMapper()
         self.started_at = time.time()
         self.shutdown = asyncio.Event()

@@ -122,11 +122,17 @@ class Mapping:
 
 @dataclass(frozen=True, slots=True)
 class ListenerSpec:
-    """An AMQP listening port; ``tls`` means START_SECURE (the ingress TLS context)."""
+    """An AMQP listening port; ``tls`` means START_SECURE (the ingress TLS context).
+
+    ``proxy_protocol`` (LISTEN START port PROXY) makes every connection start with a
+    PROXY protocol v1 or v2 header from a load balancer; its source address becomes the
+    session's client address. Without it a PROXY header is never interpreted.
+    """
 
     port: int
     tls: bool = False
     host: str = "0.0.0.0"
+    proxy_protocol: bool = False
 
     def __post_init__(self) -> None:
         validate_port(self.port, allow_zero=True)

@@ -4,6 +4,9 @@ A backend added with BACKEND ADD carries the address resolved at command time; a
 backend (ADD_DNS) is resolved at each connection attempt, and the results are reused
 for ``dns_cache_seconds`` (the original wiped its cache every second). Every resolved
 address is returned, in the resolver's order, so the session can try each in turn.
+
+``open_connection`` opens a broker connection the way a backend's flags ask: a PROXY
+protocol header first (SEND-PROXY, SEND-PROXY-V2), then TLS (the backend's TLS flag).
 """
 
 from __future__ import annotations
@@ -11,8 +14,11 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from amqpprox.core.model import Backend
 
@@ -69,3 +75,65 @@ async def resolve_host(host: str, port: int, timeout: float) -> list[tuple[str, 
     if not seen:
         raise OSError(f"no address for {host}")
     return seen
+
+
+_Proto = TypeVar("_Proto", bound=asyncio.Protocol)
+
+
+async def open_connection(
+    factory: Callable[[], _Proto],
+    host: str,
+    port: int,
+    *,
+    proxy_header: Callable[[tuple[str, int]], bytes] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+    ssl_handshake_timeout: float | None = None,
+) -> tuple[asyncio.Transport, _Proto]:
+    """Connect to ``host:port`` (an IP address), optionally PROXY header first, then TLS.
+
+    ``proxy_header`` gets the address actually connected to and returns the header, which
+    is the first thing on the wire: before the TLS ClientHello, before the AMQP header.
+    Raises OSError (ssl.SSLError included) or TimeoutError; the caller bounds the time.
+    """
+    loop = asyncio.get_running_loop()
+    if ssl_context is None:
+        transport, protocol = await loop.create_connection(factory, host, port)
+        if proxy_header is not None:
+            transport.write(
+                proxy_header(_peername(transport.get_extra_info("peername"), host, port))
+            )
+        return transport, protocol
+    if proxy_header is None:
+        return await loop.create_connection(
+            factory,
+            host,
+            port,
+            ssl=ssl_context,
+            server_hostname=server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+        )
+    # The header must precede the TLS handshake: connect a socket, write it, then TLS.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        await loop.sock_connect(sock, (host, port))
+        await loop.sock_sendall(sock, proxy_header(_peername(sock.getpeername(), host, port)))
+    except BaseException:
+        sock.close()
+        raise
+    # From here the loop owns the socket: it closes it if the handshake fails.
+    return await loop.create_connection(
+        factory,
+        sock=sock,
+        ssl=ssl_context,
+        server_hostname=server_hostname,
+        ssl_handshake_timeout=ssl_handshake_timeout,
+    )
+
+
+def _peername(address: object, host: str, port: int) -> tuple[str, int]:
+    if isinstance(address, tuple) and len(address) >= 2:
+        return str(address[0]), int(address[1])
+    return host, port

@@ -1,22 +1,85 @@
-"""AMQP listeners: one asyncio server per port, started and stopped at run time.
+"""AMQP listeners: one server per port, started and stopped at run time.
 
 Binding a busy port is a clear ``InvalidState`` error for the caller, and the proxy
 keeps serving (the original's server loop died). Stopping a listener leaves its
 sessions running.
+
+A plain listener is an ``asyncio`` server: accepted sockets go straight to a
+``ClientSide`` (the fast path). A listener that is secure (START_SECURE) or reads PROXY
+headers (``LISTEN START port PROXY``) runs its own accept loop, because each accepted
+socket needs work before the AMQP session sees it:
+
+1. with PROXY: exactly the header's bytes are read (peeked, then consumed, never
+   more), within ``proxy_header_timeout``; a connection without a valid v1 or v2
+   header is closed and counted;
+2. with TLS: the handshake runs with the ingress context *current at accept time*
+   (a TLS command swaps contexts without restarting listeners), bounded by
+   ``tls_handshake_timeout``; a failed handshake is logged and counted, and the
+   listener carries on.
+
+The session's client address is the header's source address when there is one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
 import socket
+import ssl
+from dataclasses import dataclass
 
 from amqpprox.core.model import ListenerSpec
 from amqpprox.errors import InvalidState
 from amqpprox.proxy.plane import DataPlane
+from amqpprox.proxy.proxy_protocol import ProxyHeader, ProxyProtocolError, parse
 from amqpprox.proxy.session import ClientSide
+from amqpprox.proxy.tls import contexts_of
 
 log = logging.getLogger("amqpprox.listener")
+
+BACKLOG = 1024
+PEEK_SIZE = 4096
+# As asyncio's own servers: when out of file descriptors, wait a little before accepting.
+ACCEPT_RETRY_DELAY = 0.1
+_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+@dataclass
+class ListenerCounters:
+    """Connections a listener turned away before they became sessions."""
+
+    accepted: int = 0
+    proxy_header_rejected: int = 0
+    tls_handshake_failures: int = 0
+
+
+class _Listener:
+    """One listening port: an asyncio server, or a socket with our own accept loop."""
+
+    def __init__(
+        self,
+        spec: ListenerSpec,
+        counters: ListenerCounters,
+        server: asyncio.Server | None = None,
+        sock: socket.socket | None = None,
+    ) -> None:
+        self.spec = spec
+        self.counters = counters
+        self.server = server
+        self.sock = sock
+        self.task: asyncio.Task[None] | None = None
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        if self.sock is not None:
+            self.sock.close()
 
 
 class ListenerManager:
@@ -24,7 +87,9 @@ class ListenerManager:
 
     def __init__(self) -> None:
         self._plane: DataPlane | None = None
-        self._servers: dict[int, tuple[ListenerSpec, asyncio.Server]] = {}
+        self._listeners: dict[int, _Listener] = {}
+        self.totals = ListenerCounters()
+        self._counters: dict[int, ListenerCounters] = {}
 
     def bind(self, plane: DataPlane) -> None:
         self._plane = plane
@@ -32,42 +97,190 @@ class ListenerManager:
     async def start(self, spec: ListenerSpec) -> int:
         plane = self._plane
         assert plane is not None, "ListenerManager.bind() first"
-        if spec.port and spec.port in self._servers:
+        if spec.port and spec.port in self._listeners:
             raise InvalidState(f"Already listening on port: {spec.port}")
-        if spec.tls:
-            raise InvalidState("TLS listeners are not available yet", legacy_text="")
-        loop = asyncio.get_running_loop()
-        holder: dict[str, int] = {}
-
-        def factory() -> ClientSide:
-            return ClientSide(plane, holder["port"], spec.tls)
-
-        try:
-            server = await loop.create_server(
-                factory,
-                spec.host,
+        if spec.tls and not contexts_of(plane.ctx).ingress_ready():
+            # Not refused: the original configures TLS after LISTEN too, and each new
+            # connection uses the ingress context of the moment.
+            log.warning(
+                "secure listener on port %d: TLS INGRESS has no certificate and key yet",
                 spec.port,
-                family=socket.AF_INET,
-                reuse_address=True,
-                backlog=1024,
             )
+        try:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         except OSError as error:
+            raise InvalidState(f"Failed to listen on port {spec.port}: {error}") from error
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((spec.host, spec.port))
+            sock.listen(BACKLOG)
+            sock.setblocking(False)
+        except OSError as error:
+            sock.close()
             raise InvalidState(
                 f"Failed to listen on port {spec.port}: {error.strerror or error}"
             ) from error
-        port = int(server.sockets[0].getsockname()[1])
-        holder["port"] = port
-        self._servers[port] = (ListenerSpec(port, spec.tls, spec.host), server)
-        log.info("listening on %s:%d%s", spec.host, port, " (TLS)" if spec.tls else "")
+        port = int(sock.getsockname()[1])
+        bound = ListenerSpec(port, spec.tls, spec.host, spec.proxy_protocol)
+        counters = self._counters.setdefault(port, ListenerCounters())
+        if spec.tls or spec.proxy_protocol:
+            listener = _Listener(bound, counters, sock=sock)
+            listener.task = asyncio.get_running_loop().create_task(
+                self._accept_loop(plane, listener), name=f"accept-{port}"
+            )
+        else:
+            server = await asyncio.get_running_loop().create_server(
+                lambda: ClientSide(plane, port, False), sock=sock, backlog=BACKLOG
+            )
+            listener = _Listener(bound, counters, server=server)
+        self._listeners[port] = listener
+        log.info(
+            "listening on %s:%d%s%s",
+            spec.host,
+            port,
+            " (TLS)" if spec.tls else "",
+            " (PROXY protocol)" if spec.proxy_protocol else "",
+        )
         return port
 
     async def stop(self, port: int | None = None) -> list[int]:
-        ports = list(self._servers) if port is None else [port] if port in self._servers else []
+        ports = list(self._listeners) if port is None else [port] if port in self._listeners else []
         for each in ports:
-            _spec, server = self._servers.pop(each)
-            server.close()
+            await self._listeners.pop(each).close()
             log.info("stopped listening on port %d", each)
         return ports
 
     def specs(self) -> list[ListenerSpec]:
-        return [spec for spec, _server in self._servers.values()]
+        return [listener.spec for listener in self._listeners.values()]
+
+    def counters(self, port: int) -> ListenerCounters:
+        """What the listener on ``port`` (running or stopped) turned away."""
+        return self._counters.get(port, ListenerCounters())
+
+    # -- secure and PROXY listeners --------------------------------------------------------
+    async def _accept_loop(self, plane: DataPlane, listener: _Listener) -> None:
+        sock = listener.sock
+        assert sock is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, _address = await loop.sock_accept(sock)
+            except OSError as error:
+                log.error("accept on port %d failed: %s", listener.spec.port, error)
+                if error.errno in _RESOURCE_ERRNOS:
+                    await asyncio.sleep(ACCEPT_RETRY_DELAY)
+                continue
+            listener.counters.accepted += 1
+            self.totals.accepted += 1
+            plane.track(loop.create_task(self._admit(plane, listener, conn)))
+
+    async def _admit(self, plane: DataPlane, listener: _Listener, conn: socket.socket) -> None:
+        """PROXY header (if the listener wants one), then TLS (if secure), then a session."""
+        spec, settings = listener.spec, plane.ctx.settings
+        loop = asyncio.get_running_loop()
+        client: tuple[str, int] | None = None
+        try:
+            conn.setblocking(False)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if spec.proxy_protocol:
+                header = await asyncio.wait_for(
+                    read_proxy_header(loop, conn), settings.proxy_header_timeout
+                )
+                client = header.source
+        except (ProxyProtocolError, OSError, TimeoutError) as error:
+            listener.counters.proxy_header_rejected += 1
+            self.totals.proxy_header_rejected += 1
+            log.warning(
+                "port %d: connection from %s refused, no valid PROXY header: %s",
+                spec.port,
+                _peer_text(conn),
+                str(error) or type(error).__name__,
+            )
+            conn.close()
+            return
+        except BaseException:
+            conn.close()
+            raise
+
+        def factory() -> ClientSide:
+            return ClientSide(plane, spec.port, spec.tls, client)
+
+        if not spec.tls:
+            await loop.connect_accepted_socket(factory, conn)
+            return
+        peer = _peer_text(conn) if client is None else f"{client[0]}:{client[1]}"
+        try:
+            # The loop owns ``conn`` from here and closes it if the handshake fails.
+            await loop.connect_accepted_socket(
+                factory,
+                conn,
+                ssl=contexts_of(plane.ctx).context("INGRESS"),
+                ssl_handshake_timeout=settings.tls_handshake_timeout,
+            )
+        except (ssl.SSLError, OSError, TimeoutError) as error:
+            listener.counters.tls_handshake_failures += 1
+            self.totals.tls_handshake_failures += 1
+            log.error(
+                "port %d: TLS handshake with %s failed: %s",
+                spec.port,
+                peer,
+                str(error) or type(error).__name__,
+            )
+
+
+def _peer_text(conn: socket.socket) -> str:
+    try:
+        host, port = conn.getpeername()[:2]
+    except OSError:
+        return "?"
+    return f"{host}:{port}"
+
+
+async def read_proxy_header(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> ProxyHeader:
+    """Read one PROXY header from ``sock`` and not a byte more.
+
+    Peeks at what has arrived; bytes the parser calls a valid but incomplete prefix are
+    all header bytes, so they are consumed before waiting for more (no busy loop on a
+    partial header); once complete, exactly the rest of the header is consumed.
+    Raises ``ProxyProtocolError`` (also for a close before the header's end) or OSError.
+    """
+    seen = b""
+    while True:
+        await _readable(loop, sock)
+        try:
+            peek = sock.recv(PEEK_SIZE, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            continue
+        if not peek:
+            raise ProxyProtocolError("connection closed before the PROXY header ended")
+        result = parse(seen + peek)
+        if isinstance(result, ProxyHeader):
+            _consume(sock, result.length - len(seen))
+            return result
+        seen += _consume(sock, len(peek))
+
+
+def _consume(sock: socket.socket, size: int) -> bytes:
+    """``size`` bytes already peeked, so already in the socket's receive buffer."""
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ProxyProtocolError("connection closed inside the PROXY header")
+        data += chunk
+    return data
+
+
+async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    ready: asyncio.Future[None] = loop.create_future()
+    fd = sock.fileno()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, wake)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)

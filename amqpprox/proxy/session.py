@@ -29,8 +29,14 @@ from amqpprox.amqp.errors import ProtocolError
 from amqpprox.amqp.methods import ConnectionClose, ConnectionCloseOk, encode_method
 from amqpprox.amqp.scanner import FrameScanner
 from amqpprox.core.sessions import CloseReason, SessionBase, SessionState
+from amqpprox.proxy import proxy_protocol
+from amqpprox.proxy.connector import open_connection
+from amqpprox.proxy.tls import contexts_of
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
+    from amqpprox.core.model import Backend
     from amqpprox.core.state import Route
     from amqpprox.proxy.plane import DataPlane
 
@@ -66,19 +72,30 @@ class _Outcome(enum.Enum):
 class ClientSide(asyncio.Protocol):
     """The client's socket: hands bytes and transport events to its session."""
 
-    __slots__ = ("_listen_port", "_plane", "_secure", "session")
+    __slots__ = ("_client", "_listen_port", "_plane", "_secure", "session")
 
-    def __init__(self, plane: DataPlane, listen_port: int, secure: bool) -> None:
+    def __init__(
+        self,
+        plane: DataPlane,
+        listen_port: int,
+        secure: bool,
+        client: tuple[str, int] | None = None,
+    ) -> None:
         self._plane = plane
         self._listen_port = listen_port
         self._secure = secure
+        self._client = client  # from an ingress PROXY header; None: the socket's peer
         self.session: Session | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport, but implement it.
         transport.set_write_buffer_limits(WRITE_BUFFER_HIGH, WRITE_BUFFER_LOW)  # type: ignore[attr-defined]
         self.session = Session(
-            self._plane, cast("asyncio.Transport", transport), self._listen_port, self._secure
+            self._plane,
+            cast("asyncio.Transport", transport),
+            self._listen_port,
+            self._secure,
+            self._client,
         )
 
     def data_received(self, data: bytes) -> None:
@@ -145,12 +162,17 @@ class Session(SessionBase):
     """A client connection and, once chosen, its broker connection."""
 
     def __init__(
-        self, plane: DataPlane, transport: asyncio.Transport, listen_port: int, secure: bool
+        self,
+        plane: DataPlane,
+        transport: asyncio.Transport,
+        listen_port: int,
+        secure: bool,
+        client: tuple[str, int] | None = None,
     ) -> None:
         ctx = plane.ctx
         super().__init__(
             ctx.sessions.next_id(),
-            _peer(transport, "peername"),
+            client or _peer(transport, "peername"),
             _peer(transport, "sockname"),
             secure=secure,
         )
@@ -330,7 +352,7 @@ class Session(SessionBase):
             for host, port in addresses:
                 if self.finished:
                     return
-                outcome = await self._try_endpoint(name, host, port)
+                outcome = await self._try_endpoint(name, host, port, backend)
                 if outcome is not _Outcome.FAILED or self.finished:
                     return
         if not self.finished:
@@ -341,14 +363,17 @@ class Session(SessionBase):
                 CloseReason.NO_BACKEND,
             )
 
-    async def _try_endpoint(self, name: str, host: str, port: int) -> _Outcome:
+    async def _try_endpoint(self, name: str, host: str, port: int, backend: Backend) -> _Outcome:
         settings = self._settings
         self.connect_started_mono, self.broker_connected_mono = _monotonic(), None
         try:
-            _transport, protocol = await asyncio.wait_for(
-                self._loop.create_connection(lambda: BrokerSide(self), host, port),
-                settings.connect_timeout,
-            )
+            if backend.proxy_protocol or backend.tls:
+                opening = self._open_flagged(backend, host, port)
+                deadline = settings.connect_timeout + settings.tls_handshake_timeout * backend.tls
+            else:
+                opening = self._loop.create_connection(lambda: BrokerSide(self), host, port)
+                deadline = settings.connect_timeout
+            _transport, protocol = await asyncio.wait_for(opening, deadline)
         except (OSError, TimeoutError) as error:
             self.connect_failures += 1
             self._plane.connect_failed(name)
@@ -398,6 +423,23 @@ class Session(SessionBase):
             self._plane.connect_failed(name)
             self._detach_broker()
         return outcome
+
+    def _open_flagged(
+        self, backend: Backend, host: str, port: int
+    ) -> Coroutine[object, object, tuple[asyncio.Transport, BrokerSide]]:
+        """Connect to a backend flagged SEND-PROXY[-V2] and/or TLS: header first, then TLS."""
+        client, version = self.client, backend.proxy_protocol
+        return open_connection(
+            lambda: BrokerSide(self),
+            host,
+            port,
+            proxy_header=(lambda dst: proxy_protocol.encode(version, client, dst))
+            if version
+            else None,
+            ssl_context=contexts_of(self._plane.ctx).context("EGRESS") if backend.tls else None,
+            server_hostname=backend.host if backend.tls else None,
+            ssl_handshake_timeout=self._settings.tls_handshake_timeout if backend.tls else None,
+        )
 
     def _detach_broker(self) -> None:
         transport = self.broker_transport

@@ -7,9 +7,9 @@ through the real Unix socket of a fresh in-process proxy and compares bytes, exc
 
 * hash-ordered outputs (BACKEND PRINT) are compared as sets of lines;
 * our deliberate differences (docs/control.md) are asserted with our text;
-* AUTH, LIMIT and TLS answer a "not available" line until their features land;
-  once a real handler replaces the placeholder (as STAT's has), the original's bytes
-  are required.
+* AUTH and LIMIT answer a "not available" line until their features land;
+  once a real handler replaces the placeholder (as STAT's and TLS's have), the
+  original's bytes are required.
 
 The other tests cover every error string of the reference §4 the replay does not reach.
 """
@@ -320,3 +320,11 @@ async def test_an_unexpected_error_is_reported_and_the_socket_keeps_serving(
         await ctl(fresh.control_socket, "BACKEND PRINT") == "Internal error; see the proxy's log.\n"
     )
     assert await ctl(fresh.control_socket, "DATACENTER PRINT") == "\n"
+
+
+async def test_tls_lines_answer_the_originals_bytes(fresh: RunningProxy) -> None:
+    assert "TLS" not in control.PENDING
+    tls_lines = [(c, r) for c, r in load_replies() if c.split(" ", 1)[0].upper() == "TLS"]
+    assert len(tls_lines) == 11
+    for command, expected in tls_lines:
+        assert await ctl(fresh.control_socket, command) == expected, command
