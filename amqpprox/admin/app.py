@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from amqpprox import __version__
-from amqpprox.admin import metrics, rest
+from amqpprox.admin import metrics, rest, rest_limits
 from amqpprox.core.context import Context
 
 CONTEXT = web.AppKey("context", Context)
@@ -38,5 +38,6 @@ def make_admin_app(ctx: Context) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     rest.setup(app, ctx)
+    rest_limits.setup(app, ctx)
     metrics.setup(app, ctx)
     return app

@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from amqpprox.admin import control_limits
 from amqpprox.admin import stats as statfmt
 from amqpprox.core import operations as ops
 from amqpprox.core.context import Context
@@ -614,6 +615,17 @@ async def _tls(ctx: Context, args: list[str], out: ControlOutput) -> None:
     # As upstream, an unknown command is silently a no-op.
 
 
+# -- LIMIT and AUTH (admin.control_limits) -------------------------------------------------
+@command("LIMIT", control_limits.LIMIT_HELP)
+async def _limit(ctx: Context, args: list[str], out: ControlOutput) -> None:
+    await control_limits.limit(ctx, args, out)
+
+
+@command("AUTH", control_limits.AUTH_HELP)
+async def _auth(ctx: Context, args: list[str], out: ControlOutput) -> None:
+    await control_limits.auth(ctx, args, out)
+
+
 # -- commands that belong to other features ------------------------------------------------
 NOT_YET_TEXT = "{verb} is not available in this build yet.\n"
 PENDING: set[str] = set()
@@ -637,16 +649,6 @@ def register_pending() -> None:
 
 
 _PENDING_HELP = {
-    "AUTH": "(SERVICE hostname port target | ALWAYS_ALLOW | PRINT) - Change authentication "
-    "mechanism for connecting clients",
-    "LIMIT": "(CONN_RATE_ALARM | CONN_RATE) (VHOST vhostName numberOfConnections | DEFAULT "
-    "numberOfConnections) - Configure connection rate limits (normal or alarmonly) for incoming "
-    "clients connections\n"
-    "LIMIT (DATA_RATE_ALARM | DATA_RATE) (DEFAULT | VHOST vhostName) BytesPerSecond - Configure "
-    "data rate limits or alarms for incoming client data\n"
-    "LIMIT DISABLE (CONN_RATE_ALARM | CONN_RATE | DATA_RATE_ALARM | DATA_RATE) (VHOST vhostName | "
-    "DEFAULT) - Disable configured limit thresholds\n"
-    "LIMIT PRINT [vhostName] - Print the configured default limits or specific vhost limits",
     "STAT": "(STOP SEND | SEND <host> <port> | (LISTEN (json|human) (overall|vhost=foo|backend=bar|"
     "source=baz|all|all-except-per-source|process|bufferpool)) - Output statistics\n"
     "STAT (DISABLE|ENABLE) per-source - Enable/Disable internal collection of per-source "

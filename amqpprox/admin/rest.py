@@ -45,6 +45,8 @@ CONFIG_PATHS = tuple(
         "listeners",
         "datacenter",
         "definitions",
+        "limits",
+        "auth",
     )
 )
 WRITE_METHODS = frozenset({"PUT", "POST", "DELETE", "PATCH"})

@@ -39,6 +39,10 @@ class Settings:
     tls_handshake_timeout: float = 10.0
     proxy_header_timeout: float = 5.0
     max_frame_size: int = 131072
+    # LIMIT: a refused client gets its Connection.Close after this delay (the original: 750 ms).
+    limit_close_delay: float = 0.75
+    # AUTH SERVICE: the whole exchange with the auth service (the original: 30 s + 30 s).
+    auth_timeout: float = 10.0
     # Send StartOk, TuneOk and Open to the broker without waiting for Start and Tune.
     pipeline_broker_handshake: bool = True
     hostname: str = field(default_factory=socket.gethostname)

@@ -1,7 +1,8 @@
 """The whole configuration as one JSON document: export, validate, diff and apply atomically.
 
 A definitions document holds the datacenter, backends, farms, vhost mappings, the
-default farm and the listeners (``GET /api/v1/definitions``, ``amqpprox --definitions``).
+default farm, the listeners, the limits and the auth service (``GET /api/v1/definitions``,
+``amqpprox --definitions``).
 Applying one is all or nothing: the document is parsed, its backends resolved and the
 resulting configuration checked on a scratch ``ProxyState`` first; listeners are started
 next (and stopped again if one cannot bind); only then is the live state changed, in one
@@ -18,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping as AbstractMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,19 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from amqpprox import __version__
 from amqpprox.core import operations as ops
 from amqpprox.core.context import Context
-from amqpprox.core.model import ROUND_ROBIN, Backend, Farm, ListenerSpec, Mapping
+from amqpprox.core.limits import limits_of
+from amqpprox.core.model import (
+    LIMIT_FIELDS,
+    MAX_BYTES_PER_SECOND,
+    MAX_COUNT,
+    ROUND_ROBIN,
+    AuthConfig,
+    Backend,
+    Farm,
+    Limits,
+    ListenerSpec,
+    Mapping,
+)
 from amqpprox.core.state import ProxyState
 from amqpprox.errors import AmqpproxError, InvalidArgument, InvalidState
 
@@ -108,6 +121,58 @@ class ListenerDef(ListenerFields):
     port = StrictInt(required=True, validate=validate.Range(min=1, max=65535))
 
 
+def _count(**kwargs: Any) -> StrictInt:
+    return StrictInt(allow_none=True, validate=validate.Range(min=0, max=MAX_COUNT), **kwargs)
+
+
+def _rate(**kwargs: Any) -> StrictInt:
+    return StrictInt(
+        allow_none=True, validate=validate.Range(min=1, max=MAX_BYTES_PER_SECOND), **kwargs
+    )
+
+
+class VhostLimitsFields(Schema):
+    """A vhost's own limits; a field left out or null is not set (the default applies)."""
+
+    conn_rate = _count()
+    conn_rate_alarm = _count()
+    data_rate = _rate()
+    data_rate_alarm = _rate()
+    connections = _count()
+    out_data_rate = _rate()
+
+
+class DefaultLimitsFields(VhostLimitsFields):
+    total_connections = _count()
+
+
+class LimitsDef(Schema):
+    default = fields.Nested(DefaultLimitsFields, load_default=dict)
+    vhosts = fields.Dict(
+        keys=fields.String(validate=validate.Length(min=1, max=MAX_NAME)),
+        values=fields.Nested(VhostLimitsFields),
+        load_default=dict,
+    )
+
+
+class AuthFields(Schema):
+    """AUTH: ``always_allow``, or ``service`` with where to POST and in which format."""
+
+    mode = fields.String(required=True, validate=validate.OneOf(["always_allow", "service"]))
+    host = fields.String(validate=validate.Length(min=1, max=MAX_NAME))
+    port = StrictInt(validate=validate.Range(min=1, max=65535))
+    target = fields.String(validate=validate.Length(min=1, max=2048))
+    format = fields.String(load_default="protobuf", validate=validate.OneOf(["protobuf", "json"]))
+    url = fields.String()  # informational (as GET shows it); ignored
+
+    @validates_schema
+    def _service_needs_address(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if data["mode"] == "service":
+            missing = [k for k in ("host", "port", "target") if k not in data]
+            if missing:
+                raise ValidationError(f"mode service needs {', '.join(missing)}", "_schema")
+
+
 class DefinitionsSchema(Schema):
     amqpprox_version = fields.String()  # informational; ignored on import
     datacenter = fields.String(validate=validate.Length(max=MAX_NAME))
@@ -116,6 +181,8 @@ class DefinitionsSchema(Schema):
     mappings = fields.List(fields.Nested(MappingDef))
     default_farm = _name(allow_none=True)
     listeners = fields.List(fields.Nested(ListenerDef))
+    limits = fields.Nested(LimitsDef)
+    auth = fields.Nested(AuthFields)
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -181,6 +248,45 @@ def listener_json(spec: ListenerSpec) -> dict[str, Any]:
     return {"port": spec.port, "tls": spec.tls}
 
 
+def limits_json(limits: Limits, *, vhost: bool = False) -> dict[str, Any]:
+    """Every limit, null when not set (a vhost's have no total_connections)."""
+    return {
+        name: getattr(limits, name)
+        for name in LIMIT_FIELDS
+        if not (vhost and name == "total_connections")
+    }
+
+
+def limits_from_json(data: AbstractMapping[str, Any]) -> Limits:
+    return Limits(**{name: data.get(name) for name in LIMIT_FIELDS})
+
+
+def all_limits_json(default: Limits, vhosts: AbstractMapping[str, Limits]) -> dict[str, Any]:
+    return {
+        "default": limits_json(default),
+        "vhosts": {v: limits_json(vhosts[v], vhost=True) for v in sorted(vhosts)},
+    }
+
+
+def auth_json(auth: AuthConfig) -> dict[str, Any]:
+    if not auth.service:
+        return {"mode": "always_allow"}
+    return {
+        "mode": "service",
+        "host": auth.host,
+        "port": auth.port,
+        "target": auth.target,
+        "format": auth.format,
+        "url": auth.url,
+    }
+
+
+def auth_from_json(data: AbstractMapping[str, Any]) -> AuthConfig:
+    if data["mode"] != "service":
+        return AuthConfig()
+    return AuthConfig(data["host"], data["port"], data["target"], data.get("format", "protobuf"))
+
+
 def export(ctx: Context) -> dict[str, Any]:
     """The whole configuration, canonically ordered (by name, vhost, port)."""
     state = ctx.state
@@ -194,6 +300,8 @@ def export(ctx: Context) -> dict[str, Any]:
         "listeners": [
             listener_json(s) for s in sorted(ctx.listeners.specs(), key=lambda s: s.port)
         ],
+        "limits": all_limits_json(state.default_limits, state.vhost_limits),
+        "auth": auth_json(state.auth),
     }
 
 
@@ -208,6 +316,9 @@ class Definitions:
     mappings: tuple[Mapping, ...]
     default_farm: str | None
     listeners: tuple[ListenerSpec, ...] | None
+    default_limits: Limits = field(default_factory=Limits)
+    vhost_limits: tuple[tuple[str, Limits], ...] = ()
+    auth: AuthConfig = field(default_factory=AuthConfig)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -216,6 +327,8 @@ class Definitions:
             "farms": [farm_json(f) for f in sorted(self.farms, key=lambda f: f.name)],
             "mappings": [mapping_json(m) for m in sorted(self.mappings, key=lambda m: m.vhost)],
             "default_farm": self.default_farm,
+            "limits": all_limits_json(self.default_limits, dict(self.vhost_limits)),
+            "auth": auth_json(self.auth),
         }
 
 
@@ -291,7 +404,28 @@ async def prepare(ctx: Context, document: object) -> Definitions:
         _unique(doc["listeners"], "port", "listeners")
         listeners = tuple(ListenerSpec(item["port"], item["tls"]) for item in doc["listeners"])
 
+    default_limits, vhost_limits = state.default_limits, tuple(state.vhost_limits.items())
+    if "limits" in doc:
+        try:
+            default_limits = limits_from_json(doc["limits"]["default"])
+            vhost_limits = tuple(
+                (vhost, limits_from_json(item))
+                for vhost, item in sorted(doc["limits"]["vhosts"].items())
+                if not limits_from_json(item).empty
+            )
+        except AmqpproxError as error:
+            raise InvalidArgument(f"limits: {error.message}") from error
+    auth = state.auth
+    if "auth" in doc:
+        try:
+            auth = auth_from_json(doc["auth"])
+        except AmqpproxError as error:
+            raise InvalidArgument(f"auth: {error.message}") from error
+
     result = Definitions(
+        default_limits=default_limits,
+        vhost_limits=vhost_limits,
+        auth=auth,
         datacenter=doc.get("datacenter", state.datacenter),
         backends=tuple(backends),
         farms=tuple(farms),
@@ -357,7 +491,7 @@ def diff(ctx: Context, defs: Definitions) -> dict[str, Any]:
         "mappings": _section_diff(current["mappings"], target["mappings"], "vhost"),
         "listeners": _section_diff(current["listeners"], listeners, "port"),
     }
-    for scalar in ("datacenter", "default_farm"):
+    for scalar in ("datacenter", "default_farm", "limits", "auth"):
         changes[scalar] = (
             None
             if current[scalar] == target[scalar]
@@ -418,6 +552,16 @@ def _commit(ctx: Context, defs: Definitions) -> None:
     wanted_backends = {b.name for b in defs.backends}
     for name in [n for n in state.backends if n not in wanted_backends]:
         state.delete_backend(name)
+    if state.default_limits != defs.default_limits:
+        state.set_default_limits(defs.default_limits)
+    wanted_limits = dict(defs.vhost_limits)
+    for vhost in [v for v in state.vhost_limits if v not in wanted_limits]:
+        state.set_vhost_limits(vhost, Limits())
+    for vhost, limits in defs.vhost_limits:
+        if state.vhost_limits.get(vhost) != limits:
+            state.set_vhost_limits(vhost, limits)
+    if state.auth != defs.auth:
+        state.set_auth(defs.auth)
 
 
 async def apply(ctx: Context, document: object, *, dry_run: bool = False) -> dict[str, Any]:
@@ -437,6 +581,7 @@ async def apply(ctx: Context, document: object, *, dry_run: bool = False) -> dic
         await _undo_listeners(ctx, undo)
         raise InvalidState("the configuration changed while the document was applied; retry")
     _commit(ctx, defs)
+    limits_of(ctx).changed()  # live sessions take up the document's data rates
     if defs.listeners is not None:
         wanted_ports = {s.port for s in defs.listeners}
         for spec in ctx.listeners.specs():

@@ -136,3 +136,100 @@ class ListenerSpec:
 
     def __post_init__(self) -> None:
         validate_port(self.port, allow_zero=True)
+
+
+# The fields of a ``Limits``: the original's four (LIMIT CONN_RATE ... DATA_RATE_ALARM),
+# then ours (LIMIT CONNECTIONS, LIMIT OUT_DATA_RATE, LIMIT CONNECTIONS TOTAL).
+LIMIT_FIELDS = (
+    "conn_rate",
+    "conn_rate_alarm",
+    "data_rate",
+    "data_rate_alarm",
+    "connections",
+    "out_data_rate",
+    "total_connections",
+)
+MAX_COUNT = 2**32 - 1  # the original reads numberOfConnections as a uint32
+MAX_BYTES_PER_SECOND = 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The limits of one vhost, or the default ones for every vhost; None is "not set".
+
+    ``conn_rate``/``conn_rate_alarm``: new connections per one-second window (0 refuses
+    all). ``data_rate``/``data_rate_alarm``: client->broker bytes per second of each
+    connection. ``connections``: concurrent connections of the vhost. ``out_data_rate``:
+    broker->client bytes per second of each connection. ``total_connections`` (the
+    default only): concurrent connections of all vhosts together.
+    """
+
+    conn_rate: int | None = None
+    conn_rate_alarm: int | None = None
+    data_rate: int | None = None
+    data_rate_alarm: int | None = None
+    connections: int | None = None
+    out_data_rate: int | None = None
+    total_connections: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in LIMIT_FIELDS:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InvalidArgument(f"{name} must be an integer: {value!r}")
+            rate = name in ("data_rate", "data_rate_alarm", "out_data_rate")
+            low, high = (1, MAX_BYTES_PER_SECOND) if rate else (0, MAX_COUNT)
+            if not low <= value <= high:
+                raise InvalidArgument(f"{name} must be between {low} and {high}: {value}")
+
+    @property
+    def empty(self) -> bool:
+        return all(getattr(self, name) is None for name in LIMIT_FIELDS)
+
+    def over(self, default: Limits) -> Limits:
+        """These limits with each unset one taken from ``default`` (a vhost's effective ones)."""
+        return Limits(
+            *(
+                getattr(self, name) if getattr(self, name) is not None else getattr(default, name)
+                for name in LIMIT_FIELDS
+            )
+        )
+
+
+AuthFormat = Literal["protobuf", "json"]
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """AUTH: ALWAYS_ALLOW (``host`` None) or an HTTP auth service called for each connection.
+
+    ``format`` "protobuf" is the original's body (application/octet-stream, its AuthRequest
+    and AuthResponse messages); "json" is the proto3 JSON mapping of the same messages.
+    """
+
+    host: str | None = None
+    port: int = 0
+    target: str = ""
+    format: AuthFormat = "protobuf"
+
+    def __post_init__(self) -> None:
+        if self.host is None:
+            return
+        if not self.host or any(c.isspace() for c in self.host) or len(self.host) > 255:
+            raise InvalidArgument(f"auth service host must be a host name: {self.host!r}")
+        validate_port(self.port)
+        if not self.target.startswith("/") or any(c.isspace() for c in self.target):
+            raise InvalidArgument(f"auth service target must be a path: {self.target!r}")
+        if self.format not in ("protobuf", "json"):
+            raise InvalidArgument(f"auth format must be protobuf or json: {self.format!r}")
+
+    @property
+    def service(self) -> bool:
+        return self.host is not None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if self.host and ":" in self.host else self.host
+        return f"http://{host}:{self.port}{self.target}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amqpprox.core.model import Backend, Farm, Mapping, TargetKind
+from amqpprox.core.model import AuthConfig, Backend, Farm, Limits, Mapping, TargetKind
 from amqpprox.core.selection import ConnectionPlan, RoundRobin, SingleBackendPlan, partition_members
 from amqpprox.errors import AlreadyExists, InvalidArgument, InvalidState, NotFound
 
@@ -35,6 +35,9 @@ class ProxyState:
         self.default_farm: str | None = None
         self.datacenter = ""
         self.paused_vhosts: dict[str, bool] = {}
+        self.default_limits = Limits()
+        self.vhost_limits: dict[str, Limits] = {}
+        self.auth = AuthConfig()
         self.version = 0
         self._selectors: dict[str, RoundRobin] = {}
 
@@ -173,3 +176,29 @@ class ProxyState:
     def is_vhost_paused(self, vhost: str) -> bool:
         """Whether new sessions of ``vhost`` are held at Open; records the vhost as seen."""
         return self.paused_vhosts.setdefault(vhost, False)
+
+    # -- limits and auth ------------------------------------------------------------
+    def set_default_limits(self, limits: Limits) -> None:
+        self.default_limits = limits
+        self._changed()
+
+    def set_vhost_limits(self, vhost: str, limits: Limits) -> None:
+        """A vhost's own limits (empty ones remove its entry); the rest come from the default."""
+        if not vhost:
+            raise InvalidArgument("vhost must be given")
+        if limits.total_connections is not None:
+            raise InvalidArgument("total_connections is a default limit, not a vhost's")
+        if limits.empty:
+            self.vhost_limits.pop(vhost, None)
+        else:
+            self.vhost_limits[vhost] = limits
+        self._changed()
+
+    def limits_for(self, vhost: str) -> Limits:
+        """The limits a session of ``vhost`` is held to: its own, else the default's."""
+        own = self.vhost_limits.get(vhost)
+        return self.default_limits if own is None else own.over(self.default_limits)
+
+    def set_auth(self, auth: AuthConfig) -> None:
+        self.auth = auth
+        self._changed()

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from amqpprox import __version__
+from amqpprox.core.limits import Refusal, limits_of
 from amqpprox.core.stats import BufferFigures, stats_of
+from amqpprox.proxy import auth, shaping
 from amqpprox.proxy.connector import Resolver
 from amqpprox.proxy.session import Session
 
 if TYPE_CHECKING:
+    from amqpprox.amqp.methods import ConnectionStartOk
     from amqpprox.core.context import Context
     from amqpprox.core.sessions import SessionBase
 
@@ -37,6 +41,8 @@ class DataPlane:
         stats.buffer_probe = probe_buffers
         self._tasks: set[asyncio.Task[None]] = set()
         self._a_session_finished = asyncio.Event()
+        self.admission = limits_of(ctx)
+        self.admission.on_change.append(self._limits_changed)
 
     def track(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)
@@ -52,7 +58,34 @@ class DataPlane:
 
     def session_finished(self, session: SessionBase) -> None:
         log.debug("session %d finished: %s", session.id, session.close_reason)
+        self.admission.release(session.id)
         self._a_session_finished.set()
+
+    # -- limits and auth (core.limits, proxy.shaping, proxy.auth) -----------------------
+    def admit(self, session: Session) -> Refusal | None:
+        """LIMIT CONN_RATE[_ALARM] and CONNECTIONS for a session whose Open arrived."""
+        return self.admission.admit(self.ctx, session.id, session.vhost, time.monotonic())
+
+    def apply_limits(self, session: Session) -> None:
+        """The vhost's data rates for a session (at Open, and whenever a limit changes)."""
+        shaping.configure(session, self.ctx.state.limits_for(session.vhost))
+
+    def _limits_changed(self) -> None:
+        for session in self.ctx.sessions:
+            if isinstance(session, Session) and session.vhost and not session.finished:
+                self.apply_limits(session)
+
+    async def authenticate(
+        self, session: Session, start_ok: ConnectionStartOk
+    ) -> auth.AuthDecision:
+        request = auth.AuthRequest(
+            vhost=session.vhost,
+            mechanism=start_ok.mechanism,
+            credentials=start_ok.response,
+            client_hostname=await self.ctx.hostnames.resolve(session.client[0]),
+            connection_name=session.connection_name,
+        )
+        return await auth.ask(self.ctx.state.auth, request, self.ctx.settings.auth_timeout)
 
     async def wait_finished(self, sessions: list[SessionBase], timeout: float) -> bool:
         """Wait until every one of ``sessions`` has finished; False if the deadline passed."""

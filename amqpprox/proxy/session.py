@@ -26,7 +26,12 @@ from typing import TYPE_CHECKING, cast
 
 from amqpprox.amqp import handshake as hs
 from amqpprox.amqp.errors import ProtocolError
-from amqpprox.amqp.methods import ConnectionClose, ConnectionCloseOk, encode_method
+from amqpprox.amqp.methods import (
+    ConnectionClose,
+    ConnectionCloseOk,
+    ConnectionStartOk,
+    encode_method,
+)
 from amqpprox.amqp.scanner import FrameScanner
 from amqpprox.core.sessions import CloseReason, SessionBase, SessionState
 from amqpprox.proxy import proxy_protocol
@@ -36,9 +41,11 @@ from amqpprox.proxy.tls import contexts_of
 if TYPE_CHECKING:
     from collections.abc import Coroutine
 
+    from amqpprox.core.limits import Refusal
     from amqpprox.core.model import Backend
     from amqpprox.core.state import Route
     from amqpprox.proxy.plane import DataPlane
+    from amqpprox.proxy.shaping import Shaper
 
 log = logging.getLogger("amqpprox.session")
 _monotonic = time.monotonic
@@ -48,6 +55,7 @@ _monotonic = time.monotonic
 WRITE_BUFFER_HIGH = 1024 * 1024
 WRITE_BUFFER_LOW = 256 * 1024
 CONNECTION_FORCED = 320
+ACCESS_REFUSED = 403
 RESOURCE_ERROR = 506
 FRAME_ERROR = 501
 
@@ -198,6 +206,11 @@ class Session(SessionBase):
         self._broker_reading = True
         self._broker_pushback = False  # the broker transport's buffer is full
         self._client_pushback = False
+        # Data-rate limits (proxy.shaping): the shaper, and a side held back by it.
+        self.shaper: Shaper | None = None
+        self.rate_held_client = False
+        self.rate_held_broker = False
+        self.auth_start_ok: ConnectionStartOk | None = None  # the auth service's credentials
         self._broker_cut = False  # BACKEND_DISCONNECT: the client stays, the broker is gone
         self._close_code = 200
         self._close_text = "OK"
@@ -307,6 +320,7 @@ class Session(SessionBase):
             vhost,
             *self.client,
         )
+        self._plane.apply_limits(self)
         if self._plane.ctx.state.is_vhost_paused(vhost) or self.paused:
             self.paused = True
             self.state = SessionState.HELD
@@ -314,6 +328,10 @@ class Session(SessionBase):
         self._start_connecting()
 
     def _start_connecting(self) -> None:
+        refusal = self._plane.admit(self)
+        if refusal is not None:
+            self._refuse_limited(refusal)
+            return
         route = self._plane.ctx.state.route(self.vhost)
         if route is None:
             log.error("No mapping available for vhost=%s", self.vhost)
@@ -326,8 +344,55 @@ class Session(SessionBase):
         if route.kind == "farm":
             self.farm_name = route.name
         self.state = SessionState.CONNECTING
-        self._connect_task = self._loop.create_task(self._connect(route))
+        if self._plane.ctx.state.auth.service:
+            self._connect_task = self._loop.create_task(self._authenticate(route))
+        else:
+            self._connect_task = self._loop.create_task(self._connect(route))
         self._plane.track(self._connect_task)
+
+    def _refuse_limited(self, refusal: Refusal) -> None:
+        """LIMIT: after a delay (the original's 750 ms, against reconnect storms), Close."""
+        self.limited = True
+        self._finish(CloseReason.LIMITED)
+
+        def refuse() -> None:
+            self._deadline = None
+            if self.mode is not Mode.DEAD:
+                self._reject(refusal.code, refusal.text, CloseReason.LIMITED)
+
+        self._arm_deadline(self._settings.limit_close_delay, refuse)
+
+    async def _authenticate(self, route: Route) -> None:
+        """AUTH SERVICE: ask the auth service, then connect (ALLOW) or refuse (DENY)."""
+        start_ok = self._server.start_ok
+        assert start_ok is not None
+        decision = await self._plane.authenticate(self, start_ok)
+        if self.finished:
+            return
+        if not decision.allow:
+            self._deny(start_ok, decision.reason)
+            return
+        if decision.mechanism is not None:
+            replaced = start_ok.with_credentials(decision.mechanism, decision.credentials or b"")
+            if decision.reason:
+                replaced = replaced.with_extra_properties([("amqpprox_auth", decision.reason)])
+            self.auth_start_ok = replaced
+        await self._connect(route)
+
+    def _deny(self, start_ok: ConnectionStartOk, reason: str) -> None:
+        """Close 403 (class 10, method 11: StartOk) if the client can take it, else just close."""
+        self.auth_denied = True
+        log.info("session %d: auth service denied vhost %s: %s", self.id, self.vhost, reason)
+        try:
+            capabilities = start_ok.client_properties.get("capabilities")
+        except ProtocolError:
+            capabilities = None
+        if isinstance(capabilities, dict) and capabilities.get("authentication_failure_close"):
+            self._reject(ACCESS_REFUSED, reason, CloseReason.AUTH_DENIED, class_id=10, method_id=11)
+            return
+        self._finish(CloseReason.AUTH_DENIED)
+        self.mode = Mode.DEAD
+        self.client_transport.close()
 
     # -- choosing and connecting a backend ------------------------------------------------
     async def _connect(self, route: Route) -> None:
@@ -396,7 +461,7 @@ class Session(SessionBase):
         )
         client_tag = f"{self.client[0]}:{self.client[1]}" + (" TLS" if self.secure else "")
         host_tag = f"(:{self.listen_port}) {settings.hostname}:{self.egress_local[1]}"
-        start_ok = server.start_ok.with_extra_properties(
+        start_ok = (self.auth_start_ok or server.start_ok).with_extra_properties(
             [("amqpprox_client", client_tag), ("amqpprox_host", host_tag)]
         )
         self._client_hs = hs.ClientHandshake(
@@ -594,10 +659,13 @@ class Session(SessionBase):
 
     def client_backpressure(self, full: bool) -> None:
         self._client_pushback = full
+        self._set_broker_reading()
+
+    def _set_broker_reading(self) -> None:
         broker = self.broker_transport
         if broker is None:
             return
-        want = not full
+        want = not self._client_pushback and not self.rate_held_broker
         if want != self._broker_reading:
             self._broker_reading = want
             if want:
@@ -606,7 +674,11 @@ class Session(SessionBase):
                 broker.pause_reading()
 
     def _set_client_reading(self) -> None:
-        want = not self._broker_pushback and not (self.paused and self.mode is Mode.RELAY)
+        want = (
+            not self._broker_pushback
+            and not self.rate_held_client
+            and not (self.paused and self.mode is Mode.RELAY)
+        )
         if want != self._client_reading and not self.client_transport.is_closing():
             self._client_reading = want
             if want:
@@ -800,7 +872,9 @@ class Session(SessionBase):
         self.client_transport.abort()
 
     # -- endings ----------------------------------------------------------------------------
-    def _reject(self, code: int, text: str, reason: CloseReason) -> None:
+    def _reject(
+        self, code: int, text: str, reason: CloseReason, class_id: int = 0, method_id: int = 0
+    ) -> None:
         """Refuse the client with ``Connection.Close`` and wait (bounded) for its CloseOk.
 
         Any broker attempt in flight is abandoned: the client has been told no.
@@ -810,9 +884,9 @@ class Session(SessionBase):
         self._settle_handshake(_Outcome.BROKER_CLOSED)
         self._detach_broker()
         try:
-            frame = self._server.close(code, text)
+            frame = self._server.close(code, text, class_id, method_id)
         except ProtocolError:
-            frame = _close_frame(code, text)
+            frame = _close_frame(code, text, class_id, method_id)
         self.client_transport.write(frame)
         self._arm_deadline(self._settings.graceful_close_timeout, self._close_timeout)
 
@@ -833,7 +907,9 @@ class Session(SessionBase):
 
     def _abort_broker(self) -> None:
         broker = self.broker_transport
-        if broker is not None:
+        # A closed transport whose last write flushed is gone already; on Python 3.11 an
+        # abort() then fails inside asyncio (its loop is unset, yet it schedules a callback).
+        if broker is not None and not (broker.is_closing() and not broker.get_write_buffer_size()):
             broker.abort()
 
     def _arm_deadline(self, delay: float, callback: object) -> None:

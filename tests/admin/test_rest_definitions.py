@@ -42,6 +42,19 @@ async def test_export_of_an_empty_proxy(client: Client) -> None:
         "mappings": [],
         "default_farm": None,
         "listeners": [],
+        "limits": {
+            "default": {
+                "conn_rate": None,
+                "conn_rate_alarm": None,
+                "data_rate": None,
+                "data_rate_alarm": None,
+                "connections": None,
+                "out_data_rate": None,
+                "total_connections": None,
+            },
+            "vhosts": {},
+        },
+        "auth": {"mode": "always_allow"},
     }
 
 

@@ -7,9 +7,8 @@ through the real Unix socket of a fresh in-process proxy and compares bytes, exc
 
 * hash-ordered outputs (BACKEND PRINT) are compared as sets of lines;
 * our deliberate differences (docs/control.md) are asserted with our text;
-* AUTH and LIMIT answer a "not available" line until their features land;
-  once a real handler replaces the placeholder (as STAT's and TLS's have), the
-  original's bytes are required.
+* a verb still without its feature would answer a "not available" line (none is left:
+  STAT, TLS, LIMIT and AUTH have real handlers, so the original's bytes are required).
 
 The other tests cover every error string of the reference §4 the replay does not reach.
 """

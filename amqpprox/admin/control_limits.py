@@ -1,0 +1,313 @@
+"""The LIMIT and AUTH control commands: parse the tokens, call ``core.limits``, render text.
+
+The original's syntax and replies are kept byte for byte (reference §4.1, §4.8); our
+additions (docs/limits.md) use the same shapes:
+
+* ``LIMIT CONNECTIONS (VHOST vhostName | DEFAULT | TOTAL) numberOfConnections``
+* ``LIMIT OUT_DATA_RATE (DEFAULT | VHOST vhostName) BytesPerSecond``
+* ``LIMIT DISABLE (CONNECTIONS | OUT_DATA_RATE) (VHOST vhostName | DEFAULT | TOTAL)``
+* ``AUTH SERVICE hostname port target [PROTOBUF | JSON]``
+
+``admin.control`` registers the two verbs; this module keeps no state.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from amqpprox.core import limits as lim
+from amqpprox.core.context import Context
+from amqpprox.core.model import MAX_BYTES_PER_SECOND, MAX_COUNT, Limits
+from amqpprox.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from amqpprox.admin.control import ControlOutput
+
+LIMIT_HELP = (
+    "(CONN_RATE_ALARM | CONN_RATE) (VHOST vhostName numberOfConnections | DEFAULT "
+    "numberOfConnections) - Configure connection rate limits (normal or alarmonly) for incoming "
+    "clients connections\n"
+    "LIMIT (DATA_RATE_ALARM | DATA_RATE) (DEFAULT | VHOST vhostName) BytesPerSecond - Configure "
+    "data rate limits or alarms for incoming client data\n"
+    "LIMIT DISABLE (CONN_RATE_ALARM | CONN_RATE | DATA_RATE_ALARM | DATA_RATE) (VHOST vhostName | "
+    "DEFAULT) - Disable configured limit thresholds\n"
+    "LIMIT PRINT [vhostName] - Print the configured default limits or specific vhost limits"
+)
+AUTH_HELP = (
+    "(SERVICE hostname port target | ALWAYS_ALLOW | PRINT) - Change authentication "
+    "mechanism for connecting clients"
+)
+
+# Sub-command -> the Limits field it sets.
+FIELDS = {
+    "CONN_RATE": "conn_rate",
+    "CONN_RATE_ALARM": "conn_rate_alarm",
+    "DATA_RATE": "data_rate",
+    "DATA_RATE_ALARM": "data_rate_alarm",
+    "CONNECTIONS": "connections",
+    "OUT_DATA_RATE": "out_data_rate",
+}
+COUNTS = ("CONN_RATE", "CONN_RATE_ALARM", "CONNECTIONS")
+TOTAL = "\0total"  # the target of LIMIT CONNECTIONS TOTAL (no vhost can be named so)
+DEFAULT: str | None = None
+
+
+def _target(args: list[str], at: int) -> tuple[str | None, int] | None:
+    """``VHOST name`` -> (name, next index); ``DEFAULT`` -> (None, ...); ``TOTAL``; else None."""
+    word = (args[at] if len(args) > at else "").upper()
+    if word == "DEFAULT":
+        return DEFAULT, at + 1
+    if word == "TOTAL":
+        return TOTAL, at + 1
+    if word == "VHOST" and len(args) > at + 1:
+        return args[at + 1], at + 2
+    return None
+
+
+def _number(text: str | None, high: int) -> int | None:
+    if text is None or not (text.isascii() and text.isdigit()):
+        return None
+    value = int(text)
+    return value if value <= high else None
+
+
+async def limit(ctx: Context, args: list[str], out: ControlOutput) -> None:
+    if not args:
+        await out.write("No subcommand provided for LIMIT command.\n")
+        return
+    sub = args[0].upper()
+    if sub == "PRINT":
+        await out.write(print_limits(ctx, args[1] if len(args) > 1 else None))
+        return
+    if sub == "DISABLE":
+        await _disable(ctx, args[1:], out)
+        return
+    parsed = _target(args, 1)
+    if parsed is None:
+        await out.write(f"Failed to read (VHOST vhostName | DEFAULT) for {args[0]}")
+        return
+    vhost, at = parsed
+    field = FIELDS.get(sub)
+    if field is None or (vhost == TOTAL and sub != "CONNECTIONS"):
+        await out.write("Invalid subcommand provided for LIMIT command.\n")
+        return
+    text = args[at] if len(args) > at else None
+    if sub in COUNTS:
+        value = _number(text, MAX_COUNT)
+        if value is None:
+            await out.write("Invalid numberOfConnections provided.\n")
+            return
+    else:
+        value = _number(text, MAX_BYTES_PER_SECOND)
+        if not value:  # a rate of 0 would stop the connection for good
+            await out.write("Failed to read bytesPerSecond")
+            return
+    if vhost == TOTAL:
+        lim.set_limit(ctx, DEFAULT, "total_connections", value)
+    else:
+        lim.set_limit(ctx, vhost, field, value)
+    await out.write(_set_reply(sub, vhost, value))
+
+
+def _set_reply(sub: str, vhost: str | None, n: int) -> str:
+    alarm_note = (
+        "The limiter will only log at warning level with AMQPPROX_CONNECTION_LIMIT as a "
+        "substring and the relevant limit details, when the new incoming connection violates "
+    )
+    if sub == "CONN_RATE":
+        if vhost is None:
+            return f"Default connection rate limit is set to {n} connections per second.\n"
+        return f"For vhost {vhost}, Allow average {n} number of connections per 1 seconds\n"
+    if sub == "CONN_RATE_ALARM":
+        if vhost is None:
+            return (
+                f"Default connection rate limit is set to {n} connections per second in alarm "
+                f"only mode.\n{alarm_note}the default limit for all vhosts.\n"
+            )
+        return (
+            f"For vhost {vhost}, Allow average {n} number of connections per 1 seconds in alarm "
+            f"only mode.\n{alarm_note}the specified limit.\n"
+        )
+    if sub == "CONNECTIONS":
+        return _connections_line(vhost, n) + "\n"
+    if sub == "OUT_DATA_RATE":
+        return _out_rate_line(vhost, n) + "\n"
+    return ""  # DATA_RATE, DATA_RATE_ALARM: the original says nothing
+
+
+def _connections_line(vhost: str | None, n: int) -> str:
+    if vhost == TOTAL:
+        return f"Total limit for all vhosts, allow at most {n} concurrent connections."
+    if vhost is None:
+        return f"Default limit for any vhost, allow at most {n} concurrent connections."
+    return f"For vhost {vhost}, allow at most {n} concurrent connections."
+
+
+def _out_rate_line(vhost: str | None, n: int) -> str:
+    if vhost is None:
+        return f"Default data limit for any vhost, allow max {n} bytes per second to clients."
+    return f"For vhost {vhost}, allow max {n} bytes per second to clients."
+
+
+async def _disable(ctx: Context, args: list[str], out: ControlOutput) -> None:
+    if not args:
+        await out.write("No subcommand provided for LIMIT DISABLE command.\n")
+        return
+    sub = args[0]  # as upstream, not upper-cased: DISABLE's argument must be in capitals
+    parsed = _target(args, 1)
+    if parsed is None:
+        await out.write(f"Failed to read (VHOST vhostName | DEFAULT) for {sub}")
+        return
+    vhost, _ = parsed
+    field = FIELDS.get(sub)
+    if field is None or (vhost == TOTAL and sub != "CONNECTIONS"):
+        await out.write("Invalid subcommand provided for LIMIT command.\n")
+        return
+    if vhost == TOTAL:
+        lim.set_limit(ctx, DEFAULT, "total_connections", None)
+    else:
+        lim.set_limit(ctx, vhost, field, None)
+    await out.write(_disable_reply(sub, vhost))
+
+
+def _disable_reply(sub: str, vhost: str | None) -> str:
+    names = {
+        "CONN_RATE": "connection rate limit",
+        "CONN_RATE_ALARM": "alarm only connection rate limit",
+        "CONNECTIONS": "concurrent connection limit",
+        "OUT_DATA_RATE": "data rate limit to clients",
+    }
+    name = names.get(sub)
+    if name is None:
+        return ""  # DATA_RATE, DATA_RATE_ALARM: the original says nothing
+    if vhost == TOTAL:
+        return f"Successfully disabled total {name}\n"
+    if vhost is None:
+        # The original's stray space after the newline is kept for its two replies.
+        return f"Successfully disabled default {name}\n" + (" " if sub in COUNTS[:2] else "")
+    return f"Successfully disabled specific {name} for vhost {vhost}\n"
+
+
+def print_limits(ctx: Context, vhost: str | None) -> str:
+    """LIMIT PRINT [vhost]: the original's lines in its order, then ours."""
+    default = lim.default_limits(ctx)
+    lines: list[str] = []
+    if vhost is None:
+        d = default
+        if d.conn_rate_alarm is not None:
+            lines.append(
+                f"Default limit for any vhost, allow average {d.conn_rate_alarm} connections "
+                "per second in alarm only mode."
+            )
+        if d.conn_rate is not None:
+            lines.append(
+                f"Default limit for any vhost, allow average {d.conn_rate} connections per second."
+            )
+        if d.data_rate_alarm is not None:
+            lines.append(
+                f"Default data limit for any vhost, allow max {d.data_rate_alarm} bytes per "
+                "second in alarm only mode."
+            )
+        if d.data_rate is not None:
+            lines.append(
+                f"Default data limit for any vhost, allow max {d.data_rate} bytes per second."
+            )
+        if d.connections is not None:
+            lines.append(_connections_line(None, d.connections))
+        if d.out_data_rate is not None:
+            lines.append(_out_rate_line(None, d.out_data_rate))
+        if d.total_connections is not None:
+            lines.append(_connections_line(TOTAL, d.total_connections))
+        if not lines:
+            lines.append("No default limit configured for any vhost.")
+        return "".join(f"{line}\n" for line in lines)
+    own = ctx.state.vhost_limits.get(vhost) or Limits()
+    if own.conn_rate_alarm is not None:
+        lines.append(
+            f"Alarm only limit, for vhost {vhost}, Allow average {own.conn_rate_alarm} number "
+            "of connections per 1 seconds."
+        )
+    elif default.conn_rate_alarm is not None:
+        lines.append(
+            f"Alarm only limit, for vhost {vhost}, allow average {default.conn_rate_alarm} "
+            "number of connections per second."
+        )
+    if own.conn_rate is not None:
+        lines.append(
+            f"For vhost {vhost}, Allow average {own.conn_rate} number of connections per 1 seconds."
+        )
+    elif default.conn_rate is not None:
+        lines.append(
+            f"For vhost {vhost}, allow average {default.conn_rate} number of connections per "
+            "second."
+        )
+    limits = own.over(default)
+    if limits.data_rate_alarm is not None:
+        lines.append(
+            f"Alarm only data limit, for vhost {vhost}, allow max {limits.data_rate_alarm} "
+            "bytes per second."
+        )
+    if limits.data_rate is not None:
+        lines.append(f"For vhost {vhost}, allow max {limits.data_rate} bytes per second.")
+    if limits.connections is not None:
+        lines.append(_connections_line(vhost, limits.connections))
+    if limits.out_data_rate is not None:
+        lines.append(_out_rate_line(vhost, limits.out_data_rate))
+    if not lines:
+        lines.append(f"No limit configured for vhost {vhost}.")
+    return "".join(f"{line}\n" for line in lines)
+
+
+# -- AUTH ------------------------------------------------------------------------------------
+def auth_line(ctx: Context) -> str:
+    config = lim.get_auth(ctx)
+    if not config.service:
+        return (
+            "All connections are authorised to route to any vhost. No auth service requests "
+            "will be made.\n"
+        )
+    suffix = " (JSON)" if config.format == "json" else ""
+    return (
+        f"HTTP Auth service will be used to authn/authz client connections: {config.url}{suffix}\n"
+    )
+
+
+async def auth(ctx: Context, args: list[str], out: ControlOutput) -> None:
+    if not args:
+        await out.write("No subcommand provided.\n")
+        return
+    sub = args[0].upper()
+    if sub == "PRINT":
+        await out.write(auth_line(ctx))
+    elif sub == "ALWAYS_ALLOW":
+        lim.set_auth_always_allow(ctx)
+        await out.write(auth_line(ctx))
+    elif sub == "SERVICE":
+        await _auth_service(ctx, args[1:], out)
+    else:
+        await out.write("Unknown subcommand.\n")
+
+
+async def _auth_service(ctx: Context, args: list[str], out: ControlOutput) -> None:
+    if not args:
+        await out.write("No hostname specified.\n")
+        return
+    port = _number(args[1] if len(args) > 1 else None, 65535)
+    if not port:
+        await out.write("Invalid port provided.\n")
+        return
+    if len(args) < 3:
+        await out.write("No http target specified.\n")
+        return
+    fmt_word = args[3].upper() if len(args) > 3 else "PROTOBUF"
+    if fmt_word not in ("PROTOBUF", "JSON"):
+        await out.write("Unknown format; use PROTOBUF or JSON.\n")
+        return
+    try:
+        lim.set_auth_service(
+            ctx, args[0], port, args[2], "json" if fmt_word == "JSON" else "protobuf"
+        )
+    except InvalidArgument as error:
+        await out.write(f"{error.message}\n")
+        return
+    await out.write(auth_line(ctx))
