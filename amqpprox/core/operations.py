@@ -264,19 +264,21 @@ def unpause_vhost(ctx: Context, vhost: str) -> list[SessionBase]:
     return sessions
 
 
-def backend_disconnect_vhost(ctx: Context, vhost: str) -> list[SessionBase]:
+def _sessions_of_named_vhost(ctx: Context, vhost: str) -> list[SessionBase]:
     if not vhost:
         raise InvalidArgument("vhost must be given", legacy_text=SESSION_NOT_FOUND)
-    sessions = ctx.sessions.of_vhost(vhost)
+    return ctx.sessions.of_vhost(vhost)
+
+
+def backend_disconnect_vhost(ctx: Context, vhost: str) -> list[SessionBase]:
+    sessions = _sessions_of_named_vhost(ctx, vhost)
     for session in sessions:
         session.backend_disconnect()
     return sessions
 
 
 def force_disconnect_vhost(ctx: Context, vhost: str) -> list[SessionBase]:
-    if not vhost:
-        raise InvalidArgument("vhost must be given", legacy_text=SESSION_NOT_FOUND)
-    sessions = ctx.sessions.of_vhost(vhost)
+    sessions = _sessions_of_named_vhost(ctx, vhost)
     for session in sessions:
         session.force_disconnect()
     return sessions
