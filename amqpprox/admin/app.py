@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from amqpprox import __version__
-from amqpprox.admin import metrics, rest, rest_limits
+from amqpprox.admin import dashboard, metrics, rest, rest_limits
 from amqpprox.core.context import Context
 
 CONTEXT = web.AppKey("context", Context)
@@ -40,4 +40,5 @@ def make_admin_app(ctx: Context) -> web.Application:
     rest.setup(app, ctx)
     rest_limits.setup(app, ctx)
     metrics.setup(app, ctx)
+    dashboard.setup(app, ctx)
     return app
