@@ -1,6 +1,7 @@
 """Benchmark harness for amqpprox: direct broker vs. proxy, side by side.
 
-Run ``python -m bench --help``.  Scenarios (``--only NAME``):
+Run ``python -m bench --help``.  ``--tls`` adds a column for the proxy behind a TLS
+listener.  Scenarios (``--only NAME``):
 
 * ``msgs``    - 100-byte messages/s, one producer + one consumer process
 * ``mib``     - MiB/s with 1 MiB messages (multi-frame bodies)

@@ -16,6 +16,7 @@ from pathlib import Path
 from types import FrameType
 
 from bench import report
+from bench.pki import SERVER_NAME, make_pki
 from bench.procs import Server, free_port, wait_amqp_ready
 from bench.rawamqp import AmqpError, Target
 from bench.scenarios import SCENARIOS, Params, run_scenario
@@ -75,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="add a column for a second proxy with per-source statistics disabled",
     )
+    ap.add_argument(
+        "--tls",
+        action="store_true",
+        help="add a column for the same proxy behind a TLS listener (throwaway CA and "
+        "certificate; set up with TLS INGRESS ... and LISTEN START_SECURE)",
+    )
     ap.add_argument("--messages", type=int, help="override the 100-byte message count")
     ap.add_argument("--mib-messages", type=int, help="override the 1 MiB message count")
     ap.add_argument("--conn-seconds", type=float, help="override the connection-rate duration")
@@ -131,8 +138,31 @@ def _start_server(name: str, argv: list[str], workdir: Path, port: int) -> Serve
     return server
 
 
+def start_tls_listener(ctl: Path, workdir: Path) -> Target:
+    """Give the proxy behind ``ctl`` a secure listener with a fresh certificate."""
+    pki = make_pki(workdir)
+    port = free_port()
+    for line in (
+        f"TLS INGRESS CERT_CHAIN_FILE {pki.server_cert}",
+        f"TLS INGRESS KEY_FILE {pki.server_key}",
+        f"LISTEN START_SECURE {port}",
+    ):
+        reply = control_line(ctl, line)
+        if reply.strip():
+            raise SystemExit(f"proxy refused {line!r}: {reply.strip()}")
+    target = Target("127.0.0.1", port, tls_ca=str(pki.ca_cert), tls_server_name=SERVER_NAME)
+    try:
+        wait_amqp_ready(target, None, READY_TIMEOUT)
+    except AmqpError as exc:
+        raise SystemExit(f"TLS listener on {port} is not usable: {exc}") from exc
+    return target
+
+
 def run(args: argparse.Namespace) -> int:
     """Start intermediaries, run scenarios, print results; returns exit code."""
+    if args.tls and (args.no_proxy or args.proxy is not None):
+        print("--tls needs the proxy the benchmark starts itself", file=sys.stderr)
+        return 2
     params = make_params(args)
     scenarios = [s for s in SCENARIOS if not args.only or s in args.only]
     info = report.machine_info()
@@ -164,6 +194,9 @@ def run(args: argparse.Namespace) -> int:
                 ]  # fmt: skip
                 servers.append(_start_server("proxy", argv, workdir, port))
                 targets["proxy"] = Target("127.0.0.1", port)
+                if args.tls:
+                    # The same proxy process: the column differs from "proxy" by TLS alone.
+                    targets["proxy-tls"] = start_tls_listener(workdir / "ctl", workdir)
         if args.also_no_per_source and not args.no_proxy and args.proxy is None:
             # A second proxy with per-source statistics off: the cost of statistics.
             port = free_port()
@@ -208,6 +241,8 @@ def run(args: argparse.Namespace) -> int:
         print()
         print(report.table_text(results, names))
         for line in report.added_latency_text(results, names):
+            print(line)
+        for line in report.tls_cost_text(results, names):
             print(line)
         errors = report.errors_text(results)
         for line in errors:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import socket
+import ssl
 import struct
 import time
 from dataclasses import dataclass
@@ -60,13 +61,41 @@ class AmqpError(Exception):
 
 @dataclass(frozen=True)
 class Target:
-    """A loopback host:port the benchmark talks AMQP to."""
+    """A loopback host:port the benchmark talks AMQP to.
+
+    With ``tls_ca`` (a CA file) the socket is wrapped in TLS, the server's certificate
+    verified against that CA for the name ``tls_server_name``.
+    """
 
     host: str
     port: int
+    tls_ca: str | None = None
+    tls_server_name: str = "localhost"
 
     def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
+        return f"{self.host}:{self.port}{' (TLS)' if self.tls_ca else ''}"
+
+
+@functools.lru_cache(maxsize=4)
+def client_tls_context(ca_file: str) -> ssl.SSLContext:
+    """One context per process and CA (building one per connection would skew conn/s)."""
+    return ssl.create_default_context(cafile=ca_file)
+
+
+def connect(target: Target, timeout: float) -> socket.socket:
+    """A TCP connection to ``target``, TLS handshake done when it is a TLS target."""
+    sock = socket.create_connection((target.host, target.port), timeout=timeout)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if target.tls_ca is None:
+            return sock
+        # The handshake runs under the socket's timeout set above.
+        return client_tls_context(target.tls_ca).wrap_socket(
+            sock, server_hostname=target.tls_server_name
+        )
+    except BaseException:
+        sock.close()
+        raise
 
 
 def _close_reason(payload: bytes | bytearray | memoryview) -> str:
@@ -245,9 +274,8 @@ def open_connection(
 ) -> Connection:
     """Full AMQP connection open: header, StartOk, TuneOk, Open -> OpenOk."""
     deadline = time.monotonic() + timeout
-    sock = socket.create_connection((target.host, target.port), timeout=timeout)
+    sock = connect(target, timeout)
     try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.sendall(PROTOCOL_HEADER)
         reader = FrameReader(sock, deadline)
         reader.expect(M_START)

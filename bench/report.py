@@ -121,6 +121,21 @@ def added_latency_text(results: Results, target_names: list[str]) -> list[str]:
     return lines
 
 
+def tls_cost_text(results: Results, target_names: list[str]) -> list[str]:
+    """With a ``proxy-tls`` column: what TLS ingress costs on top of the plain proxy."""
+    if "proxy-tls" not in target_names or "proxy" not in target_names:
+        return []
+    parts = []
+    for scenario, specs in ROWS.items():
+        per_target = results.get(scenario, {})
+        for _label, key, _higher in specs:
+            plain = per_target.get("proxy", {}).get(key)
+            tls = per_target.get("proxy-tls", {}).get(key)
+            if plain and tls is not None:
+                parts.append(f"{key} {tls / plain:.2f}")
+    return ["proxy-tls/proxy (TLS ingress vs plain, same process): " + ", ".join(parts)]
+
+
 def errors_text(results: Results) -> list[str]:
     """One line per failed (scenario, target)."""
     return [

@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from amqpprox import __version__
-from amqpprox.admin import dashboard, metrics, rest, rest_limits
+from amqpprox.admin import dashboard, metrics, rest, rest_limits, rest_tls
 from amqpprox.core.context import Context
 
 CONTEXT = web.AppKey("context", Context)
@@ -39,6 +39,7 @@ def make_admin_app(ctx: Context) -> web.Application:
     app.router.add_get("/readyz", readyz)
     rest.setup(app, ctx)
     rest_limits.setup(app, ctx)
+    rest_tls.setup(app, ctx)
     metrics.setup(app, ctx)
     dashboard.setup(app, ctx)
     return app

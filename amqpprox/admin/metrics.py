@@ -151,6 +151,7 @@ class AmqpproxCollector(Collector):
             up = 1 if (port, tls) in current else 0
             listener_up.add_metric([str(port), "true" if tls else "false"], up)
         yield listener_up
+        yield from _listener_counters(ctx)
 
         probe = hub.buffer_probe
         if probe is not None:
@@ -169,6 +170,33 @@ class AmqpproxCollector(Collector):
             )
             stalled.add_metric([], figures.backpressured_sessions)
             yield stalled
+
+
+# ListenerControl.counters names -> (family, help): connections a listener turned away
+# before they became sessions (so amqpprox_connections_accepted never saw them).
+LISTENER_COUNTERS = (
+    (
+        "tls_handshake_failures",
+        "amqpprox_listener_tls_handshake_failures",
+        "Client TLS handshakes that failed or timed out on a secure listener.",
+    ),
+    (
+        "proxy_header_rejected",
+        "amqpprox_listener_proxy_header_rejected",
+        "Connections closed by a PROXY listener for a missing, invalid or late PROXY header.",
+    ),
+)
+
+
+def _listener_counters(ctx: Context) -> Iterable[Metric]:
+    """Per port, for every port listened on since start (stopped ones keep their counts)."""
+    ports = ctx.listeners.counted_ports()
+    counts = {port: ctx.listeners.counters(port) for port in ports}
+    for key, name, text in LISTENER_COUNTERS:
+        family = CounterMetricFamily(name, text, labels=["port"])
+        for port in ports:
+            family.add_metric([str(port)], counts[port].get(key, 0))
+        yield family
 
 
 def _add_histogram(family: HistogramMetricFamily, labels: list[str], hist: Histogram) -> None:

@@ -47,6 +47,7 @@ CONFIG_PATHS = tuple(
         "definitions",
         "limits",
         "auth",
+        "tls",
     )
 )
 WRITE_METHODS = frozenset({"PUT", "POST", "DELETE", "PATCH"})
@@ -310,7 +311,7 @@ class RestApi:
             body["host"],
             body["port"],
             dns=body["dns"],
-            proxy_protocol=1 if body["proxy_protocol"] else 0,
+            proxy_protocol=body["proxy_protocol"],
             tls=body["tls"],
         )
         return _json(backend_json(backend), 201 if created else 200)
@@ -394,7 +395,9 @@ class RestApi:
         body = await load_body(request, schemas.ListenerBody(), required=False)
         if "port" in body and body["port"] != port:
             raise HttpProblem(400, "invalid_argument", "the body's port differs from the path's")
-        spec, created = await ops.put_listener(self.ctx, port, tls=body["tls"])
+        spec, created = await ops.put_listener(
+            self.ctx, port, tls=body["tls"], proxy_protocol=body["proxy_protocol"]
+        )
         return _json(listener_json(spec), 201 if created else 200)
 
     async def delete_listener(self, request: web.Request) -> web.Response:

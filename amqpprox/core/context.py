@@ -66,6 +66,16 @@ class ListenerControl(Protocol):
 
     def specs(self) -> list[ListenerSpec]: ...
 
+    def counters(self, port: int) -> dict[str, int]:
+        """What the listener on ``port`` (running or stopped) turned away, by counter name:
+        ``accepted``, ``proxy_header_rejected``, ``tls_handshake_failures`` (zeros for a
+        port never listened on)."""
+        ...
+
+    def counted_ports(self) -> list[int]:
+        """Every port a listener has served since start (stopped ones too), sorted."""
+        ...
+
 
 class Context:
     """Everything the operations act on."""

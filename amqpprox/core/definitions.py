@@ -1,12 +1,14 @@
 """The whole configuration as one JSON document: export, validate, diff and apply atomically.
 
 A definitions document holds the datacenter, backends, farms, vhost mappings, the
-default farm, the listeners, the limits and the auth service (``GET /api/v1/definitions``,
+default farm, the listeners (with their TLS and PROXY modes), the limits, the auth
+service and the TLS settings of both directions (``GET /api/v1/definitions``,
 ``amqpprox --definitions``).
-Applying one is all or nothing: the document is parsed, its backends resolved and the
-resulting configuration checked on a scratch ``ProxyState`` first; listeners are started
-next (and stopped again if one cannot bind); only then is the live state changed, in one
-synchronous step the event loop cannot interleave with a session. A top-level key the
+Applying one is all or nothing: the document is parsed, its backends resolved, its TLS
+contexts built (and thrown away) and the resulting configuration checked on a scratch
+``ProxyState`` first; then the TLS contexts are swapped in and listeners started (both
+undone if one cannot bind); only then is the live state changed, in one synchronous
+step the event loop cannot interleave with a session. A top-level key the
 document leaves out keeps that part of the configuration as it is.
 
 The document's structure is described by marshmallow schemas here (the REST front end
@@ -42,6 +44,14 @@ from amqpprox.core.model import (
     Mapping,
 )
 from amqpprox.core.state import ProxyState
+from amqpprox.core.tls import (
+    DIRECTIONS,
+    FILE_FIELDS,
+    VERIFY_MODES,
+    VERIFY_NONE,
+    Direction,
+    TlsSettings,
+)
 from amqpprox.errors import AmqpproxError, InvalidArgument, InvalidState
 
 MAX_NAME = 255
@@ -69,6 +79,27 @@ class StrictInt(fields.Integer):
         return value
 
 
+class ProxyProtocolVersion(fields.Field[int]):
+    """A backend's SEND-PROXY setting: ``false``/``true`` (off / v1, the first form) or ``1``/``2``.
+
+    Loads as the model's int (0, 1, 2); ``0`` is accepted as off too.
+    """
+
+    default_error_messages = {"invalid": "Must be false, true (PROXY v1), 1 or 2."}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if isinstance(value, bool):
+            return 1 if value else 0
+        if isinstance(value, int) and value in (0, 1, 2):
+            return value
+        raise self.make_error("invalid")
+
+
+def proxy_protocol_json(version: int) -> bool | int:
+    """Off and v1 as the booleans clients have always seen; v2 as ``2``."""
+    return version if version == 2 else version == 1
+
+
 def _name(**kwargs: Any) -> fields.String:
     return fields.String(validate=validate.Length(min=1, max=MAX_NAME), **kwargs)
 
@@ -79,7 +110,7 @@ class BackendFields(Schema):
     host = fields.String(required=True, validate=validate.Length(min=1, max=MAX_NAME))
     port = StrictInt(required=True, validate=validate.Range(min=1, max=65535))
     dns = StrictBool(load_default=False)
-    proxy_protocol = StrictBool(load_default=False)
+    proxy_protocol = ProxyProtocolVersion(load_default=0)
     tls = StrictBool(load_default=False)
 
 
@@ -115,6 +146,7 @@ class MappingDef(TargetFields):
 
 class ListenerFields(Schema):
     tls = StrictBool(load_default=False)
+    proxy_protocol = StrictBool(load_default=False)  # clients send a PROXY header first
 
 
 class ListenerDef(ListenerFields):
@@ -173,6 +205,31 @@ class AuthFields(Schema):
                 raise ValidationError(f"mode service needs {', '.join(missing)}", "_schema")
 
 
+def _tls_path() -> fields.String:
+    return fields.String(allow_none=True, load_default=None, validate=validate.Length(min=1))
+
+
+class TlsFields(Schema):
+    """One direction's TLS settings, whole: a file left out or null is not used."""
+
+    key_file = _tls_path()
+    cert_chain_file = _tls_path()
+    rsa_key_file = _tls_path()
+    tmp_dh_file = _tls_path()
+    ca_cert_file = _tls_path()
+    verify_mode = fields.List(
+        fields.String(validate=validate.OneOf(VERIFY_MODES)), load_default=list
+    )
+    ciphers = fields.String(allow_none=True, load_default=None, validate=validate.Length(min=1))
+
+
+class TlsDef(Schema):
+    """Both directions; one left out keeps its settings."""
+
+    ingress = fields.Nested(TlsFields)
+    egress = fields.Nested(TlsFields)
+
+
 class DefinitionsSchema(Schema):
     amqpprox_version = fields.String()  # informational; ignored on import
     datacenter = fields.String(validate=validate.Length(max=MAX_NAME))
@@ -183,6 +240,7 @@ class DefinitionsSchema(Schema):
     listeners = fields.List(fields.Nested(ListenerDef))
     limits = fields.Nested(LimitsDef)
     auth = fields.Nested(AuthFields)
+    tls = fields.Nested(TlsDef)
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -226,7 +284,7 @@ def backend_json(backend: Backend) -> dict[str, Any]:
         "host": backend.host,
         "port": backend.port,
         "dns": backend.dns,
-        "proxy_protocol": backend.proxy_protocol != 0,
+        "proxy_protocol": proxy_protocol_json(backend.proxy_protocol),
         "tls": backend.tls,
     }
 
@@ -245,7 +303,29 @@ def mapping_json(mapping: Mapping) -> dict[str, Any]:
 
 
 def listener_json(spec: ListenerSpec) -> dict[str, Any]:
-    return {"port": spec.port, "tls": spec.tls}
+    return {"port": spec.port, "tls": spec.tls, "proxy_protocol": spec.proxy_protocol}
+
+
+def tls_json(settings: TlsSettings) -> dict[str, Any]:
+    """One direction's settings; ``verify_mode`` in the original's order, ``[]`` for NONE."""
+    return {
+        **{name: getattr(settings, name) for name in FILE_FIELDS},
+        "verify_mode": [mode for mode in VERIFY_MODES if mode in settings.verify_mode],
+        "ciphers": settings.ciphers,
+    }
+
+
+def tls_from_json(data: AbstractMapping[str, Any]) -> TlsSettings:
+    """Settings from a loaded ``TlsFields`` body (NONE among the modes means nothing)."""
+    return TlsSettings(
+        **{name: data.get(name) for name in FILE_FIELDS},
+        verify_mode=frozenset(data.get("verify_mode", ())) - {VERIFY_NONE},
+        ciphers=data.get("ciphers"),
+    )
+
+
+def all_tls_json(ctx: Context) -> dict[str, Any]:
+    return {d.lower(): tls_json(ops.tls_settings(ctx, d)) for d in DIRECTIONS}
 
 
 def limits_json(limits: Limits, *, vhost: bool = False) -> dict[str, Any]:
@@ -302,6 +382,7 @@ def export(ctx: Context) -> dict[str, Any]:
         ],
         "limits": all_limits_json(state.default_limits, state.vhost_limits),
         "auth": auth_json(state.auth),
+        "tls": all_tls_json(ctx),
     }
 
 
@@ -319,6 +400,10 @@ class Definitions:
     default_limits: Limits = field(default_factory=Limits)
     vhost_limits: tuple[tuple[str, Limits], ...] = ()
     auth: AuthConfig = field(default_factory=AuthConfig)
+    # Both directions' settings after the apply, and the directions the document gives
+    # (those are rebuilt from their files, so an apply picks up rotated certificates).
+    tls: tuple[tuple[Direction, TlsSettings], ...] = ()
+    tls_given: tuple[Direction, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -329,6 +414,7 @@ class Definitions:
             "default_farm": self.default_farm,
             "limits": all_limits_json(self.default_limits, dict(self.vhost_limits)),
             "auth": auth_json(self.auth),
+            "tls": {d.lower(): tls_json(settings) for d, settings in self.tls},
         }
 
 
@@ -356,7 +442,7 @@ async def prepare(ctx: Context, document: object) -> Definitions:
                     item["host"],
                     item["port"],
                     ip,
-                    1 if item["proxy_protocol"] else 0,
+                    item["proxy_protocol"],
                     item["tls"],
                 )
                 if not item["dns"]:
@@ -402,7 +488,10 @@ async def prepare(ctx: Context, document: object) -> Definitions:
     listeners: tuple[ListenerSpec, ...] | None = None
     if "listeners" in doc:
         _unique(doc["listeners"], "port", "listeners")
-        listeners = tuple(ListenerSpec(item["port"], item["tls"]) for item in doc["listeners"])
+        listeners = tuple(
+            ListenerSpec(item["port"], item["tls"], proxy_protocol=item["proxy_protocol"])
+            for item in doc["listeners"]
+        )
 
     default_limits, vhost_limits = state.default_limits, tuple(state.vhost_limits.items())
     if "limits" in doc:
@@ -422,7 +511,24 @@ async def prepare(ctx: Context, document: object) -> Definitions:
         except AmqpproxError as error:
             raise InvalidArgument(f"auth: {error.message}") from error
 
+    tls = {d: ops.tls_settings(ctx, d) for d in DIRECTIONS}
+    given: list[Direction] = []
+    for direction in DIRECTIONS:
+        part = doc.get("tls", {}).get(direction.lower())
+        if part is None:
+            continue
+        label = f"tls.{direction.lower()}"
+        try:
+            tls[direction] = tls_from_json(part)
+            # Built now (and thrown away): a TLS part that does not build fails the document.
+            ctx.tls.check(direction, tls[direction])
+        except AmqpproxError as error:
+            raise InvalidArgument(f"{label}: {error.message}") from error
+        given.append(direction)
+
     result = Definitions(
+        tls=tuple(tls.items()),
+        tls_given=tuple(given),
         default_limits=default_limits,
         vhost_limits=vhost_limits,
         auth=auth,
@@ -491,7 +597,7 @@ def diff(ctx: Context, defs: Definitions) -> dict[str, Any]:
         "mappings": _section_diff(current["mappings"], target["mappings"], "vhost"),
         "listeners": _section_diff(current["listeners"], listeners, "port"),
     }
-    for scalar in ("datacenter", "default_farm", "limits", "auth"):
+    for scalar in ("datacenter", "default_farm", "limits", "auth", "tls"):
         changes[scalar] = (
             None
             if current[scalar] == target[scalar]
@@ -504,15 +610,18 @@ def diff(ctx: Context, defs: Definitions) -> dict[str, Any]:
 async def _apply_listeners(
     ctx: Context, wanted: tuple[ListenerSpec, ...]
 ) -> list[tuple[int, ListenerSpec | None]]:
-    """Start (or switch the TLS mode of) the listeners ``wanted``; returns how to undo it."""
+    """Start (or switch the mode of) the listeners ``wanted``; returns how to undo it."""
     current = {s.port: s for s in ctx.listeners.specs()}
     undo: list[tuple[int, ListenerSpec | None]] = []
     try:
         for spec in wanted:
             before = current.get(spec.port)
-            if before is not None and before.tls == spec.tls:
+            if before is not None and (before.tls, before.proxy_protocol) == (
+                spec.tls,
+                spec.proxy_protocol,
+            ):
                 continue
-            await ops.put_listener(ctx, spec.port, tls=spec.tls)
+            await ops.put_listener(ctx, spec.port, tls=spec.tls, proxy_protocol=spec.proxy_protocol)
             undo.append((spec.port, before))
     except AmqpproxError:
         await _undo_listeners(ctx, undo)
@@ -576,11 +685,23 @@ async def apply(ctx: Context, document: object, *, dry_run: bool = False) -> dic
     changes = diff(ctx, defs)
     if dry_run:
         return {"dry_run": True, "changes": changes}
-    undo = await _apply_listeners(ctx, defs.listeners) if defs.listeners is not None else []
+    # TLS first, so a secure listener the document starts serves with the document's
+    # certificate from its first connection. Undoing it is a swap back, which cannot fail.
+    tls_before = {d: ops.tls_settings(ctx, d) for d in DIRECTIONS}
+    wanted_tls = dict(defs.tls)
+    undo_tls = ctx.tls.configure_all({d: wanted_tls[d] for d in defs.tls_given})
+    try:
+        undo = await _apply_listeners(ctx, defs.listeners) if defs.listeners is not None else []
+    except BaseException:
+        undo_tls()
+        raise
     if ctx.state.version != version:
         await _undo_listeners(ctx, undo)
+        undo_tls()
         raise InvalidState("the configuration changed while the document was applied; retry")
     _commit(ctx, defs)
+    if any(wanted_tls[d] != tls_before[d] for d in defs.tls_given):
+        ctx.state.touch()
     limits_of(ctx).changed()  # live sessions take up the document's data rates
     if defs.listeners is not None:
         wanted_ports = {s.port for s in defs.listeners}

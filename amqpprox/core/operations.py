@@ -366,25 +366,32 @@ def get_listener(ctx: Context, port: int) -> ListenerSpec:
     raise NotFound(f"not listening on port {port}")
 
 
-async def put_listener(ctx: Context, port: int, *, tls: bool = False) -> tuple[ListenerSpec, bool]:
-    """Listen on ``port`` (idempotent); a listener with the other TLS mode is replaced.
+async def put_listener(
+    ctx: Context, port: int, *, tls: bool = False, proxy_protocol: bool = False
+) -> tuple[ListenerSpec, bool]:
+    """Listen on ``port`` (idempotent); a listener in another mode (TLS, PROXY) is replaced.
 
     True when a listener was started where none was. If the replacement cannot bind,
     the previous listener is restored and the error raised.
     """
     validate_port(port)
     current = next((s for s in ctx.listeners.specs() if s.port == port), None)
-    if current is not None and current.tls == tls:
+    if current is not None and (current.tls, current.proxy_protocol) == (tls, proxy_protocol):
         return current, False
     if current is not None:
         await ctx.listeners.stop(port)
     try:
-        await ctx.listeners.start(ListenerSpec(port, tls))
+        await ctx.listeners.start(ListenerSpec(port, tls, proxy_protocol=proxy_protocol))
     except AmqpproxError:
         if current is not None:
             await ctx.listeners.start(current)
         raise
     return get_listener(ctx, port), current is None
+
+
+def listener_counters(ctx: Context, port: int) -> dict[str, int]:
+    """What the listener on ``port`` (running or stopped) turned away, by counter name."""
+    return dict(ctx.listeners.counters(port))
 
 
 @dataclass(frozen=True, slots=True)
@@ -504,13 +511,28 @@ def tls_settings(ctx: Context, direction: Direction) -> TlsSettings:
     return ctx.tls.settings(direction)
 
 
+def _configure_tls(ctx: Context, direction: Direction, settings: TlsSettings) -> None:
+    """Always rebuilt (the files may have been replaced); a new configuration version if
+    the settings differ. ``InvalidArgument``: the previous context stays."""
+    before = ctx.tls.settings(direction)
+    ctx.tls.configure(direction, settings)
+    if settings != before:
+        ctx.state.touch()
+
+
+def put_tls_settings(ctx: Context, direction: Direction, settings: TlsSettings) -> TlsSettings:
+    """Replace the whole of a direction's settings (REST PUT); used only if a context builds."""
+    _configure_tls(ctx, direction, settings)
+    return settings
+
+
 def set_tls_file(ctx: Context, direction: Direction, command: str, path: str) -> TlsSettings:
     """TLS <direction> KEY_FILE|CERT_CHAIN_FILE|... <path>: used only if a context builds."""
     field = TLS_FILE_COMMANDS.get(command.upper())
     if field is None:
         raise InvalidArgument(f"unknown TLS file command {command!r}")
     settings = ctx.tls.settings(direction).with_changes(**{field: path})
-    ctx.tls.configure(direction, settings)
+    _configure_tls(ctx, direction, settings)
     return settings
 
 
@@ -523,14 +545,14 @@ def set_tls_verify_mode(ctx: Context, direction: Direction, modes: list[str]) ->
                 f"unknown verify mode {mode!r}", legacy_text=f"Unknown mode: {mode}\n"
             )
     settings = ctx.tls.settings(direction).with_changes(verify_mode=frozenset(upper) - {"NONE"})
-    ctx.tls.configure(direction, settings)
+    _configure_tls(ctx, direction, settings)
     return settings
 
 
 def set_tls_ciphers(ctx: Context, direction: Direction, ciphers: str) -> list[str]:
     """TLS <direction> CIPHERS SET: the TLS 1.2 cipher list; the enabled ciphers after it."""
     settings = ctx.tls.settings(direction).with_changes(ciphers=ciphers)
-    ctx.tls.configure(direction, settings)
+    _configure_tls(ctx, direction, settings)
     return ctx.tls.ciphers(direction)
 
 

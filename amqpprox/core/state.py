@@ -44,6 +44,10 @@ class ProxyState:
     def _changed(self) -> None:
         self.version += 1
 
+    def touch(self) -> None:
+        """Configuration kept outside this state changed (the TLS settings): a new version."""
+        self._changed()
+
     # -- backends -------------------------------------------------------------------
     def add_backend(self, backend: Backend) -> None:
         if backend.name in self.backends:

@@ -10,6 +10,8 @@ built from it; otherwise the previous (working) context stays in place.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 
@@ -51,6 +53,10 @@ class TlsSettings:
             raise InvalidArgument(
                 f"unknown verify mode {unknown[0]!r}", legacy_text=f"Unknown mode: {unknown[0]}\n"
             )
+        for name in FILE_FIELDS:
+            _check_path(name, getattr(self, name))
+        if self.ciphers is not None and not (self.ciphers.isascii() and self.ciphers.isprintable()):
+            raise InvalidArgument(f"ciphers must be printable ASCII: {self.ciphers!r}")
 
     @property
     def verify_peer(self) -> bool:
@@ -67,6 +73,18 @@ class TlsSettings:
 
     def with_changes(self, **changes: object) -> TlsSettings:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _check_path(name: str, path: str | None) -> None:
+    """A path the OS can be asked about (REST and definitions take any JSON string)."""
+    if path is None:
+        return
+    if not path or "\0" in path:
+        raise InvalidArgument(f"{name} must be a non-empty path without NUL: {path!r}")
+    try:
+        os.fsencode(path)
+    except UnicodeError as error:
+        raise InvalidArgument(f"{name} is not a valid file name: {path!r}") from error
 
 
 def parse_direction(text: str) -> Direction | None:
@@ -96,6 +114,18 @@ class TlsControl(Protocol):
         """The OpenSSL names of the ciphers the current context enables, in order."""
         ...
 
+    def check(self, direction: Direction, settings: TlsSettings) -> None:
+        """Build a context from ``settings`` and throw it away: ``InvalidArgument`` if it fails."""
+        ...
+
+    def configure_all(self, changes: Mapping[Direction, TlsSettings]) -> Callable[[], None]:
+        """Build a context for every direction of ``changes``, then use them all.
+
+        Nothing changes unless every context builds (``InvalidArgument`` otherwise).
+        Returns a function that puts the previous contexts back (it cannot fail).
+        """
+        ...
+
 
 class NoTls:
     """The TLS control of a Context built without a data plane: settings only, no contexts."""
@@ -111,3 +141,15 @@ class NoTls:
 
     def ciphers(self, direction: Direction) -> list[str]:
         return []
+
+    def check(self, direction: Direction, settings: TlsSettings) -> None:
+        return None
+
+    def configure_all(self, changes: Mapping[Direction, TlsSettings]) -> Callable[[], None]:
+        previous = dict(self._settings)
+        self._settings.update(changes)
+
+        def undo() -> None:
+            self._settings.update(previous)
+
+        return undo

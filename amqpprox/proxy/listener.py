@@ -28,7 +28,7 @@ import errno
 import logging
 import socket
 import ssl
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from amqpprox.core.model import ListenerSpec
 from amqpprox.errors import InvalidState
@@ -153,9 +153,12 @@ class ListenerManager:
     def specs(self) -> list[ListenerSpec]:
         return [listener.spec for listener in self._listeners.values()]
 
-    def counters(self, port: int) -> ListenerCounters:
-        """What the listener on ``port`` (running or stopped) turned away."""
-        return self._counters.get(port, ListenerCounters())
+    def counters(self, port: int) -> dict[str, int]:
+        """What the listener on ``port`` (running or stopped) turned away, by counter name."""
+        return asdict(self._counters.get(port, ListenerCounters()))
+
+    def counted_ports(self) -> list[int]:
+        return sorted(self._counters)
 
     # -- secure and PROXY listeners --------------------------------------------------------
     async def _accept_loop(self, plane: DataPlane, listener: _Listener) -> None:

@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import ssl
+import stat
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,6 +38,8 @@ log = logging.getLogger("amqpprox.tls")
 # OpenSSL 3 reports a failed system call as ERR_SYSTEM_FLAG | errno, which asio prints
 # as a signed int: the original answers "Error: asio.ssl:-2147483646" for a missing file.
 _ERR_SYSTEM_FLAG = -(2**31)
+# Certificates, keys and CA bundles are small; anything bigger is not one (REST takes any path).
+MAX_FILE_SIZE = 16 * 1024 * 1024
 
 
 class TlsFileError(InvalidArgument):
@@ -53,7 +58,13 @@ def _parse_error(what: str, path: str, detail: str) -> TlsFileError:
 
 
 def _read(what: str, path: str) -> bytes:
+    """A regular file's bytes: a FIFO or a device (``/dev/zero``) would block or never end."""
     try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise _parse_error(what, path, "not a regular file")
+        if info.st_size > MAX_FILE_SIZE:
+            raise _parse_error(what, path, f"larger than {MAX_FILE_SIZE} bytes")
         return Path(path).read_bytes()
     except OSError as error:
         raise _system_error(what, path, error) from error
@@ -154,6 +165,23 @@ def _set_verification(ctx: ssl.SSLContext, settings: TlsSettings, *, server: boo
         ctx.verify_mode = ssl.CERT_NONE
 
 
+def _checked_build(direction: Direction, settings: TlsSettings) -> ssl.SSLContext:
+    """``build_context`` with every failure an ``InvalidArgument`` that says what is wrong."""
+    try:
+        return build_context(direction, settings)
+    except TlsFileError:
+        raise
+    except ssl.SSLError as error:
+        reason = getattr(error, "reason", None) or " ".join(str(arg) for arg in error.args)
+        if settings.ciphers is not None and "cipher" in reason.lower():
+            raise InvalidArgument(
+                f"TLS {direction}: the cipher list {settings.ciphers!r} selects no cipher"
+            ) from error
+        raise InvalidArgument(f"TLS {direction}: {reason}") from error
+    except ValueError as error:  # a file name the OS refuses, say
+        raise InvalidArgument(f"TLS {direction}: {error}") from error
+
+
 def cipher_names(ctx: ssl.SSLContext) -> list[str]:
     return [str(cipher["name"]) for cipher in ctx.get_ciphers()]
 
@@ -171,17 +199,31 @@ class TlsContexts:
         return self._settings[direction]
 
     def configure(self, direction: Direction, settings: TlsSettings) -> None:
-        try:
-            ctx = build_context(direction, settings)
-        except TlsFileError as error:
-            log.error("TLS %s not changed: %s", direction, error.message)
-            raise
-        except ssl.SSLError as error:
-            log.error("TLS %s not changed: %s", direction, error)
-            raise InvalidArgument(f"TLS {direction}: {error}") from error
-        self._settings[direction] = settings
-        self._contexts[direction] = ctx
-        log.info("TLS %s context updated", direction)
+        self.configure_all({direction: settings})
+
+    def check(self, direction: Direction, settings: TlsSettings) -> None:
+        _checked_build(direction, settings)
+
+    def configure_all(self, changes: Mapping[Direction, TlsSettings]) -> Callable[[], None]:
+        built: dict[Direction, ssl.SSLContext] = {}
+        for direction, settings in changes.items():
+            try:
+                built[direction] = _checked_build(direction, settings)
+            except InvalidArgument as error:
+                log.error("TLS %s not changed: %s", direction, error.message)
+                raise
+        previous = (dict(self._settings), dict(self._contexts))
+        for direction, ctx in built.items():
+            self._settings[direction] = changes[direction]
+            self._contexts[direction] = ctx
+            log.info("TLS %s context updated", direction)
+
+        def undo() -> None:
+            self._settings.update(previous[0])
+            self._contexts.update(previous[1])
+            log.info("TLS %s contexts restored", ", ".join(built))
+
+        return undo
 
     def ciphers(self, direction: Direction) -> list[str]:
         return cipher_names(self._contexts[direction])

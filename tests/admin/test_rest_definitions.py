@@ -31,6 +31,17 @@ DOC: dict[str, Any] = {
 }
 
 
+NO_TLS: dict[str, Any] = {
+    "key_file": None,
+    "cert_chain_file": None,
+    "rsa_key_file": None,
+    "tmp_dh_file": None,
+    "ca_cert_file": None,
+    "verify_mode": [],
+    "ciphers": None,
+}
+
+
 async def test_export_of_an_empty_proxy(client: Client) -> None:
     response = await client.get(API + "/definitions")
     assert response.status == 200 and "ETag" in response.headers
@@ -55,6 +66,7 @@ async def test_export_of_an_empty_proxy(client: Client) -> None:
             "vhosts": {},
         },
         "auth": {"mode": "always_allow"},
+        "tls": {direction: dict(NO_TLS) for direction in ("ingress", "egress")},
     }
 
 

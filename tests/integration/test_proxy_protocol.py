@@ -256,7 +256,7 @@ async def test_a_proxy_listener_reads_v1_and_v2_and_refuses_the_rest(
     header = pp.encode_v2(("198.51.100.9", 50000), ("203.0.113.1", 5672))
     await client.send(header[:5])
     await client.send(header[5:20])
-    await _wait_for(lambda: listeners.counters(port).accepted == 1)
+    await _wait_for(lambda: listeners.counters(port)["accepted"] == 1)
     await client.send(header[20:])
     assert type(await client.open()).__name__ == "ConnectionOpenOk"
     # A v2 LOCAL header (a balancer's health check): the socket's own address is used.
@@ -279,8 +279,8 @@ async def test_a_proxy_listener_reads_v1_and_v2_and_refuses_the_rest(
             bad.writer.write_eof()
         assert await _closed_without_a_byte(bad), data
     counters = listeners.counters(port)
-    assert counters.proxy_header_rejected == 4
-    assert counters.accepted == 6
+    assert counters["proxy_header_rejected"] == 4
+    assert counters["accepted"] == 6
     assert len([s for s in pp_proxy.ctx.sessions if not s.finished]) == 2
 
 

@@ -178,7 +178,9 @@ async def test_definitions_moved_to_a_second_proxy_route_the_same() -> None:
     async with started_proxy() as first, started_proxy() as second:
         await configure_through_rest(first)
         document = await first.call("GET", "/definitions")
-        assert document["listeners"] == [{"port": first.port, "tls": False}]
+        assert document["listeners"] == [
+            {"port": first.port, "tls": False, "proxy_protocol": False}
+        ]
         # The second proxy runs on the same host: it listens on its own port.
         document["listeners"] = [{"port": second.port, "tls": False}]
         result = await second.call("PUT", "/definitions", document)

@@ -211,7 +211,7 @@ async def test_pika_and_aio_pika_over_tls_1_2_and_1_3(secure: RunningProxy, pki:
 async def test_failed_handshakes_are_counted_and_the_listener_carries_on(
     secure: RunningProxy, pki: Pki
 ) -> None:
-    counters = _listeners(secure.runtime).counters(secure.port)
+    listeners = _listeners(secure.runtime)
     # A plain AMQP client on the TLS port.
     reader, writer = await asyncio.open_connection("127.0.0.1", secure.port)
     writer.write(handshake_bytes())
@@ -227,7 +227,7 @@ async def test_failed_handshakes_are_counted_and_the_listener_carries_on(
             ),
             5,
         )
-    await _wait_for(lambda: counters.tls_handshake_failures == 2)
+    await _wait_for(lambda: listeners.counters(secure.port)["tls_handshake_failures"] == 2)
     assert _sessions(secure) == []
     assert await asyncio.to_thread(_pika_roundtrip, secure.port, _client_context(pki)) == (
         b"over TLS"
@@ -240,8 +240,8 @@ async def test_client_certificates_required(secure: RunningProxy, pki: Pki) -> N
     assert await ctl(path, "TLS INGRESS VERIFY_MODE PEER FAIL_IF_NO_PEER_CERT") == ""
     with pytest.raises(pika.exceptions.AMQPConnectionError):
         await asyncio.to_thread(_pika_roundtrip, secure.port, _client_context(pki))
-    counters = _listeners(secure.runtime).counters(secure.port)
-    await _wait_for(lambda: counters.tls_handshake_failures == 1)
+    listeners = _listeners(secure.runtime)
+    await _wait_for(lambda: listeners.counters(secure.port)["tls_handshake_failures"] == 1)
     with_cert = _client_context(pki, cert=True)
     assert await asyncio.to_thread(_pika_roundtrip, secure.port, with_cert) == b"over TLS"
     # PEER alone: a certificate is asked for, not required.
