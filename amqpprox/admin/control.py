@@ -30,6 +30,9 @@ from amqpprox.errors import AmqpproxError, InvalidArgument
 log = logging.getLogger("amqpprox.control")
 
 MAX_LINE = 65536
+# Pending connections the control socket queues: bursts of scripted clients must not be reset
+# (asyncio's default is 100).
+BACKLOG = 1024
 
 
 class ControlOutput:
@@ -126,7 +129,9 @@ class ControlServer:
         await _remove_stale_socket(self.path)
         old_umask = os.umask(0o177)
         try:
-            self._server = await asyncio.start_unix_server(self._serve, self.path, limit=MAX_LINE)
+            self._server = await asyncio.start_unix_server(
+                self._serve, self.path, limit=MAX_LINE, backlog=BACKLOG
+            )
         finally:
             os.umask(old_umask)
         os.chmod(self.path, stat.S_IRUSR | stat.S_IWUSR)

@@ -97,7 +97,8 @@ class FrameScanner:
                 self.frames += frames
                 self.error = f"frame of {size + 8} bytes exceeds frame-max {self.max_frame}"
                 return max(0, pos - base)
-            if ftype == _METHOD and channel == 0:
+            # A payload under 4 bytes has no class and method ids: it cannot be a Close.
+            if ftype == _METHOD and channel == 0 and size >= 4:
                 if left < 11:
                     self._need = 0
                     self.frames += frames
