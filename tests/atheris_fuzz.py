@@ -8,6 +8,7 @@ into a regression test in tests/unit/test_fuzz_parsers.py).
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
 
@@ -38,25 +39,19 @@ def frames(data: bytes) -> None:
 
 
 def table(data: bytes) -> None:
-    try:
+    with contextlib.suppress(ProtocolError):
         decode_table(data)
-    except ProtocolError:
-        pass
 
 
 def proxy(data: bytes) -> None:
-    try:
+    with contextlib.suppress(pp.ProxyProtocolError):
         pp.parse(data)
-    except pp.ProxyProtocolError:
-        pass
 
 
 def handshake(data: bytes) -> None:
     server = hs.ServerHandshake(frame_max=4096, max_frame_size=4096, version="0")
-    try:
+    with contextlib.suppress(ProtocolError):
         server.receive_data(b"AMQP\x00\x00\x09\x01" + data)
-    except ProtocolError:
-        pass
 
 
 TARGETS: dict[str, Callable[[bytes], None]] = {

@@ -72,7 +72,9 @@ async def hostile(tmp_socket_dir: str) -> AsyncIterator[Hostile]:
         port = await runtime.configure_simple(SimpleMode(0, BROKER_HOST, BROKER_PORT))
         async with HealthyClient(f"amqp://guest:guest@127.0.0.1:{port}/") as healthy:
             yield Hostile(runtime, port, healthy, baseline(runtime))
-            healthy.assert_healthy(p99_limit=0.25)
+            # No error is the point here; most tests last too few round trips for a p99, so
+            # the bound is loose (test_admin_hostile.py measures latency under load).
+            healthy.assert_healthy(p99_limit=1.0)
     finally:
         await runtime.stop()
 
@@ -302,21 +304,27 @@ async def test_slowloris_is_cut_at_the_handshake_deadline(hostile: Hostile) -> N
 
 
 async def _silent_connections(hostile: Hostile, count: int) -> None:
+    """The silent clients run on an event loop of their own in another thread (as other
+    processes would), so the healthy client measures the proxy's cost, not theirs."""
     raise_fd_limit(4 * count + 1024)
+    results = await asyncio.to_thread(asyncio.run, _silent_clients(hostile.port, count))
+    assert results == [Outcome("eof")] * count
+    counted = await back_to_baseline(hostile.runtime, hostile.base, timeout=60)
+    assert counted == {R.HANDSHAKE_TIMEOUT: count}
+
+
+async def _silent_clients(port: int, count: int) -> list[Outcome]:
     sem = asyncio.Semaphore(500)
 
     async def one() -> Outcome:
         async with sem:
-            reader, writer = await _connect(hostile.port)
+            reader, writer = await _connect(port)
         try:
             return await outcome(reader, timeout=HANDSHAKE_TIMEOUT + 30)
         finally:
             writer.transport.abort()
 
-    results = await asyncio.gather(*[one() for _ in range(count)])
-    assert results == [Outcome("eof")] * count
-    counted = await back_to_baseline(hostile.runtime, hostile.base, timeout=60)
-    assert counted == {R.HANDSHAKE_TIMEOUT: count}
+    return list(await asyncio.gather(*[one() for _ in range(count)]))
 
 
 async def test_500_connections_that_never_send_a_byte(hostile: Hostile) -> None:
