@@ -52,9 +52,10 @@ class ControlOutput:
 class StreamOutput(ControlOutput):
     """A reply written straight to a control-socket client."""
 
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, writer: asyncio.StreamWriter, write_timeout: float) -> None:
         super().__init__()
         self._writer = writer
+        self._write_timeout = write_timeout
 
     @property
     def closed(self) -> bool:
@@ -63,7 +64,12 @@ class StreamOutput(ControlOutput):
     async def write(self, text: str) -> None:
         if text and not self._writer.is_closing():
             self._writer.write(text.encode())
-            await self._writer.drain()
+            try:
+                # A reader that stops reading (say, a stalled STAT LISTEN) is dropped.
+                await asyncio.wait_for(self._writer.drain(), self._write_timeout)
+            except TimeoutError:
+                log.info("control client stopped reading its reply; dropping it")
+                self._writer.transport.abort()
 
 
 Handler = Callable[[Context, list[str], ControlOutput], Awaitable[None]]
@@ -152,18 +158,23 @@ class ControlServer:
         self._clients.add(task)
         started = time.monotonic()
         try:
-            line = await reader.readline()
+            timeout = self._ctx.settings.control_client_timeout
+            line = await asyncio.wait_for(reader.readline(), timeout)
             if line:
                 text = line.decode(errors="replace").rstrip("\r\n")
                 log.info("Control '%s'", text)
-                await execute(self._ctx, text, StreamOutput(writer))
+                await execute(self._ctx, text, StreamOutput(writer, timeout))
+        except TimeoutError:
+            log.info("control client sent no command line in time")
         except (ConnectionError, ValueError, asyncio.LimitOverrunError) as error:
             log.info("control client went away: %s", error)
         finally:
-            self._clients.discard(task)
             writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
+            try:
+                with contextlib.suppress(ConnectionError):
+                    await writer.wait_closed()
+            finally:
+                self._clients.discard(task)  # only once the socket is really closed
             log.debug("control command served in %.3f s", time.monotonic() - started)
 
 

@@ -24,6 +24,8 @@ class Settings:
     """Process-wide settings; every wait of the data plane has a deadline here."""
 
     control_socket: str = "/tmp/amqpprox"
+    # A control client must send its line, and keep reading its reply, within this.
+    control_client_timeout: float = 30.0
     log_directory: str = "logs"
     cleanup_interval_ms: int = 1000
     console_verbosity: int = 0
