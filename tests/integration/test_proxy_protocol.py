@@ -33,7 +33,8 @@ from tests.rawamqp import RawClient
 
 pytestmark = pytest.mark.broker
 
-NODE = "amqpprox_pp@localhost"
+# One node name per test process, so two runs on one machine never fight over a node.
+NODE = f"amqpprox_pp_{os.getpid()}@localhost"
 START_DEADLINE = 90.0
 
 
