@@ -29,6 +29,7 @@ unit: venv
 # no-loss clients, 1,000 control clients, hypothesis at 20,000 examples, atheris.
 SOAK_RUNS ?= 500000
 soak: venv
+	$(PY) -m pip install --quiet -e '.[test,soak]'
 	$(PY) -m pytest -m soak --timeout 1800 tests
 	AMQPPROX_FUZZ_EXAMPLES=20000 $(PY) -m pytest --timeout 1800 tests/unit/test_fuzz_parsers.py
 	for target in frames table proxy handshake; do \
@@ -37,6 +38,7 @@ soak: venv
 
 # Known vulnerabilities in the installed dependencies (needs pip-audit and the network).
 audit: venv
+	$(PY) -m pip install --quiet -e '.[test,soak]'
 	$(VENV)/bin/pip-audit --progress-spinner off
 
 lint: venv
