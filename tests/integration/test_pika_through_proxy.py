@@ -79,9 +79,10 @@ async def test_heartbeats_pass_through(proxy: RunningProxy) -> None:
             conn.close()
 
     assert await asyncio.to_thread(idle)
-    session = max(proxy.ctx.sessions, key=lambda s: s.id, default=None)
+    # Finished sessions stay listed (the tests' cleanup runs only when asked).
+    session = max(proxy.ctx.sessions, key=lambda s: s.id)
     # Heartbeat frames were relayed in both directions while the client was idle.
-    assert session is None or (session.in_frames >= 2 and session.out_frames >= 2)
+    assert session.in_frames >= 2 and session.out_frames >= 2
 
 
 async def test_bad_password_reaches_client_as_403(proxy: RunningProxy) -> None:

@@ -65,7 +65,7 @@ class ProxyProtocolBroker:
 def pp_broker() -> Iterator[ProxyProtocolBroker]:
     """A RabbitMQ node with ``proxy_protocol = true`` on free ports, stopped at the end."""
     if shutil.which("rabbitmq-server") is None or shutil.which("rabbitmqctl") is None:
-        pytest.skip("rabbitmq-server is not installed")
+        pytest.fail("rabbitmq-server is not installed (.ci/run installs Debian's package)")
     base = tempfile.mkdtemp(prefix="apx-rmq-")
     # The Debian wrappers run the node as the rabbitmq user: it must own its directories.
     owner = _rabbitmq_user()
