@@ -26,8 +26,6 @@ from amqpprox.core.definitions import (
 )
 from amqpprox.errors import NotFound
 
-CONFIG_PATHS = (f"{PREFIX}/limits", f"{PREFIX}/auth")
-
 
 class LimitsApi:
     def __init__(self, ctx: Context) -> None:
