@@ -1,11 +1,12 @@
-"""Command line: start the proxy (and optionally a plain forwarder), run the
-scenarios against the direct broker and through each intermediary, print a
-side-by-side table."""
+"""Command line: start the intermediaries (the proxy, HAProxy, optionally more), run
+every scenario in alternating rounds against the direct broker and through each of
+them, print a side-by-side table of medians."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import ipaddress
 import signal
 import socket
@@ -14,15 +15,25 @@ import tempfile
 import time
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
-from bench import report
-from bench.pki import SERVER_NAME, make_pki
-from bench.procs import Server, free_port, wait_amqp_ready
+from bench import haproxy, report
+from bench.procs import Server, wait_amqp_ready
+from bench.procstat import cpu_seconds, raise_nofile_limit
 from bench.rawamqp import AmqpError, Target
-from bench.scenarios import SCENARIOS, Params, run_scenario
+from bench.rounds import Metrics, Runs, medians, round_order
+from bench.scenarios import CPU_SCENARIOS, SCENARIOS, Params, cpu_metrics, run_scenario
+from bench.targets import (
+    READY_TIMEOUT,
+    Column,
+    control_line,
+    start_forwarder,
+    start_haproxy,
+    start_proxy,
+    start_tls_listener,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-READY_TIMEOUT = 15.0
 
 
 def parse_target(text: str) -> Target:
@@ -39,6 +50,13 @@ def parse_target(text: str) -> Target:
             f"{host} is not a loopback address; this benchmark only talks to 127.0.0.1"
         )
     return Target(addr, int(port))
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,7 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="HOST:PORT of a running proxy (default: start `python -m amqpprox` on a free port)",
     )
     ap.add_argument(
-        "--no-proxy", action="store_true", help="skip the proxy column (direct [+ forwarder] only)"
+        "--no-proxy", action="store_true", help="skip the proxy column (direct [+ others] only)"
+    )
+    ap.add_argument(
+        "--no-haproxy",
+        action="store_true",
+        help="skip the haproxy column (default: run it when haproxy is installed)",
     )
     ap.add_argument(
         "--also-forwarder", action="store_true", help="add a column for bench.tcpforward (plain L4)"
@@ -68,7 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--only", choices=SCENARIOS, action="append", help="run only this scenario (repeatable)"
     )
     ap.add_argument(
-        "--quick", action="store_true", help="short run (each scenario well under 20 s)"
+        "--quick",
+        action="store_true",
+        help="short run: small sizes, one round, no idle scenario unless --only idle",
+    )
+    ap.add_argument(
+        "--repeat",
+        type=_positive_int,
+        default=None,
+        help="rounds per scenario, target order rotated each round; medians are shown "
+        "(default 3, with --quick 1)",
     )
     ap.add_argument("--json", action="store_true", help="also print a JSON summary")
     ap.add_argument(
@@ -86,6 +118,17 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--mib-messages", type=int, help="override the 1 MiB message count")
     ap.add_argument("--conn-seconds", type=float, help="override the connection-rate duration")
     ap.add_argument("--samples", type=int, help="override the latency sample count")
+    ap.add_argument(
+        "--idle-connections",
+        type=_positive_int,
+        help="connections the idle scenario holds (default 5000, with --quick 1000)",
+    )
+    ap.add_argument(
+        "--idle-hold",
+        type=float,
+        help="seconds the idle connections stay open at least (default 5, with --quick 2); "
+        "more than RabbitMQ's 60 s heartbeat interval shows that nothing times them out",
+    )
     return ap
 
 
@@ -97,6 +140,8 @@ def make_params(args: argparse.Namespace) -> Params:
         "mib_count": args.mib_messages,
         "conn_seconds": args.conn_seconds,
         "latency_samples": args.samples,
+        "idle_connections": args.idle_connections,
+        "idle_hold_s": args.idle_hold,
     }
     fields = {k: v for k, v in overrides.items() if v is not None}
     if fields:
@@ -104,16 +149,18 @@ def make_params(args: argparse.Namespace) -> Params:
     return p
 
 
-def control_line(path: Path, line: str, timeout: float = 5.0) -> str:
-    """Send one line to an amqpprox control socket; return the reply."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(str(path))
-        sock.sendall(line.encode() + b"\n")
-        chunks = []
-        while chunk := sock.recv(4096):
-            chunks.append(chunk)
-    return b"".join(chunks).decode()
+def selected_scenarios(only: list[str] | None, quick: bool) -> list[str]:
+    """``--only`` as given (in canonical order); else all, without ``idle`` when quick."""
+    if only:
+        return [s for s in SCENARIOS if s in only]
+    return [s for s in SCENARIOS if not (quick and s == "idle")]
+
+
+def repeat_count(repeat: int | None, quick: bool) -> int:
+    """``--repeat``, else 3 (1 with ``--quick``)."""
+    if repeat is not None:
+        return repeat
+    return 1 if quick else 3
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -125,37 +172,140 @@ def _stop_all(servers: list[Server]) -> None:
         server.stop()
 
 
-def _start_server(name: str, argv: list[str], workdir: Path, port: int) -> Server:
-    """Start a server child and wait for a full AMQP handshake through it."""
-    print(f"starting {name}: {' '.join(argv)}", file=sys.stderr, flush=True)
-    server = Server(name, argv, workdir)
-    try:
-        wait_amqp_ready(Target("127.0.0.1", port), server.proc, READY_TIMEOUT)
-    except AmqpError as exc:
-        server.stop()
-        print(f"{name} did not come up: {exc}\n{server.stderr_text()}", file=sys.stderr)
-        raise SystemExit(1) from exc
-    return server
+# --------------------------------------------------------------------------
+# Starting the columns
+# --------------------------------------------------------------------------
 
 
-def start_tls_listener(ctl: Path, workdir: Path) -> Target:
-    """Give the proxy behind ``ctl`` a secure listener with a fresh certificate."""
-    pki = make_pki(workdir)
-    port = free_port()
-    for line in (
-        f"TLS INGRESS CERT_CHAIN_FILE {pki.server_cert}",
-        f"TLS INGRESS KEY_FILE {pki.server_key}",
-        f"LISTEN START_SECURE {port}",
-    ):
-        reply = control_line(ctl, line)
-        if reply.strip():
-            raise SystemExit(f"proxy refused {line!r}: {reply.strip()}")
-    target = Target("127.0.0.1", port, tls_ca=str(pki.ca_cert), tls_server_name=SERVER_NAME)
+def _external_proxy(target: Target) -> Column:
+    """A proxy somebody else runs: traffic only, its PID and admin API are unknown."""
     try:
         wait_amqp_ready(target, None, READY_TIMEOUT)
     except AmqpError as exc:
-        raise SystemExit(f"TLS listener on {port} is not usable: {exc}") from exc
-    return target
+        raise SystemExit(f"proxy at {target} is not usable: {exc}") from exc
+    return Column("proxy", target)
+
+
+def _proxy_columns(args: argparse.Namespace, workdir: Path, servers: list[Server]) -> list[Column]:
+    """proxy [+ proxy-tls] [+ proxy-nosrc]."""
+    if args.no_proxy:
+        return []
+    if args.proxy is not None:
+        return [_external_proxy(args.proxy)]
+    server, proxy = start_proxy("proxy", args.broker, workdir, workdir / "ctl")
+    servers.append(server)
+    columns = [proxy]
+    if args.tls:
+        columns.append(start_tls_listener(proxy, workdir / "ctl", workdir))
+    if args.also_no_per_source:
+        # A second proxy with per-source statistics off: the cost of statistics.
+        ctl = workdir / "ctl-nosrc"
+        server, nosrc = start_proxy("proxy-nosrc", args.broker, workdir, ctl)
+        servers.append(server)
+        reply = control_line(ctl, "STAT DISABLE per-source")
+        print(f"proxy-nosrc: STAT DISABLE per-source -> {reply.strip()}", file=sys.stderr)
+        columns.append(nosrc)
+    return columns
+
+
+def start_columns(args: argparse.Namespace, workdir: Path, servers: list[Server]) -> list[Column]:
+    """direct, then every intermediary asked for (each started server joins ``servers``)."""
+    columns = [Column("direct", args.broker), *_proxy_columns(args, workdir, servers)]
+    if not args.no_haproxy:
+        binary = haproxy.find_haproxy()
+        if binary is None:
+            print(haproxy.INSTALL_HINT, file=sys.stderr)
+        else:
+            server, column = start_haproxy(binary, args.broker, workdir)
+            servers.append(server)
+            columns.append(column)
+    if args.also_forwarder:
+        server, column = start_forwarder(args.broker, workdir)
+        servers.append(server)
+        columns.append(column)
+    return columns
+
+
+# --------------------------------------------------------------------------
+# Running the rounds
+# --------------------------------------------------------------------------
+
+
+def _dead_server(servers: list[Server]) -> Server | None:
+    return next((s for s in servers if s.proc.poll() is not None), None)
+
+
+def run_rounds(
+    scenario: str,
+    columns: list[Column],
+    params: Params,
+    repeat: int,
+    servers: list[Server],
+) -> tuple[dict[str, list[Metrics]], list[list[str]]]:
+    """``repeat`` rounds of every column, rotated; per-target runs and each round's order."""
+    by_name = {c.name: c for c in columns}
+    runs: dict[str, list[Metrics]] = {c.name: [] for c in columns}
+    orders: list[list[str]] = []
+    for r in range(repeat):
+        order = round_order(list(by_name), r)
+        orders.append(order)
+        for name in order:
+            runs[name].append(_run_one(scenario, by_name[name], params, r, repeat))
+        dead = _dead_server(servers)
+        if dead is not None:
+            code = dead.proc.returncode
+            raise SystemExit(f"{dead.name} exited (code {code}):\n{dead.stderr_text()}")
+    return runs, orders
+
+
+def measure(scenario: str, column: Column, params: Params) -> Metrics:
+    """One run; around the CPU scenarios the intermediary's CPU time is read too."""
+    run = functools.partial(run_scenario, scenario, column.target, params, column.probe)
+    if scenario not in CPU_SCENARIOS or column.pid is None:
+        return dict(run())
+    before = cpu_seconds(column.pid)
+    metrics: Metrics = dict(run())
+    after = cpu_seconds(column.pid)
+    if before is not None and after is not None:
+        metrics |= cpu_metrics(scenario, metrics, after - before)
+    return metrics
+
+
+def _run_one(scenario: str, column: Column, params: Params, r: int, repeat: int) -> Metrics:
+    print(f"  {scenario:8} {r + 1}/{repeat} {column.name:11} ... ", end="", file=sys.stderr)
+    sys.stderr.flush()
+    t0 = time.monotonic()
+    try:
+        metrics = measure(scenario, column, params)
+    except (OSError, AmqpError) as exc:
+        print(f"FAILED ({exc})", file=sys.stderr, flush=True)
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    shown = ", ".join(f"{k}={v:,.1f}" for k, v in metrics.items() if isinstance(v, float))
+    print(f"{shown} [{time.monotonic() - t0:.1f}s]", file=sys.stderr, flush=True)
+    return metrics
+
+
+def _print_results(
+    args: argparse.Namespace, summary: dict[str, Any], runs: Runs, names: list[str]
+) -> int:
+    """Table of medians, the lines under it, errors, JSON; returns the exit code."""
+    med = medians(runs)
+    print()
+    print(report.table_text(med, names))
+    for line in report.notes_text(summary["repeat"], names, med):
+        print(line)
+    for line in report.added_latency_text(med, names):
+        print(line)
+    for line in report.tls_cost_text(med, names):
+        print(line)
+    for line in report.load_generator_text(med):
+        print(line)
+    errors = report.errors_text(runs)
+    for line in errors:
+        print(line)
+    if args.json:
+        print(report.json_text({**summary, "runs": runs}, med))
+    return 1 if errors else 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -164,105 +314,36 @@ def run(args: argparse.Namespace) -> int:
         print("--tls needs the proxy the benchmark starts itself", file=sys.stderr)
         return 2
     params = make_params(args)
-    scenarios = [s for s in SCENARIOS if not args.only or s in args.only]
+    scenarios = selected_scenarios(args.only, args.quick)
+    repeat = repeat_count(args.repeat, args.quick)
     info = report.machine_info()
     print(report.header_text(info), flush=True)
-    targets: dict[str, Target] = {"direct": args.broker}
+    soft, hard = raise_nofile_limit()  # before starting children: they inherit it
+    print(f"open-files limit: {soft} (hard {hard})", file=sys.stderr)
     servers: list[Server] = []
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="amqpprox-bench-")))
         stack.callback(_stop_all, servers)
-        if not args.no_proxy:
-            if args.proxy is not None:
-                try:
-                    wait_amqp_ready(args.proxy, None, READY_TIMEOUT)
-                except AmqpError as exc:
-                    print(f"proxy at {args.proxy} is not usable: {exc}", file=sys.stderr)
-                    return 1
-                targets["proxy"] = args.proxy
-            else:
-                port = free_port()
-                (workdir / "logs").mkdir()
-                argv = [
-                    sys.executable, "-m", "amqpprox",
-                    "--listenPort", str(port),
-                    "--destinationDNS", args.broker.host,
-                    "--destinationPort", str(args.broker.port),
-                    "--controlSocket", str(workdir / "ctl"),
-                    "--logDirectory", str(workdir / "logs"),
-                    "--adminPort", "0",
-                ]  # fmt: skip
-                servers.append(_start_server("proxy", argv, workdir, port))
-                targets["proxy"] = Target("127.0.0.1", port)
-                if args.tls:
-                    # The same proxy process: the column differs from "proxy" by TLS alone.
-                    targets["proxy-tls"] = start_tls_listener(workdir / "ctl", workdir)
-        if args.also_no_per_source and not args.no_proxy and args.proxy is None:
-            # A second proxy with per-source statistics off: the cost of statistics.
-            port = free_port()
-            ctl = workdir / "ctl-nosrc"
-            argv = [
-                sys.executable, "-m", "amqpprox",
-                "--listenPort", str(port),
-                "--destinationDNS", args.broker.host,
-                "--destinationPort", str(args.broker.port),
-                "--controlSocket", str(ctl),
-                "--logDirectory", str(workdir / "logs"),
-                "--adminPort", "0",
-            ]  # fmt: skip
-            servers.append(_start_server("proxy-nosrc", argv, workdir, port))
-            reply = control_line(ctl, "STAT DISABLE per-source")
-            print(f"proxy-nosrc: STAT DISABLE per-source -> {reply.strip()}", file=sys.stderr)
-            targets["proxy-nosrc"] = Target("127.0.0.1", port)
-        if args.also_forwarder:
-            port = free_port()
-            argv = [
-                sys.executable, "-m", "bench.tcpforward",
-                "--listen-port", str(port), "--target", str(args.broker),
-            ]  # fmt: skip
-            servers.append(_start_server("forwarder", argv, workdir, port))
-            targets["forwarder"] = Target("127.0.0.1", port)
-
-        names = list(targets)
-        addrs = {n: str(t) for n, t in targets.items()}
+        columns = start_columns(args, workdir, servers)
+        names = [c.name for c in columns]
+        addrs = {c.name: str(c.target) for c in columns}
         print(report.targets_text(addrs), flush=True)
-        print(f"params: {params}", flush=True)
-        results: report.Results = {}
+        print(f"params: {params}, repeat={repeat}", flush=True)
+        runs: Runs = {}
+        orders: dict[str, list[list[str]]] = {}
         for scenario in scenarios:
-            for name in names:
-                results.setdefault(scenario, {})[name] = _run_one(
-                    scenario, name, targets[name], params
-                )
-            for server in servers:
-                if server.proc.poll() is not None:
-                    code = server.proc.returncode
-                    print(f"{server.name} exited (code {code}):\n{server.stderr_text()}")
-                    return 1
-        print()
-        print(report.table_text(results, names))
-        for line in report.added_latency_text(results, names):
-            print(line)
-        for line in report.tls_cost_text(results, names):
-            print(line)
-        errors = report.errors_text(results)
-        for line in errors:
-            print(line)
-        if args.json:
-            print(report.json_text(info, addrs, results))
-        return 1 if errors else 0
-
-
-def _run_one(scenario: str, name: str, target: Target, params: Params) -> dict[str, float | str]:
-    print(f"  {scenario:8} {name:9} ... ", end="", file=sys.stderr, flush=True)
-    t0 = time.monotonic()
-    try:
-        metrics: dict[str, float | str] = dict(run_scenario(scenario, target, params))
-    except (OSError, AmqpError) as exc:
-        print(f"FAILED ({exc})", file=sys.stderr, flush=True)
-        return {"error": f"{type(exc).__name__}: {exc}"}
-    shown = ", ".join(f"{k}={v:,.1f}" for k, v in metrics.items() if isinstance(v, float))
-    print(f"{shown} [{time.monotonic() - t0:.1f}s]", file=sys.stderr, flush=True)
-    return metrics
+            runs[scenario], orders[scenario] = run_rounds(
+                scenario, columns, params, repeat, servers
+            )
+        summary = {
+            "machine": info,
+            "targets": addrs,
+            "pids": {c.name: c.pid for c in columns},
+            "params": params.__dict__,
+            "repeat": repeat,
+            "orders": orders,
+        }
+        return _print_results(args, summary, runs, names)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -98,7 +98,7 @@ def connect(target: Target, timeout: float) -> socket.socket:
         raise
 
 
-def _close_reason(payload: bytes | bytearray | memoryview) -> str:
+def close_reason(payload: bytes | bytearray | memoryview) -> str:
     """Decode reply-code and reply-text of Connection.Close / Channel.Close."""
     code = _U16.unpack_from(payload, 4)[0]
     length = payload[6]
@@ -167,6 +167,28 @@ def publish_frames(routing_key: str, body_size: int, frame_max: int) -> bytes:
     return b"".join(parts)
 
 
+def parse_frame_header(header: bytes | bytearray) -> tuple[int, int, int]:
+    """(frame type, channel, payload size) from the first 7 bytes of a frame."""
+    if header[:4] == b"AMQP":
+        raise AmqpError(f"server rejected protocol header: {bytes(header[:8])!r}")
+    ftype, channel, size = _HDR.unpack_from(header, 0)
+    return ftype, channel, size
+
+
+def method_id(payload: bytes | bytearray) -> int:
+    """The (class, method) u32 at the start of a method frame's payload."""
+    value: int = _U32.unpack_from(payload, 0)[0]
+    return value
+
+
+def negotiate_tune(tune_payload: bytes, frame_max: int) -> tuple[int, int]:
+    """(channel_max, frame_max) to answer Connection.Tune with; heartbeats stay off."""
+    srv_channel_max, srv_frame_max, _hb = _TUNE.unpack_from(tune_payload, 4)
+    channel_max = min(srv_channel_max or 2047, 2047)
+    fmax = min(srv_frame_max, frame_max) if srv_frame_max else frame_max
+    return channel_max, fmax
+
+
 # --------------------------------------------------------------------------
 # Control-path frame reader (allocates; used only outside hot loops)
 # --------------------------------------------------------------------------
@@ -219,7 +241,7 @@ class FrameReader:
                 if got == method:
                     return payload
                 if got in (M_CLOSE, M_CHANNEL_CLOSE):
-                    raise AmqpError(f"server closed: {_close_reason(payload)}")
+                    raise AmqpError(f"server closed: {close_reason(payload)}")
                 if got in (M_BLOCKED, M_UNBLOCKED):
                     continue
             if not skip_other:
@@ -280,10 +302,7 @@ def open_connection(
         reader = FrameReader(sock, deadline)
         reader.expect(M_START)
         sock.sendall(start_ok_frame(user, password))
-        tune = reader.expect(M_TUNE)
-        srv_channel_max, srv_frame_max, _hb = _TUNE.unpack_from(tune, 4)
-        channel_max = min(srv_channel_max or 2047, 2047)
-        fmax = min(srv_frame_max, frame_max) if srv_frame_max else frame_max
+        channel_max, fmax = negotiate_tune(reader.expect(M_TUNE), frame_max)
         sock.sendall(tune_ok_open_frames(channel_max, fmax, vhost))
         reader.expect(M_OPEN_OK)
     except BaseException:
@@ -375,7 +394,7 @@ class DeliveryCounter:
                 if method != M_DELIVER and method not in (M_BLOCKED, M_UNBLOCKED):
                     payload = bytes(buf[off + 7 : fend])
                     if method in (M_CLOSE, M_CHANNEL_CLOSE):
-                        raise AmqpError(f"server closed: {_close_reason(payload)}")
+                        raise AmqpError(f"server closed: {close_reason(payload)}")
                     raise AmqpError(f"unexpected method {method:#010x} during consume")
             elif ftype != FRAME_HEARTBEAT:
                 raise AmqpError(f"unexpected frame type {ftype}")

@@ -4,6 +4,10 @@
 * ``mib``     - 1 MiB messages (multi-frame bodies), MiB/s, same layout
 * ``conn``    - full AMQP open/close cycles per second from N worker processes
 * ``latency`` - publish one message, wait for its delivery, repeat
+* ``idle``    - hold N handshaked, silent connections (see :mod:`bench.idle`)
+
+The throughput workers report their own CPU time (``getrusage``) and wall time, so
+the run can show that the load generator is not the bottleneck.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from bench.idle import IdleJob, Probe, run_idle
 from bench.procs import WorkerFn, workers
+from bench.procstat import own_cpu_seconds
 from bench.rawamqp import (
     AmqpError,
     Target,
@@ -43,6 +49,8 @@ class Params:
     latency_warmup: int = 500
     frame_max: int = 131072
     timeout: float = 120.0
+    idle_connections: int = 5000
+    idle_hold_s: float = 5.0
 
     @classmethod
     def quick(cls) -> Params:
@@ -54,12 +62,19 @@ class Params:
             latency_samples=500,
             latency_warmup=100,
             timeout=15.0,
+            idle_connections=1000,
+            idle_hold_s=2.0,
         )
 
 
 # --------------------------------------------------------------------------
 # Throughput: producer and consumer worker processes
 # --------------------------------------------------------------------------
+
+
+def _own_usage(started: float) -> dict[str, float]:
+    """This worker's CPU seconds (getrusage) and wall seconds since ``started``."""
+    return {"cpu_s": own_cpu_seconds(), "wall_s": time.monotonic() - started}
 
 
 def _wait_go(pipe: Pipe, timeout: float) -> None:
@@ -82,6 +97,7 @@ class ThroughputJob:
 
 def consumer_main(pipe: Pipe, job: ThroughputJob) -> None:
     """Worker: consume ``job.count`` messages; report first/last delivery times."""
+    started = time.monotonic()
     count, timeout = job.count, job.timeout
     conn = open_connection(job.target, timeout=timeout, frame_max=job.frame_max)
     open_channel(conn)
@@ -105,13 +121,15 @@ def consumer_main(pipe: Pipe, job: ThroughputJob) -> None:
                 first, first_batch = now, got
             done += got
             last = now
-    pipe.send(("result", {"count": done, "first": first, "last": last, "first_batch": first_batch}))
     conn.stop_counting(counter)
     conn.close()
+    result = {"count": done, "first": first, "last": last, "first_batch": first_batch}
+    pipe.send(("result", result | _own_usage(started)))
 
 
 def producer_main(pipe: Pipe, job: ThroughputJob) -> None:
     """Worker: blast ``job.count`` pre-encoded publishes with large ``sendall`` calls."""
+    started = time.monotonic()
     count, timeout = job.count, job.timeout
     conn = open_connection(job.target, timeout=timeout, frame_max=job.frame_max)
     open_channel(conn)
@@ -130,7 +148,7 @@ def producer_main(pipe: Pipe, job: ThroughputJob) -> None:
         sock.sendall(msg * rest)
     t1 = time.perf_counter()
     conn.close(timeout)  # CloseOk => the broker has processed every publish
-    pipe.send(("result", {"send_s": t1 - t0}))
+    pipe.send(("result", {"send_s": t1 - t0} | _own_usage(started)))
 
 
 def run_throughput(target: Target, count: int, size: int, p: Params) -> dict[str, float]:
@@ -159,6 +177,10 @@ def run_throughput(target: Target, count: int, size: int, p: Params) -> dict[str
         "messages": float(res["count"]),
         "seconds": span,
         "producer_send_s": pres["send_s"],
+        "gen_producer_cpu_s": pres["cpu_s"],
+        "gen_producer_wall_s": pres["wall_s"],
+        "gen_consumer_cpu_s": res["cpu_s"],
+        "gen_consumer_wall_s": res["wall_s"],
     }
 
 
@@ -263,11 +285,31 @@ def run_latency(target: Target, p: Params) -> dict[str, float]:
     }
 
 
-SCENARIOS = ("msgs", "mib", "conn", "latency")
+SCENARIOS = ("msgs", "mib", "conn", "latency", "idle")
+CPU_SCENARIOS = ("msgs", "mib", "conn")  # the intermediary's CPU is read around these
 
 
-def run_scenario(name: str, target: Target, p: Params) -> dict[str, float]:
-    """Dispatch by scenario name."""
+def cpu_metrics(scenario: str, metrics: dict[str, float], cpu_s: float) -> dict[str, float]:
+    """The intermediary's CPU (``cpu_s`` over one run) per unit of work done in that run.
+
+    ``msgs``: s per million messages; ``mib`` (1 MiB messages): s per GiB relayed;
+    ``conn``: µs per connection opened and closed.
+    """
+    out = {"proxy_cpu_s": cpu_s}
+    messages = metrics.get("messages", 0.0)
+    if scenario == "msgs" and messages > 0:
+        out["cpu_s_per_million_msgs"] = cpu_s / messages * 1e6
+    elif scenario == "mib" and messages > 0:
+        out["cpu_s_per_gib"] = cpu_s / (messages * (1 << 20) / (1 << 30))
+    elif scenario == "conn" and metrics.get("connections", 0.0) > 0:
+        out["cpu_us_per_conn"] = cpu_s * 1e6 / metrics["connections"]
+    return out
+
+
+def run_scenario(
+    name: str, target: Target, p: Params, probe: Probe | None = None
+) -> dict[str, float]:
+    """Dispatch by scenario name; ``probe`` (pid, admin API) is used by ``idle``."""
     if name == "msgs":
         return run_throughput(target, p.msg_count, p.msg_size, p)
     if name == "mib":
@@ -276,4 +318,6 @@ def run_scenario(name: str, target: Target, p: Params) -> dict[str, float]:
         return run_conn(target, p)
     if name == "latency":
         return run_latency(target, p)
+    if name == "idle":
+        return run_idle(target, probe or Probe(), IdleJob(p.idle_connections, hold_s=p.idle_hold_s))
     raise ValueError(f"unknown scenario {name!r}")

@@ -1,0 +1,132 @@
+"""The benchmark harness's pure helpers: rounds and medians, /proc parsing, the HAProxy
+configuration, CPU-per-work figures and the table cells (no broker, no processes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench import haproxy, report
+from bench.cli import repeat_count, selected_scenarios
+from bench.procstat import (
+    parse_limits_nofile,
+    parse_stat_cpu_ticks,
+    parse_status_rss_kib,
+)
+from bench.rawamqp import Target
+from bench.rounds import median_metrics, medians, round_order
+from bench.scenarios import SCENARIOS, cpu_metrics
+
+
+def test_round_order_rotates_so_every_target_goes_first_once() -> None:
+    names = ["direct", "proxy", "haproxy"]
+    orders = [round_order(names, r) for r in range(4)]
+    assert orders[0] == ["direct", "proxy", "haproxy"]
+    assert orders[1] == ["proxy", "haproxy", "direct"]
+    assert orders[2] == ["haproxy", "direct", "proxy"]
+    assert orders[3] == orders[0]
+    assert round_order([], 5) == []
+
+
+def test_median_metrics_skips_failed_runs_and_text() -> None:
+    runs = [
+        {"msgs_per_s": 10.0, "note": "x"},
+        {"error": "AmqpError: boom"},
+        {"msgs_per_s": 30.0, "cpu_s": 2.0},
+        {"msgs_per_s": 20.0, "cpu_s": 4.0},
+    ]
+    med = median_metrics(runs)
+    assert med == {"msgs_per_s": 20.0, "cpu_s": 3.0, "runs_ok": 3.0}
+
+
+def test_rss_growth_comes_from_the_first_successful_round() -> None:
+    runs = [
+        {"error": "x"},
+        {"kib_per_session": 12.0, "open_s": 3.0},
+        {"kib_per_session": 0.1, "open_s": 1.0},
+        {"kib_per_session": 0.2, "open_s": 2.0},
+    ]
+    assert median_metrics(runs) == {"kib_per_session": 12.0, "open_s": 2.0, "runs_ok": 3.0}
+
+
+def test_median_metrics_all_failed_keeps_first_error() -> None:
+    assert median_metrics([{"error": "a"}, {"error": "b"}]) == {"error": "a"}
+    assert medians({"msgs": {"direct": [{"x": 1.0}]}})["msgs"]["direct"]["x"] == 1.0
+
+
+def test_parse_stat_counts_fields_after_the_last_parenthesis() -> None:
+    # comm with spaces and a ')' inside; utime=1234 (field 14), stime=56 (field 15)
+    fields = ["S", "1", "2", "3", "0", "-1", "4194560", "10", "0", "0", "0", "1234", "56"]
+    line = "4242 (weird) name) " + " ".join(fields + ["0"] * 30)
+    assert parse_stat_cpu_ticks(line) == 1290
+
+
+def test_parse_status_rss() -> None:
+    text = "Name:\tpython\nVmPeak:\t  100 kB\nVmRSS:\t   61234 kB\nThreads:\t3\n"
+    assert parse_status_rss_kib(text) == 61234
+    with pytest.raises(ValueError):
+        parse_status_rss_kib("Name:\tkthreadd\n")
+
+
+def test_parse_limits_nofile() -> None:
+    text = (
+        "Limit                     Soft Limit           Hard Limit           Units     \n"
+        "Max open files            20000                40000                files     \n"
+    )
+    assert parse_limits_nofile(text) == 20000
+    assert parse_limits_nofile("Max open files  unlimited  unlimited  files\n") is None
+
+
+def test_haproxy_config_is_tcp_to_the_broker_without_logging() -> None:
+    text = haproxy.config_text(5999, Target("127.0.0.1", 5672), 9950)
+    assert "mode tcp" in text
+    assert "bind 127.0.0.1:5999" in text
+    assert "server broker 127.0.0.1:5672" in text
+    assert "timeout client 1h" in text and "timeout server 1h" in text
+    assert "timeout connect 5s" in text
+    assert text.count("maxconn 9950") == 2
+    assert "\n    log" not in text and "\n    nbthread" not in text
+    assert haproxy.argv("/usr/sbin/haproxy", Path("/t/h.cfg")) == [
+        "/usr/sbin/haproxy",
+        "-db",
+        "-f",
+        "/t/h.cfg",
+    ]
+
+
+def test_haproxy_maxconn_fits_the_descriptor_limit() -> None:
+    assert haproxy.fitting_maxconn(1_048_576) == 20000
+    assert haproxy.fitting_maxconn(20000) == 9950
+    assert haproxy.fitting_maxconn(50) == 1
+
+
+def test_cpu_metrics_per_unit_of_work() -> None:
+    assert cpu_metrics("msgs", {"messages": 200_000.0}, 2.0)["cpu_s_per_million_msgs"] == 10.0
+    assert cpu_metrics("mib", {"messages": 1024.0}, 3.0)["cpu_s_per_gib"] == 3.0
+    assert cpu_metrics("conn", {"connections": 500.0}, 0.5)["cpu_us_per_conn"] == 1000.0
+    assert cpu_metrics("msgs", {}, 1.0) == {"proxy_cpu_s": 1.0}
+
+
+def test_scenario_selection_and_repeats() -> None:
+    assert selected_scenarios(None, quick=False) == list(SCENARIOS)
+    assert "idle" not in selected_scenarios(None, quick=True)
+    assert selected_scenarios(["idle", "msgs"], quick=True) == ["msgs", "idle"]
+    assert repeat_count(None, quick=False) == 3
+    assert repeat_count(None, quick=True) == 1
+    assert repeat_count(5, quick=True) == 5
+
+
+def test_table_shows_na_for_direct_cpu_and_error_for_failed_targets() -> None:
+    results: report.Results = {
+        "msgs": {
+            "direct": {"msgs_per_s": 100.0},
+            "proxy": {"msgs_per_s": 50.0, "cpu_s_per_million_msgs": 12.5},
+            "haproxy": {"error": "AmqpError: boom"},
+        }
+    }
+    lines = report.table_text(results, ["direct", "proxy", "haproxy"]).splitlines()
+    msgs_row = next(line for line in lines if line.startswith("| msgs/s"))
+    cpu_row = next(line for line in lines if "CPU s / M msgs" in line)
+    assert [c.strip() for c in msgs_row.split("|")[2:-1]] == ["100", "50.0", "0.50", "ERROR", "-"]
+    assert [c.strip() for c in cpu_row.split("|")[2:-1]] == ["n/a", "12.5", "-", "ERROR", "-"]
