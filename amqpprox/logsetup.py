@@ -24,6 +24,7 @@ context variable, else the ``"session %d ..."`` message convention of the data p
 from __future__ import annotations
 
 import contextvars
+import io
 import itertools
 import logging
 import logging.handlers
@@ -189,6 +190,7 @@ class SequencedFileHandler(logging.handlers.BaseRotatingHandler):
         self._clock = clock
         self._day = _utc_day(clock())
         self._number = self._next_number(self._day)
+        self._size = 0  # bytes in the current file: counted, not asked of the stream
         super().__init__(self._path(), "a", encoding="utf-8", delay=False)
 
     def _path(self) -> str:
@@ -207,12 +209,39 @@ class SequencedFileHandler(logging.handlers.BaseRotatingHandler):
         return max(numbers) + 1 if numbers else 0
 
     def shouldRollover(self, record: logging.LogRecord) -> bool:  # noqa: N802 (logging's name)
+        return self._needs_new_file(len(self.format(record)) + 1)
+
+    def _needs_new_file(self, line_bytes: int) -> bool:
         if _utc_day(self._clock()) != self._day:
             return True
-        if self.stream is None:
-            return False
-        size = self.stream.tell()
-        return size > 0 and size + len(self.format(record)) + 1 > self.max_bytes
+        size = self._size
+        return size > 0 and size + line_bytes > self.max_bytes
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Format once, roll over if needed, write and flush (one ``write`` syscall)."""
+        try:
+            line = self.format(record) + "\n"
+            size = len(line) if line.isascii() else len(line.encode("utf-8"))
+            if self._needs_new_file(size):
+                self.doRollover()
+            stream = self.stream
+            if stream is None:
+                stream = self.stream = self._open()
+            stream.write(line)
+            stream.flush()
+            self._size += size
+        except RecursionError:
+            raise
+        except Exception:  # logging's contract: report, never raise
+            self.handleError(record)
+
+    def _open(self) -> io.TextIOWrapper:
+        stream = super()._open()
+        try:
+            self._size = os.fstat(stream.fileno()).st_size
+        except OSError:
+            self._size = 0
+        return stream
 
     def doRollover(self) -> None:  # noqa: N802 (logging's name)
         if self.stream is not None:
@@ -258,6 +287,10 @@ def configure(
     root = logging.getLogger("amqpprox")
     root.setLevel(1)
     root.propagate = False
+    # Neither format shows the caller's file or line: skip the stack walk per record (the
+    # logging documentation's "Optimization" advice).
+    logging._srcfile = None
+    logging.logMultiprocessing = False
     for handler in list(root.handlers):
         root.removeHandler(handler)
         handler.close()

@@ -222,6 +222,10 @@ def _handshake_method(frame: Frame) -> Method:
 
 
 class ServerState(enum.Enum):
+    # Members are singletons: hash by identity, not by Enum's Python-level name hash
+    # (the transition tables look a state up several times per frame).
+    __hash__ = object.__hash__
+
     AWAITING_PROTOCOL_HEADER = enum.auto()
     START_SENT = enum.auto()
     TUNE_SENT = enum.auto()
@@ -488,6 +492,8 @@ _SERVER_TRANSITIONS: Final[dict[tuple[ServerState, type], tuple[ServerState, _Se
 
 
 class ClientState(enum.Enum):
+    __hash__ = object.__hash__  # as ServerState
+
     AWAITING_START = enum.auto()  # protocol header sent
     STARTOK_SENT = enum.auto()
     OPEN_SENT = enum.auto()  # TuneOk and Open sent

@@ -438,7 +438,9 @@ class Session(SessionBase):
             else:
                 opening = self._loop.create_connection(lambda: BrokerSide(self), host, port)
                 deadline = settings.connect_timeout
-            _transport, protocol = await asyncio.wait_for(opening, deadline)
+            # asyncio.timeout cancels this task at the deadline: no extra task, unlike wait_for.
+            async with asyncio.timeout(deadline):
+                _transport, protocol = await opening
         except (OSError, TimeoutError) as error:
             self.connect_failures += 1
             self._plane.connect_failed(name)
