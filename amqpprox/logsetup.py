@@ -150,10 +150,17 @@ class ConsoleFormatter(logging.Formatter):
 
 
 class FileFormatter(logging.Formatter):
+    _stamp_second = -1
+    _stamp = ""
+
     def format(self, record: logging.LogRecord) -> str:
         if not hasattr(record, "session_tag"):
             SessionFields().filter(record)
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        second = int(record.created)
+        if second != self._stamp_second:  # one strftime per second, not per line
+            self._stamp_second = second
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        stamp = self._stamp
         micros = int((record.created % 1) * 1_000_000)
         line_id = getattr(record, "line_id", 0)
         tag = getattr(record, "session_tag", "")
@@ -168,6 +175,10 @@ class FileFormatter(logging.Formatter):
 
 
 # -- files ---------------------------------------------------------------------------------
+def _next_utc_midnight(now: float) -> float:
+    return (now // 86400 + 1) * 86400
+
+
 def _utc_day(now: float) -> str:
     return time.strftime("%Y%m%d", time.gmtime(now))
 
@@ -189,6 +200,7 @@ class SequencedFileHandler(logging.handlers.BaseRotatingHandler):
         self.directory_max_bytes = directory_max_bytes
         self._clock = clock
         self._day = _utc_day(clock())
+        self._day_ends = _next_utc_midnight(clock())
         self._number = self._next_number(self._day)
         self._size = 0  # bytes in the current file: counted, not asked of the stream
         super().__init__(self._path(), "a", encoding="utf-8", delay=False)
@@ -212,7 +224,7 @@ class SequencedFileHandler(logging.handlers.BaseRotatingHandler):
         return self._needs_new_file(len(self.format(record)) + 1)
 
     def _needs_new_file(self, line_bytes: int) -> bool:
-        if _utc_day(self._clock()) != self._day:
+        if self._clock() >= self._day_ends:  # a number compare, not a date format per line
             return True
         size = self._size
         return size > 0 and size + line_bytes > self.max_bytes
@@ -247,7 +259,9 @@ class SequencedFileHandler(logging.handlers.BaseRotatingHandler):
         if self.stream is not None:
             self.stream.close()
             self.stream = None
-        day = _utc_day(self._clock())
+        now = self._clock()
+        self._day_ends = _next_utc_midnight(now)
+        day = _utc_day(now)
         if day != self._day:
             self._day = day
             self._number = self._next_number(day)

@@ -161,7 +161,20 @@ class ClientCloseOk:
 
 @dataclass(frozen=True)
 class BrokerStart:
-    start: ConnectionStart
+    """The broker's Connection.Start, as its method payload.
+
+    The proxy uses nothing of it (reference §5.2: not reconciled), so its arguments, a
+    server-properties table of some twenty entries, are decoded only if ``start`` is read.
+    """
+
+    payload: bytes
+
+    @functools.cached_property
+    def start(self) -> ConnectionStart:
+        method = decode_method(self.payload)
+        if not isinstance(method, ConnectionStart):
+            raise ProtocolError(COMMAND_INVALID, f"{method_name(method)} is not Connection.Start")
+        return method
 
 
 @dataclass(frozen=True)
@@ -504,6 +517,8 @@ class ClientState(enum.Enum):
 
 _ClientHandler: TypeAlias = Callable[["ClientHandshake", Any, Frame], ClientEvent]
 
+_START_IDS: Final = b"\x00\x0a\x00\x0a"  # class 10 (Connection), method 10 (Start)
+
 _CLIENT_PARSING: Final = frozenset(
     {ClientState.AWAITING_START, ClientState.STARTOK_SENT, ClientState.OPEN_SENT}
 )
@@ -539,7 +554,7 @@ class ClientHandshake:
         self._out = bytearray()
         self._prefix = bytearray()  # first bytes, while telling a header from a frame
         self._first_seen = False
-        self.broker_start: ConnectionStart | None = None
+        self.broker_start_event: BrokerStart | None = None
         self.broker_tune: ConnectionTune | None = None
 
     @property
@@ -614,6 +629,15 @@ class ClientHandshake:
         if frame.type == FRAME_HEARTBEAT:
             _check_heartbeat(frame)
             return None
+        if (
+            self._state is ClientState.AWAITING_START
+            and frame.type == FRAME_METHOD
+            and frame.channel == 0
+            and frame.payload[:4] == _START_IDS
+        ):
+            # The common case, without decoding the greeting (see BrokerStart).
+            self._state = ClientState.STARTOK_SENT
+            return self._on_start_payload(frame.payload)
         method = _handshake_method(frame)
         transition = _CLIENT_TRANSITIONS.get((self._state, type(method)))
         if transition is None:
@@ -630,11 +654,21 @@ class ClientHandshake:
         self._state = next_state
         return event
 
-    def _on_start(self, start: ConnectionStart, _: Frame) -> ClientEvent:
-        self.broker_start = start
+    def _on_start(self, _: ConnectionStart, frame: Frame) -> ClientEvent:
+        return self._on_start_payload(frame.payload)
+
+    def _on_start_payload(self, payload: bytes) -> ClientEvent:
+        event = BrokerStart(bytes(payload))
+        self.broker_start_event = event
         if not self.pipelined:
             self._out += encode_method(self.start_ok)
-        return BrokerStart(start)
+        return event
+
+    @property
+    def broker_start(self) -> ConnectionStart | None:
+        """The broker's Connection.Start, decoded on first use."""
+        event = self.broker_start_event
+        return None if event is None else event.start
 
     def _on_tune(self, tune: ConnectionTune, _: Frame) -> ClientEvent:
         self.broker_tune = tune

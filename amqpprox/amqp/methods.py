@@ -189,8 +189,11 @@ class ConnectionStartOk:
 
     def with_extra_properties(self, entries: list[tuple[str, str]]) -> ConnectionStartOk:
         """A copy with long-string entries appended after the original table bytes."""
-        extra = b"".join(encode_long_string_entry(name, value) for name, value in entries)
-        return dataclasses.replace(self, client_properties_raw=self.client_properties_raw + extra)
+        extra = b"".join([encode_long_string_entry(name, value) for name, value in entries])
+        # The constructor, not dataclasses.replace: this runs once per proxied connection.
+        return ConnectionStartOk(
+            self.client_properties_raw + extra, self.mechanism, self.response, self.locale
+        )
 
     def with_credentials(self, mechanism: str, response: bytes) -> ConnectionStartOk:
         """A copy with the SASL mechanism and response replaced."""

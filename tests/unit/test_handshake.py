@@ -395,9 +395,10 @@ def test_client_full_handshake() -> None:
     client = new_client()
     assert client.initiate() == HEADER
     assert client.state is ClientState.AWAITING_START
-    assert client.receive_data(BROKER_START) == [
-        BrokerStart(ConnectionStart(0, 9, {"product": "x"}, "PLAIN", "en_US"))
-    ]
+    events = client.receive_data(BROKER_START)
+    assert [type(e) for e in events] == [BrokerStart]
+    assert events[0].start == ConnectionStart(0, 9, {"product": "x"}, "PLAIN", "en_US")
+    assert client.broker_start == events[0].start
     assert client.state is ClientState.STARTOK_SENT
     assert client.data_to_send() == START_OK
     assert client.receive_data(BROKER_TUNE) == [BrokerTune(ConnectionTune(0, 131072, 60))]
