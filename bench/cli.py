@@ -80,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-proxy", action="store_true", help="skip the proxy column (direct [+ others] only)"
     )
     ap.add_argument(
+        "--also-haproxy-splice",
+        action="store_true",
+        help="add a column for HAProxy with `option splice-auto` (zero-copy relay)",
+    )
+    ap.add_argument(
         "--no-haproxy",
         action="store_true",
         help="skip the haproxy column (default: run it when haproxy is installed)",
@@ -216,9 +221,10 @@ def start_columns(args: argparse.Namespace, workdir: Path, servers: list[Server]
         if binary is None:
             print(haproxy.INSTALL_HINT, file=sys.stderr)
         else:
-            server, column = start_haproxy(binary, args.broker, workdir)
-            servers.append(server)
-            columns.append(column)
+            for splice in (False, True) if args.also_haproxy_splice else (False,):
+                server, column = start_haproxy(binary, args.broker, workdir, splice=splice)
+                servers.append(server)
+                columns.append(column)
     if args.also_forwarder:
         server, column = start_forwarder(args.broker, workdir)
         servers.append(server)

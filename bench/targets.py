@@ -115,7 +115,9 @@ def start_tls_listener(proxy: Column, ctl: Path, workdir: Path) -> Column:
     return Column("proxy-tls", target, proxy.pid, proxy.admin)
 
 
-def start_haproxy(binary: str, broker: Target, workdir: Path) -> tuple[Server, Column]:
+def start_haproxy(
+    binary: str, broker: Target, workdir: Path, *, splice: bool = False
+) -> tuple[Server, Column]:
     """HAProxy in the foreground with a generated ``mode tcp`` configuration."""
     port = free_port()
     maxconn = haproxy.maxconn_for_this_process()
@@ -125,9 +127,10 @@ def start_haproxy(binary: str, broker: Target, workdir: Path) -> tuple[Server, C
             "limit allows no more (it needs two descriptors per connection)",
             file=sys.stderr,
         )
-    config = haproxy.write_config(workdir, port, broker, maxconn)
-    server = start_server("haproxy", haproxy.argv(binary, config), workdir, port)
-    return server, Column("haproxy", Target(LOOPBACK, port), server.proc.pid)
+    config = haproxy.write_config(workdir, port, broker, maxconn, splice=splice)
+    name = "haproxy-splice" if splice else "haproxy"
+    server = start_server(name, haproxy.argv(binary, config), workdir, port)
+    return server, Column(name, Target(LOOPBACK, port), server.proc.pid)
 
 
 def start_forwarder(broker: Target, workdir: Path) -> tuple[Server, Column]:
