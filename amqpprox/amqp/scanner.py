@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from struct import Struct
 
-_HEADER = Struct(">BHIHH")  # type, channel, size, then class-id, method-id of a method frame
+_IDS = Struct(">HH")  # class-id, method-id: the first bytes of a method frame's payload
 _FRAME_HEAD = Struct(">BHI")
+_CHANNEL_SIZE = Struct(">xHI")  # a frame header without its type octet
 _END = 0xCE
 _METHOD = 1
 _CONNECTION_CLASS = 10
@@ -65,46 +66,34 @@ class FrameScanner:
             self._head = b""
         n = len(data)
         pos = 0
-        need = self._need
-        start = -1  # where the current frame's header starts, when it is in these bytes
         frames = 0
-        unpack = _FRAME_HEAD.unpack_from
-        while True:
-            if need:
-                if need > n - pos:
-                    self._need = need - (n - pos)
-                    self.frames += frames
-                    return -1
-                end = pos + need - 1
-                if data[end] != _END:
-                    self._need = 0
-                    self.frames += frames
-                    self.error = "frame end octet is not 0xCE"
-                    return max(0, start - base)
-                pos = end + 1
-                need = 0
-                frames += 1
-            left = n - pos
-            if left < 7:
-                self._need = 0
-                self.frames += frames
-                if left:
-                    self._head = data[pos:]
+        need = self._need
+        if need:  # the rest of a frame whose header came in an earlier read
+            if need > n:
+                self._need = need - n
                 return -1
-            ftype, channel, size = unpack(data, pos)
-            if size + 8 > self.max_frame:
-                self._need = 0
+            self._need = 0
+            if data[need - 1] != _END:
+                self.error = "frame end octet is not 0xCE"
+                return 0
+            pos = need
+            frames = 1
+        # One iteration per whole frame: header, bounds, end octet. Locals only.
+        max_size = self.max_frame - 8
+        unpack = _CHANNEL_SIZE.unpack_from
+        end_octet = _END
+        last_header = n - 7  # the last offset at which a whole 7-byte header fits
+        while pos <= last_header:
+            channel, size = unpack(data, pos)
+            if size > max_size:
                 self.frames += frames
                 self.error = f"frame of {size + 8} bytes exceeds frame-max {self.max_frame}"
                 return max(0, pos - base)
             # A payload under 4 bytes has no class and method ids: it cannot be a Close.
-            if ftype == _METHOD and channel == 0 and size >= 4:
-                if left < 11:
-                    self._need = 0
-                    self.frames += frames
-                    self._head = data[pos:]
-                    return -1
-                class_id, method_id = _HEADER.unpack_from(data, pos)[3:]
+            if channel == 0 and data[pos] == _METHOD and size >= 4:
+                if n - pos < 11:
+                    break  # keep the header until its method ids arrive
+                class_id, method_id = _IDS.unpack_from(data, pos + 7)
                 if class_id == _CONNECTION_CLASS:
                     if method_id == CLOSE_METHOD:
                         self.close_seen = True
@@ -112,9 +101,21 @@ class FrameScanner:
                     elif method_id == CLOSE_OK_METHOD:
                         self.close_ok_seen = True
                         self.close_offset = pos - base
-            need = size + 1
-            start = pos
-            pos += 7
+            end = pos + 7 + size  # the end octet's offset
+            if end >= n:
+                self._need = end + 1 - n
+                self.frames += frames
+                return -1
+            if data[end] != end_octet:
+                self.frames += frames
+                self.error = "frame end octet is not 0xCE"
+                return max(0, pos - base)
+            frames += 1
+            pos = end + 1
+        self.frames += frames
+        if pos < n:
+            self._head = data[pos:]
+        return -1
 
     def boundary_offset(self, data: bytes) -> int:
         """Offset in ``data`` where the frame in progress ends (0 at a boundary), or -1.

@@ -52,7 +52,11 @@ def _chunks(data: bytes, cuts: list[int]) -> Iterator[bytes]:
 frame_specs = st.tuples(
     st.sampled_from([1, 2, 3, 8]),
     st.integers(0, 3),
-    st.binary(max_size=64),
+    st.one_of(
+        st.binary(max_size=64),
+        # Connection.Close / CloseOk payloads, so the scanner's Close detection is exercised.
+        st.sampled_from([b"\x00\x0a\x00\x32\x00\xc8\x00\x00\x00\x00", b"\x00\x0a\x00\x33"]),
+    ),
     st.sampled_from(["ok", "ok", "ok", "bad_end", "oversize"]),
 )
 
@@ -103,6 +107,20 @@ def test_scanner_agrees_with_the_frame_reader_under_any_chunking(
     assert scanner.frames == good
     if not scanner_error:
         assert scanner.at_boundary == (reader.buffered == 0)
+    # The fault is reported where its frame starts (the relay forwards everything before
+    # it), or at 0 when that frame began in an earlier chunk.
+    good_wires = [_wire(spec) for spec in specs[:good]]
+    if scanner_error:
+        fault_at = sum(len(w) for w in good_wires)
+        assert consumed + bad == max(fault_at, consumed)
+    # Channel-0 Connection.Close / CloseOk are spotted from their headers: in the good
+    # frames, and in a faulty one whose size passed (its end octet is checked after).
+    scanned = list(good_wires)
+    if good < len(specs) and specs[good][3] == "bad_end":
+        scanned.append(_wire(specs[good]))
+    closes = {w[7:11] for w in scanned if w[0] == 1 and w[1:3] == b"\0\0" and len(w) >= 12}
+    assert scanner.close_seen == (b"\x00\x0a\x00\x32" in closes)
+    assert scanner.close_ok_seen == (b"\x00\x0a\x00\x33" in closes)
 
 
 @FUZZ
