@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The editable install also compiles the relay's C frame walk (amqpprox/amqp/_framescan.c).
+$(STAMP): pyproject.toml amqpprox/amqp/_framescan.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'

@@ -9,6 +9,7 @@ than the few header bytes of a frame split across two reads.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from struct import Struct
 
 _IDS = Struct(">HH")  # class-id, method-id: the first bytes of a method frame's payload
@@ -19,6 +20,60 @@ _METHOD = 1
 _CONNECTION_CLASS = 10
 CLOSE_METHOD = 50
 CLOSE_OK_METHOD = 51
+
+
+DONE, PARTIAL, TOO_BIG, BAD_END = 0, 1, 2, 3
+ScanResult = tuple[int, int, int, int, int, int]
+
+
+def scan_py(data: bytes, pos: int, max_size: int) -> ScanResult:
+    """Walk whole frames of ``data`` from ``pos``; see ``_framescan.c`` for the contract.
+
+    Returns (status, pos, frames, need, close_flags, close_offset). The C extension does
+    the same walk without an interpreter step per frame; this is its reference and the
+    fallback when it is not built.
+    """
+    n = len(data)
+    frames = need = close_flags = 0
+    close_offset = -1
+    status = DONE
+    unpack = _CHANNEL_SIZE.unpack_from
+    end_octet = _END
+    last_header = n - 7  # the last offset at which a whole 7-byte header fits
+    while pos <= last_header:
+        channel, size = unpack(data, pos)
+        if size > max_size:
+            status = TOO_BIG
+            break
+        # A payload under 4 bytes has no class and method ids: it cannot be a Close.
+        if channel == 0 and data[pos] == _METHOD and size >= 4:
+            if n - pos < 11:
+                break  # DONE: keep the header until its method ids arrive
+            class_id, method_id = _IDS.unpack_from(data, pos + 7)
+            if class_id == _CONNECTION_CLASS and method_id in (CLOSE_METHOD, CLOSE_OK_METHOD):
+                close_flags |= 1 if method_id == CLOSE_METHOD else 2
+                close_offset = pos
+        end = pos + 7 + size  # the end octet's offset
+        if end >= n:
+            status = PARTIAL
+            need = end + 1 - n
+            break
+        if data[end] != end_octet:
+            status = BAD_END
+            break
+        frames += 1
+        pos = end + 1
+    return status, pos, frames, need, close_flags, close_offset
+
+
+scan: Callable[[bytes, int, int], ScanResult] = scan_py
+IMPLEMENTATION = "Python"
+try:
+    from amqpprox.amqp._framescan import scan as _scan_c
+except ImportError:  # not built (no compiler at install time): the same walk in Python
+    pass
+else:
+    scan, IMPLEMENTATION = _scan_c, "C"
 
 
 class FrameScanner:
@@ -32,6 +87,7 @@ class FrameScanner:
     __slots__ = (
         "_head",
         "_need",
+        "_walk",
         "close_offset",
         "close_ok_seen",
         "close_seen",
@@ -40,8 +96,11 @@ class FrameScanner:
         "max_frame",
     )
 
-    def __init__(self, max_frame: int) -> None:
+    def __init__(
+        self, max_frame: int, walk: Callable[[bytes, int, int], ScanResult] | None = None
+    ) -> None:
         self.max_frame = max_frame  # largest whole frame, overhead included
+        self._walk = walk or scan  # tests pass scan_py to check it against the C walk
         self.frames = 0
         self.close_seen = False
         self.close_ok_seen = False
@@ -64,13 +123,12 @@ class FrameScanner:
             base = len(head)
             data = head + data
             self._head = b""
-        n = len(data)
         pos = 0
         frames = 0
         need = self._need
         if need:  # the rest of a frame whose header came in an earlier read
-            if need > n:
-                self._need = need - n
+            if need > len(data):
+                self._need = need - len(data)
                 return -1
             self._need = 0
             if data[need - 1] != _END:
@@ -78,44 +136,27 @@ class FrameScanner:
                 return 0
             pos = need
             frames = 1
-        # One iteration per whole frame: header, bounds, end octet. Locals only.
-        max_size = self.max_frame - 8
-        unpack = _CHANNEL_SIZE.unpack_from
-        end_octet = _END
-        last_header = n - 7  # the last offset at which a whole 7-byte header fits
-        while pos <= last_header:
-            channel, size = unpack(data, pos)
-            if size > max_size:
-                self.frames += frames
-                self.error = f"frame of {size + 8} bytes exceeds frame-max {self.max_frame}"
-                return max(0, pos - base)
-            # A payload under 4 bytes has no class and method ids: it cannot be a Close.
-            if channel == 0 and data[pos] == _METHOD and size >= 4:
-                if n - pos < 11:
-                    break  # keep the header until its method ids arrive
-                class_id, method_id = _IDS.unpack_from(data, pos + 7)
-                if class_id == _CONNECTION_CLASS:
-                    if method_id == CLOSE_METHOD:
-                        self.close_seen = True
-                        self.close_offset = pos - base
-                    elif method_id == CLOSE_OK_METHOD:
-                        self.close_ok_seen = True
-                        self.close_offset = pos - base
-            end = pos + 7 + size  # the end octet's offset
-            if end >= n:
-                self._need = end + 1 - n
-                self.frames += frames
-                return -1
-            if data[end] != end_octet:
-                self.frames += frames
-                self.error = "frame end octet is not 0xCE"
-                return max(0, pos - base)
-            frames += 1
-            pos = end + 1
-        self.frames += frames
-        if pos < n:
-            self._head = data[pos:]
-        return -1
+        status, pos, walked, need, close_flags, close_at = self._walk(data, pos, self.max_frame - 8)
+        self.frames += frames + walked
+        if close_flags:
+            if close_flags & 1:
+                self.close_seen = True
+            if close_flags & 2:
+                self.close_ok_seen = True
+            self.close_offset = close_at - base
+        if status == DONE:
+            if pos < len(data):
+                self._head = data[pos:]
+            return -1
+        if status == PARTIAL:
+            self._need = need
+            return -1
+        if status == TOO_BIG:
+            size = _FRAME_HEAD.unpack_from(data, pos)[2]
+            self.error = f"frame of {size + 8} bytes exceeds frame-max {self.max_frame}"
+        else:
+            self.error = "frame end octet is not 0xCE"
+        return max(0, pos - base)
 
     def boundary_offset(self, data: bytes) -> int:
         """Offset in ``data`` where the frame in progress ends (0 at a boundary), or -1.

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from amqpprox.admin import control
+from amqpprox.amqp import scanner as frame_walks
 from amqpprox.amqp.errors import FRAME_ERROR, SYNTAX_ERROR, ProtocolError
 from amqpprox.amqp.fields import MAX_NESTING, decode_table
 from amqpprox.amqp.frames import FrameReader, NeedData, encode_frame
@@ -71,10 +72,39 @@ def _wire(spec: tuple[int, int, bytes, str]) -> bytes:
     return bytes(data)
 
 
+WALKS = {"c": frame_walks.scan, "python": frame_walks.scan_py}
+
+
+def test_the_c_frame_walk_is_built() -> None:
+    """`pip install` compiled amqpprox/amqp/_framescan.c: the relay does not fall back."""
+    assert frame_walks.IMPLEMENTATION == "C"
+
+
+@FUZZ
+@given(
+    st.binary(max_size=300),
+    st.integers(0, 300),
+    st.integers(-9, 300),
+    st.lists(frame_specs, max_size=6),
+)
+def test_c_and_python_frame_walks_agree(
+    noise: bytes, pos: int, max_size: int, specs: list[tuple[int, int, bytes, str]]
+) -> None:
+    """Same result tuple from the C walk and its Python reference, on frames and garbage."""
+    for data in (
+        noise,
+        b"".join(_wire(s) for s in specs),
+        b"".join(_wire(s) for s in specs) + noise,
+    ):
+        start = min(pos, len(data))
+        assert frame_walks.scan(data, start, max_size) == frame_walks.scan_py(data, start, max_size)
+
+
+@pytest.mark.parametrize("walk", sorted(WALKS))
 @FUZZ
 @given(st.lists(frame_specs, max_size=10), st.lists(st.integers(0, 2000), max_size=10))
 def test_scanner_agrees_with_the_frame_reader_under_any_chunking(
-    specs: list[tuple[int, int, bytes, str]], cuts: list[int]
+    walk: str, specs: list[tuple[int, int, bytes, str]], cuts: list[int]
 ) -> None:
     """The relay's offset scanner and the handshake's reader: same frames, same first fault."""
     stream = b"".join(_wire(s) for s in specs)
@@ -92,21 +122,21 @@ def test_scanner_agrees_with_the_frame_reader_under_any_chunking(
         if isinstance(frame, NeedData):
             break
         good += 1
-    scanner = FrameScanner(MAX_FRAME)
+    frame_scanner = FrameScanner(MAX_FRAME, WALKS[walk])
     consumed = 0
     scanner_error = False
     for chunk in _chunks(stream, cuts):
-        bad = scanner.feed(chunk)
+        bad = frame_scanner.feed(chunk)
         assert bad == -1 or 0 <= bad <= len(chunk)
         if bad >= 0:
             scanner_error = True
-            assert scanner.error
+            assert frame_scanner.error
             break
         consumed += len(chunk)
     assert scanner_error == reader_error
-    assert scanner.frames == good
+    assert frame_scanner.frames == good
     if not scanner_error:
-        assert scanner.at_boundary == (reader.buffered == 0)
+        assert frame_scanner.at_boundary == (reader.buffered == 0)
     # The fault is reported where its frame starts (the relay forwards everything before
     # it), or at 0 when that frame began in an earlier chunk.
     good_wires = [_wire(spec) for spec in specs[:good]]
@@ -119,8 +149,8 @@ def test_scanner_agrees_with_the_frame_reader_under_any_chunking(
     if good < len(specs) and specs[good][3] == "bad_end":
         scanned.append(_wire(specs[good]))
     closes = {w[7:11] for w in scanned if w[0] == 1 and w[1:3] == b"\0\0" and len(w) >= 12}
-    assert scanner.close_seen == (b"\x00\x0a\x00\x32" in closes)
-    assert scanner.close_ok_seen == (b"\x00\x0a\x00\x33" in closes)
+    assert frame_scanner.close_seen == (b"\x00\x0a\x00\x32" in closes)
+    assert frame_scanner.close_ok_seen == (b"\x00\x0a\x00\x33" in closes)
 
 
 @FUZZ

@@ -1,0 +1,3 @@
+"""Type stub of the C extension built from _framescan.c (see amqpprox.amqp.scanner)."""
+
+def scan(data: bytes, pos: int, max_size: int, /) -> tuple[int, int, int, int, int, int]: ...
