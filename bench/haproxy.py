@@ -43,16 +43,21 @@ def find_haproxy() -> str | None:
     return None
 
 
-def fitting_maxconn(nofile_hard: int, wanted: int = MAXCONN) -> int:
-    """``wanted``, or less when two descriptors per connection exceed ``nofile_hard``."""
+def fitting_maxconn(nofile_hard: int, wanted: int = MAXCONN, *, splice: bool = False) -> int:
+    """``wanted``, or less when the descriptors per connection exceed ``nofile_hard``.
+
+    Two per connection; with splice also HAProxy's pipes (``maxpipes`` defaults to
+    maxconn / 4, two descriptors each), so two and a half.
+    """
     if nofile_hard == resource.RLIM_INFINITY:
         return wanted
-    return max(1, min(wanted, (nofile_hard - FD_RESERVE) // 2))
+    budget = nofile_hard - FD_RESERVE
+    return max(1, min(wanted, budget * 2 // 5 if splice else budget // 2))
 
 
-def maxconn_for_this_process() -> int:
+def maxconn_for_this_process(*, splice: bool = False) -> int:
     """:func:`fitting_maxconn` under our RLIMIT_NOFILE hard limit (haproxy inherits it)."""
-    return fitting_maxconn(resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+    return fitting_maxconn(resource.getrlimit(resource.RLIMIT_NOFILE)[1], splice=splice)
 
 
 def config_text(

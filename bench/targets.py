@@ -120,11 +120,11 @@ def start_haproxy(
 ) -> tuple[Server, Column]:
     """HAProxy in the foreground with a generated ``mode tcp`` configuration."""
     port = free_port()
-    maxconn = haproxy.maxconn_for_this_process()
+    maxconn = haproxy.maxconn_for_this_process(splice=splice)
     if maxconn < haproxy.MAXCONN:
         print(
             f"haproxy: maxconn {maxconn} instead of {haproxy.MAXCONN}: the open-files hard "
-            "limit allows no more (it needs two descriptors per connection)",
+            "limit allows no more (two descriptors per connection, more with splice)",
             file=sys.stderr,
         )
     config = haproxy.write_config(workdir, port, broker, maxconn, splice=splice)

@@ -99,6 +99,7 @@ def test_haproxy_maxconn_fits_the_descriptor_limit() -> None:
     assert haproxy.fitting_maxconn(1_048_576) == 20000
     assert haproxy.fitting_maxconn(20000) == 9950
     assert haproxy.fitting_maxconn(50) == 1
+    assert haproxy.fitting_maxconn(20000, splice=True) == 7960  # pipes: 2.5 descriptors each
 
 
 def test_cpu_metrics_per_unit_of_work() -> None:
