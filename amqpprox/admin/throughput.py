@@ -43,16 +43,19 @@ class Point:
     rates: Rates
 
 
-_Counters = tuple[float, int, int, int, int]  # monotonic time, in/out bytes, in/out frames
+_Counters = tuple[int, int, int, int]  # in/out bytes, in/out frames
 ZERO = Rates()
 
 
-def _rates(before: _Counters, after: _Counters) -> Rates:
-    elapsed = after[0] - before[0]
+def _rates(before: _Counters, after: _Counters, elapsed: float) -> Rates:
     if elapsed <= 0:
         return ZERO
-    d = [max(0, a - b) / elapsed for a, b in zip(after[1:], before[1:], strict=True)]
-    return Rates(d[0], d[1], d[2], d[3])
+    return Rates(
+        max(0, after[0] - before[0]) / elapsed,
+        max(0, after[1] - before[1]) / elapsed,
+        max(0, after[2] - before[2]) / elapsed,
+        max(0, after[3] - before[3]) / elapsed,
+    )
 
 
 class Throughput:
@@ -65,9 +68,10 @@ class Throughput:
         self.interval = interval
         self.window = keep
         self.history: deque[Point] = deque(maxlen=max(2, int(keep / interval)))
+        self._last_mono: float | None = None
         self._last_total: _Counters | None = None
         self._last_session: dict[int, _Counters] = {}
-        self._session_rates: dict[int, Rates] = {}
+        self._session_rates: dict[int, Rates] = {}  # sessions that moved bytes: idle ones read ZERO
 
     @property
     def current(self) -> Rates:
@@ -78,25 +82,39 @@ class Throughput:
 
     def sample(self) -> None:
         mono, wall = time.monotonic(), time.time()
+        elapsed = 0.0 if self._last_mono is None else mono - self._last_mono
+        self._last_mono = mono
         totals = ops.overview(self.ctx).totals
         now_total: _Counters = (
-            mono,
             totals["in_bytes"],
             totals["out_bytes"],
             totals["in_frames"],
             totals["out_frames"],
         )
         if self._last_total is not None:
-            self.history.append(Point(wall, _rates(self._last_total, now_total)))
+            self.history.append(Point(wall, _rates(self._last_total, now_total, elapsed)))
         self._last_total = now_total
+        # With thousands of idle sessions this allocates nothing per idle session: its
+        # counters tuple is kept as it was and its rate is ZERO (not stored).
+        last = self._last_session
         seen: dict[int, _Counters] = {}
         rates: dict[int, Rates] = {}
         for s in self.ctx.sessions:
-            counters = (mono, s.in_bytes, s.out_bytes, s.in_frames, s.out_frames)
-            before = self._last_session.get(s.id)
+            sid = s.id
+            before = last.get(sid)
+            if (
+                before is not None
+                and before[0] == s.in_bytes
+                and before[1] == s.out_bytes
+                and before[2] == s.in_frames
+                and before[3] == s.out_frames
+            ):
+                seen[sid] = before
+                continue
+            counters = (s.in_bytes, s.out_bytes, s.in_frames, s.out_frames)
+            seen[sid] = counters
             if before is not None:
-                rates[s.id] = _rates(before, counters)
-            seen[s.id] = counters
+                rates[sid] = _rates(before, counters, elapsed)
         self._last_session = seen
         self._session_rates = rates
 

@@ -193,14 +193,15 @@ class Session(SessionBase):
         self._broker_protocol: BrokerSide | None = None
         self.mode = Mode.HANDSHAKE
         self.relaying = False  # RELAY and not paused: the hot path's only branch
-        self._server = hs.ServerHandshake(
+        # Both handshakes are dropped once the session is live (_go_live): a long-lived
+        # session keeps only what the relay and the admin views read.
+        self._server: hs.ServerHandshake | None = hs.ServerHandshake(
             frame_max=self._settings.max_frame_size,
             max_frame_size=self._settings.max_frame_size,
             version=plane.version,
         )
         self._client_hs: hs.ClientHandshake | None = None
         self._handshake_done: asyncio.Future[_Outcome] | None = None
-        self._connect_task: asyncio.Task[None] | None = None
         self._held: list[bytes] = []
         self._client_reading = True
         self._broker_reading = True
@@ -276,6 +277,8 @@ class Session(SessionBase):
 
     def _handshake_data(self, data: bytes) -> None:
         server = self._server
+        if server is None:  # live sessions have no client handshake left to feed
+            return
         try:
             events = server.receive_data(data)
         except ProtocolError as error:
@@ -345,10 +348,10 @@ class Session(SessionBase):
             self.farm_name = route.name
         self.state = SessionState.CONNECTING
         if self._plane.ctx.state.auth.service:
-            self._connect_task = self._loop.create_task(self._authenticate(route))
+            task = self._loop.create_task(self._authenticate(route))
         else:
-            self._connect_task = self._loop.create_task(self._connect(route))
-        self._plane.track(self._connect_task)
+            task = self._loop.create_task(self._connect(route))
+        self._plane.track(task)  # the plane keeps it until done; the session need not
 
     def _refuse_limited(self, refusal: Refusal) -> None:
         """LIMIT: after a delay (the original's 750 ms, against reconnect storms), Close."""
@@ -364,6 +367,7 @@ class Session(SessionBase):
 
     async def _authenticate(self, route: Route) -> None:
         """AUTH SERVICE: ask the auth service, then connect (ALLOW) or refuse (DENY)."""
+        assert self._server is not None
         start_ok = self._server.start_ok
         assert start_ok is not None
         decision = await self._plane.authenticate(self, start_ok)
@@ -458,6 +462,7 @@ class Session(SessionBase):
         self.egress_local = _peer(transport, "sockname")
         self.egress_remote = _peer(transport, "peername")
         server = self._server
+        assert server is not None
         assert (
             server.start_ok is not None and server.tune_ok is not None and server.open is not None
         )
@@ -482,6 +487,7 @@ class Session(SessionBase):
         )
         outcome = await done
         timer.cancel()
+        self._handshake_done = None
         if outcome is _Outcome.TIMED_OUT:
             log.warning("broker handshake with %s (%s:%d) timed out", name, host, port)
             outcome = _Outcome.FAILED
@@ -565,7 +571,7 @@ class Session(SessionBase):
                 )
                 self._finish(CloseReason.BROKER_SNAPPED)
                 self.client_transport.write(
-                    self._server.close(
+                    self._client_close_frame(
                         close.reply_code, close.reply_text, close.class_id, close.method_id
                     )
                 )
@@ -588,7 +594,12 @@ class Session(SessionBase):
             self.out_scanner.feed(trailing)
             self.out_frames = self.out_scanner.frames
             self.client_transport.write(trailing)
-        pending = self._server.pending_bytes()
+        server = self._server
+        pending = server.pending_bytes() if server is not None else b""
+        # The handshakes are over: drop them (decoded tables, frames, buffers) so a
+        # long-lived session holds few objects for the garbage collector to walk.
+        self._server = None
+        self._client_hs = None
         if pending:
             if self.paused:
                 self._held.append(pending)
@@ -619,7 +630,7 @@ class Session(SessionBase):
             broker.close()  # flushes what the client sent last (its Close, say)
 
     def _server_closed(self) -> bool:
-        return self._server.state is hs.ServerState.CLOSED
+        return self._server is not None and self._server.state is hs.ServerState.CLOSED
 
     def broker_lost(self, side: BrokerSide, exc: Exception | None) -> None:
         if side is not self._broker_protocol:
@@ -885,12 +896,19 @@ class Session(SessionBase):
         self.mode = Mode.HANDSHAKE
         self._settle_handshake(_Outcome.BROKER_CLOSED)
         self._detach_broker()
-        try:
-            frame = self._server.close(code, text, class_id, method_id)
-        except ProtocolError:
-            frame = _close_frame(code, text, class_id, method_id)
-        self.client_transport.write(frame)
+        self.client_transport.write(self._client_close_frame(code, text, class_id, method_id))
         self._arm_deadline(self._settings.graceful_close_timeout, self._close_timeout)
+
+    def _client_close_frame(self, code: int, text: str, class_id: int, method_id: int) -> bytes:
+        """Our Connection.Close to the client, through the client handshake while it lasts
+        (which then waits for the CloseOk), else as a plain frame."""
+        server = self._server
+        if server is None:
+            return _close_frame(code, text, class_id, method_id)
+        try:
+            return server.close(code, text, class_id, method_id)
+        except ProtocolError:
+            return _close_frame(code, text, class_id, method_id)
 
     def _handshake_timeout(self) -> None:
         self._deadline = None
