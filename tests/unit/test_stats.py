@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from amqpprox.admin import stats as statfmt
 from amqpprox.core.sessions import CloseReason, SessionBase, SessionRegistry, SessionState
 from amqpprox.core.stats import (
     COUNTER_NAMES,
+    REMOVED_BY_REASON,
+    TRAFFIC,
     BufferFigures,
     Histogram,
     ProcessStats,
@@ -308,3 +313,90 @@ def test_statsd_datagrams() -> None:
     )
     assert not any("rmqVhostName=:" in g for g in grams)
     assert len(grams) == 13 + 4 + 13 + 4 + 13 + 13
+
+
+# -- the grouped collection against a one-session-at-a-time reference ------------------------
+session_specs = st.lists(
+    st.tuples(
+        st.sampled_from(["/", "a", "b"]),  # vhost
+        st.sampled_from(["10.0.0.1", "10.0.0.2", "::1"]),  # client host
+        st.sampled_from([("0.0.0.0", 0), ("10.1.1.1", 5672), ("10.1.1.2", 5672)]),  # broker
+        st.sampled_from([None, *CloseReason]),
+        st.booleans(),  # paused
+        st.booleans(),  # auth denied
+        st.booleans(),  # limited
+        st.lists(st.integers(0, 10_000), min_size=6, max_size=6),  # traffic, first interval
+        st.lists(st.integers(0, 10_000), min_size=6, max_size=6),  # added in the second
+    ),
+    max_size=25,
+)
+
+
+def _reference(
+    sessions: list[SessionBase], before: dict[int, tuple[int, ...]], per_source: bool
+) -> dict[str, dict[str, dict[str, int]]]:
+    """The snapshot's four tables computed the plain way: each session adds to each axis."""
+    tables: dict[str, dict[str, dict[str, int]]] = {
+        "overall": {},
+        "vhosts": {},
+        "sources": {},
+        "backends": {},
+    }
+    for s in sessions:
+        now = (s.in_packets, s.out_packets, s.in_frames, s.out_frames, s.in_bytes, s.out_bytes)
+        delta = [c - b for c, b in zip(now, before.get(s.id, (0,) * 6), strict=True)]
+        keys = [("overall", ""), ("vhosts", s.vhost)]
+        if per_source:
+            keys.append(("sources", s.client[0]))
+        keys.append(("backends", f"{s.egress_remote[0]}_{s.egress_remote[1]}"))
+        for table, key in keys:
+            stats = tables[table].setdefault(key, zero_stats())
+            if s.close_reason is None:
+                stats["activeConnectionCount"] += 1
+            else:
+                stats[REMOVED_BY_REASON[s.close_reason]] += 1
+            stats["pausedConnectionCount"] += s.paused
+            stats["authDeniedConnectionCount"] += s.auth_denied
+            stats["limitedConnectionCount"] += s.limited
+            for name, value in zip(TRAFFIC, delta, strict=True):
+                stats[name] += value
+    return tables
+
+
+@settings(max_examples=200, deadline=None)
+@given(session_specs, st.booleans())
+def test_grouped_collection_matches_the_per_session_sums(
+    specs: list[tuple[Any, ...]], per_source: bool
+) -> None:
+    registry = SessionRegistry()
+    hub = StatsHub()
+    hub.per_source = per_source
+    sessions = []
+    for vhost, host, broker, _reason, paused, denied, limited, first, _second in specs:
+        s = SessionBase(registry.next_id(), (host, 40000), ("127.0.0.1", 5673))
+        s.vhost, s.egress_remote, s.paused, s.auth_denied, s.limited = (
+            vhost, broker, paused, denied, limited,
+        )  # fmt: skip
+        (s.in_packets, s.out_packets, s.in_frames, s.out_frames, s.in_bytes, s.out_bytes) = first
+        registry.add(s)
+        sessions.append(s)
+    hub.collect(registry)  # the first interval sets the baselines
+    before = {
+        s.id: (s.in_packets, s.out_packets, s.in_frames, s.out_frames, s.in_bytes, s.out_bytes)
+        for s in sessions
+    }
+    for s, spec in zip(sessions, specs, strict=True):
+        extra = spec[8]
+        s.in_packets += extra[0]
+        s.out_packets += extra[1]
+        s.in_frames += extra[2]
+        s.out_frames += extra[3]
+        s.in_bytes += extra[4]
+        s.out_bytes += extra[5]
+        s.close_reason = spec[3]
+    snapshot = hub.collect(registry)
+    want = _reference(sessions, before, per_source)
+    assert snapshot.overall == want["overall"].get("", zero_stats())
+    assert snapshot.vhosts == want["vhosts"]
+    assert snapshot.sources == want["sources"]
+    assert snapshot.backends == want["backends"]
