@@ -97,8 +97,8 @@ class AmqpproxCollector(Collector):
                 sessions.add_metric([vhost, backend, state], totals.states.get(state, 0))
             opened.add_metric([vhost, backend], totals.opened)
             for reason in CloseReason:
-                if reason in totals.closed:
-                    closed.add_metric([vhost, backend, reason.value], totals.closed[reason])
+                if reason in totals.by_reason:
+                    closed.add_metric([vhost, backend, reason.value], totals.by_reason[reason])
             for family, inbound, outbound in (
                 (traffic_bytes, totals.in_bytes, totals.out_bytes),
                 (frames, totals.in_frames, totals.out_frames),

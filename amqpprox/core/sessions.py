@@ -163,6 +163,19 @@ class Totals:
         if session.close_reason is not None:
             self.by_reason[session.close_reason] = self.by_reason.get(session.close_reason, 0) + 1
 
+    def merge(self, other: Totals) -> None:
+        """Add another set of totals (removed sessions of another group) to these."""
+        self.sessions += other.sessions
+        self.opened += other.opened
+        self.in_bytes += other.in_bytes
+        self.in_frames += other.in_frames
+        self.in_packets += other.in_packets
+        self.out_bytes += other.out_bytes
+        self.out_frames += other.out_frames
+        self.out_packets += other.out_packets
+        for reason, count in other.by_reason.items():
+            self.by_reason[reason] = self.by_reason.get(reason, 0) + count
+
 
 class SessionRegistry:
     """Owns the live sessions; the cleanup job removes finished ones."""

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from amqpprox.core.context import Context
-from amqpprox.core.sessions import CloseReason, SessionBase, SessionRegistry, SessionState
+from amqpprox.core.sessions import CloseReason, SessionBase, SessionRegistry, SessionState, Totals
 
 log = logging.getLogger("amqpprox.stats")
 
@@ -437,18 +437,11 @@ SESSION_STATES = ("handshaking", "active", "paused", "closing")
 
 
 @dataclass
-class RouteTotals:
-    """Everything Prometheus shows for one (vhost, backend) pair."""
+class RouteTotals(Totals):
+    """Everything Prometheus shows for one (vhost, backend) pair: the removed sessions'
+    totals plus the live ones' counters, and the live sessions by state label."""
 
     states: Counter[str] = field(default_factory=Counter)
-    opened: int = 0
-    closed: Counter[CloseReason] = field(default_factory=Counter)
-    in_bytes: int = 0
-    in_frames: int = 0
-    in_packets: int = 0
-    out_bytes: int = 0
-    out_frames: int = 0
-    out_packets: int = 0
 
 
 def route_totals(registry: SessionRegistry) -> dict[tuple[str, str], RouteTotals]:
@@ -467,30 +460,13 @@ def route_totals(registry: SessionRegistry) -> dict[tuple[str, str], RouteTotals
         return totals
 
     for key, removed in registry.removed_by_route.items():
-        totals = slot(key)
-        totals.opened += removed.opened
-        totals.closed.update(removed.by_reason)
-        totals.in_bytes += removed.in_bytes
-        totals.in_frames += removed.in_frames
-        totals.in_packets += removed.in_packets
-        totals.out_bytes += removed.out_bytes
-        totals.out_frames += removed.out_frames
-        totals.out_packets += removed.out_packets
+        slot(key).merge(removed)
     for session in registry:
         totals = slot((session.vhost, session.backend_name or ""))
         label = STATE_LABEL[session.state]
         if label is not None and not session.finished:
             totals.states[label] += 1
-        if session.opened_at is not None:
-            totals.opened += 1
-        if session.close_reason is not None:
-            totals.closed[session.close_reason] += 1
-        totals.in_bytes += session.in_bytes
-        totals.in_frames += session.in_frames
-        totals.in_packets += session.in_packets
-        totals.out_bytes += session.out_bytes
-        totals.out_frames += session.out_frames
-        totals.out_packets += session.out_packets
+        totals.add(session)
     return out
 
 

@@ -165,7 +165,7 @@ def test_route_totals_survive_removal() -> None:
         before.out_frames,
         1,
     )
-    assert after.closed == {CloseReason.CLIENT_GRACEFUL: 1}
+    assert after.by_reason == {CloseReason.CLIENT_GRACEFUL: 1}
     assert sum(after.states.values()) == 0
 
 
