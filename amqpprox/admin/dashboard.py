@@ -42,6 +42,7 @@ from multidict import CIMultiDict, MultiDictProxy
 
 from amqpprox import __version__
 from amqpprox.admin import humanize, throughput
+from amqpprox.admin.rest import session_id_of
 from amqpprox.core import operations as ops
 from amqpprox.core.context import Context
 from amqpprox.core.model import Mapping as VhostMapping
@@ -576,7 +577,7 @@ class Dashboard:
         return await self._guarded(request, self._session)
 
     async def _session(self, request: web.Request) -> web.StreamResponse:
-        session = ops.get_session(self.ctx, _session_id(request))
+        session = ops.get_session(self.ctx, session_id_of(request))
         context = {
             "s": session,
             "stats": session_stats(session),
@@ -595,7 +596,7 @@ class Dashboard:
         action = SESSION_ACTIONS.get(name)
         if action is None:
             raise NotFound(f"no session action {name!r}")
-        session = ops.get_session(self.ctx, _session_id(request))
+        session = ops.get_session(self.ctx, session_id_of(request))
         target = f"session {session.id}"
         next_url = safe_next(form.get("next"), "/sessions")
         reason = str(form.get("reason") or "OK").strip()[:200] or "OK"
@@ -791,13 +792,6 @@ class Dashboard:
 def _int(text: str | None, default: int) -> int:
     if text is None or not text.isdigit() or len(text) > 9:
         return default
-    return int(text)
-
-
-def _session_id(request: web.Request) -> int:
-    text = request.match_info["id"]
-    if not text.isdigit() or len(text) > 18:
-        raise NotFound(f"session {text!r} not found")
     return int(text)
 
 

@@ -184,7 +184,8 @@ def _port(request: web.Request) -> int:
     return int(text)
 
 
-def _session_id(request: web.Request) -> int:
+def session_id_of(request: web.Request) -> int:
+    """The ``{id}`` of a session route; 404 for anything that cannot be a session id."""
     text = request.match_info["id"]
     if not text.isdigit() or len(text) > 18:
         raise NotFound(f"session {text!r} not found")
@@ -433,14 +434,14 @@ class RestApi:
         )
 
     async def get_session(self, request: web.Request) -> web.Response:
-        session = ops.get_session(self.ctx, _session_id(request))
+        session = ops.get_session(self.ctx, session_id_of(request))
         return _json(session_json(session, time.monotonic()))
 
     async def session_action(self, request: web.Request) -> web.Response:
         action = request.match_info["action"]
         if action not in ("pause", "unpause", "disconnect", "force-disconnect"):
             raise NotFound(f"no session action {action!r}")
-        session_id = _session_id(request)
+        session_id = session_id_of(request)
         if action == "disconnect":
             body = await load_body(request, schemas.DisconnectBody(), required=False)
             reason = body.get("reason") or request.headers.get("X-Reason") or "OK"
