@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias, Union
@@ -517,7 +518,7 @@ class ClientState(enum.Enum):
 
 _ClientHandler: TypeAlias = Callable[["ClientHandshake", Any, Frame], ClientEvent]
 
-_START_IDS: Final = b"\x00\x0a\x00\x0a"  # class 10 (Connection), method 10 (Start)
+_START_IDS: Final = struct.pack(">HH", *ConnectionStart.METHOD_IDS)  # a Start payload's first bytes
 
 _CLIENT_PARSING: Final = frozenset(
     {ClientState.AWAITING_START, ClientState.STARTOK_SENT, ClientState.OPEN_SENT}
