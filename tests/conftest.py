@@ -7,6 +7,7 @@ blocking clients such as pika run in a worker thread via ``asyncio.to_thread``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import tempfile
@@ -82,28 +83,39 @@ def make_settings(tmp_socket_dir: str, **overrides: object) -> Settings:
     return Settings(**values)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-async def proxy(tmp_socket_dir: str) -> AsyncIterator[RunningProxy]:
-    """A proxy in simple mode in front of the real broker."""
-    runtime = Runtime(make_settings(tmp_socket_dir))
+@contextlib.asynccontextmanager
+async def running_proxy(
+    tmp_socket_dir: str, *, simple: bool = True, **overrides: object
+) -> AsyncIterator[RunningProxy]:
+    """A started Runtime (``make_settings`` plus ``overrides``), stopped on exit.
+
+    ``simple``: in simple mode in front of the real broker; else nothing configured but
+    one plain listener.
+    """
+    runtime = Runtime(make_settings(tmp_socket_dir, **overrides))
     await runtime.start()
-    port = await runtime.configure_simple(SimpleMode(0, BROKER_HOST, BROKER_PORT))
     try:
+        if simple:
+            port = await runtime.configure_simple(SimpleMode(0, BROKER_HOST, BROKER_PORT))
+        else:
+            port = await runtime.listeners.start(ListenerSpec(0))
         yield RunningProxy(runtime, port, runtime.settings.control_socket)
     finally:
         await runtime.stop()
+
+
+@pytest.fixture
+async def proxy(tmp_socket_dir: str) -> AsyncIterator[RunningProxy]:
+    """A proxy in simple mode in front of the real broker."""
+    async with running_proxy(tmp_socket_dir) as running:
+        yield running
 
 
 @pytest.fixture
 async def bare_proxy(tmp_socket_dir: str) -> AsyncIterator[RunningProxy]:
     """A proxy with nothing configured but one listener."""
-    runtime = Runtime(make_settings(tmp_socket_dir))
-    await runtime.start()
-    port = await runtime.listeners.start(ListenerSpec(0))
-    try:
-        yield RunningProxy(runtime, port, runtime.settings.control_socket)
-    finally:
-        await runtime.stop()
+    async with running_proxy(tmp_socket_dir, simple=False) as running:
+        yield running
 
 
 def free_closed_port() -> int:

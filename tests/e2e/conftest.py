@@ -21,14 +21,11 @@ import pika.exceptions
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
-from amqpprox.runtime import Runtime, SimpleMode
 from tests.conftest import (
-    BROKER_HOST,
     BROKER_PASSWORD,
-    BROKER_PORT,
     BROKER_USER,
     RunningProxy,
-    make_settings,
+    running_proxy,
 )
 
 CHROMIUM = os.environ.get("AMQPPROX_CHROMIUM", "/usr/bin/chromium")
@@ -80,13 +77,8 @@ async def page(browser: Browser) -> AsyncIterator[Page]:
 @pytest.fixture
 async def token_proxy(tmp_socket_dir: str) -> AsyncIterator[RunningProxy]:
     """A proxy in simple mode whose admin plane needs ``ADMIN_TOKEN`` for writes."""
-    runtime = Runtime(make_settings(tmp_socket_dir, admin_token=ADMIN_TOKEN))
-    await runtime.start()
-    port = await runtime.configure_simple(SimpleMode(0, BROKER_HOST, BROKER_PORT))
-    try:
-        yield RunningProxy(runtime, port, runtime.settings.control_socket)
-    finally:
-        await runtime.stop()
+    async with running_proxy(tmp_socket_dir, admin_token=ADMIN_TOKEN) as running:
+        yield running
 
 
 class Publisher:

@@ -28,7 +28,7 @@ from amqpprox.amqp.methods import ConnectionClose, ConnectionOpenOk
 from amqpprox.cli import build_parser
 from amqpprox.core.context import Settings
 from amqpprox.runtime import Runtime, SimpleMode
-from tests.conftest import BROKER_HOST, BROKER_PORT, RunningProxy, ctl, make_settings
+from tests.conftest import BROKER_HOST, BROKER_PORT, RunningProxy, ctl, make_settings, running_proxy
 from tests.rawamqp import RawClient
 
 pytestmark = pytest.mark.broker
@@ -51,13 +51,8 @@ async def test_running_admin_plane_listens_on_loopback_only(proxy: RunningProxy)
 
 @pytest.fixture
 async def guarded(tmp_socket_dir: str) -> AsyncIterator[RunningProxy]:
-    runtime = Runtime(make_settings(tmp_socket_dir, admin_token=TOKEN))
-    await runtime.start()
-    try:
-        port = await runtime.configure_simple(SimpleMode(0, BROKER_HOST, BROKER_PORT))
-        yield RunningProxy(runtime, port, runtime.settings.control_socket)
-    finally:
-        await runtime.stop()
+    async with running_proxy(tmp_socket_dir, admin_token=TOKEN) as running:
+        yield running
 
 
 def _concrete(path: str) -> str:

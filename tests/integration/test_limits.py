@@ -19,8 +19,7 @@ import pytest
 from amqpprox.amqp.frames import encode_frame
 from amqpprox.amqp.methods import ConnectionClose, ConnectionCloseOk, ConnectionOpenOk
 from amqpprox.core.limits import limits_of
-from amqpprox.runtime import Runtime, SimpleMode
-from tests.conftest import BROKER_HOST, BROKER_PORT, RunningProxy, ctl, make_settings
+from tests.conftest import RunningProxy, ctl, running_proxy
 from tests.polling import until
 from tests.rawamqp import CHANNEL_OPEN, CHANNEL_OPEN_OK_IDS, OPEN_CLIENTS, RawClient
 
@@ -32,15 +31,12 @@ FAST_VHOST = "amqpprox-limits-fast"
 @pytest.fixture
 async def limited(tmp_socket_dir: str) -> AsyncIterator[RunningProxy]:
     """A proxy in simple mode whose limit refusals wait 10 ms instead of 750."""
-    runtime = Runtime(make_settings(tmp_socket_dir, limit_close_delay=0.01))
-    await runtime.start()
-    port = await runtime.configure_simple(SimpleMode(0, BROKER_HOST, BROKER_PORT))
-    try:
-        yield RunningProxy(runtime, port, runtime.settings.control_socket)
-    finally:
-        for client in OPEN_CLIENTS:  # no drain to wait for
-            client.abort()
-        await runtime.stop()
+    async with running_proxy(tmp_socket_dir, limit_close_delay=0.01) as running:
+        try:
+            yield running
+        finally:
+            for client in OPEN_CLIENTS:  # no drain to wait for
+                client.abort()
 
 
 async def rabbitmqctl(*args: str) -> str:

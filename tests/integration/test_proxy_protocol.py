@@ -27,8 +27,13 @@ from amqpprox.amqp.frames import PROTOCOL_HEADER
 from amqpprox.core.model import ListenerSpec
 from amqpprox.proxy import proxy_protocol as pp
 from amqpprox.proxy.listener import ListenerManager
-from amqpprox.runtime import Runtime
-from tests.conftest import BROKER_PORT, RunningProxy, ctl, free_closed_port, make_settings
+from tests.conftest import (
+    BROKER_PORT,
+    RunningProxy,
+    ctl,
+    free_closed_port,
+    running_proxy,
+)
 from tests.rawamqp import RawClient
 
 pytestmark = pytest.mark.broker
@@ -142,13 +147,8 @@ def _log_tail(base: str) -> str:
 @pytest.fixture
 async def pp_proxy(tmp_socket_dir: str) -> AsyncIterator[RunningProxy]:
     """A proxy with a plain listener and nothing configured (a tiny PROXY header deadline)."""
-    runtime = Runtime(make_settings(tmp_socket_dir, proxy_header_timeout=0.5))
-    await runtime.start()
-    port = await runtime.listeners.start(ListenerSpec(0))
-    try:
-        yield RunningProxy(runtime, port, runtime.settings.control_socket)
-    finally:
-        await runtime.stop()
+    async with running_proxy(tmp_socket_dir, simple=False, proxy_header_timeout=0.5) as running:
+        yield running
 
 
 async def _wait_for(condition: object, timeout: float = 5.0) -> None:

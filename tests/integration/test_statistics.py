@@ -35,6 +35,7 @@ from tests.conftest import (
     ctl,
     free_closed_port,
     make_settings,
+    running_proxy,
 )
 from tests.polling import until
 from tests.rawamqp import RawClient
@@ -292,13 +293,8 @@ async def test_known_traffic_is_counted_exactly_and_identically_everywhere(
 @pytest.fixture
 async def fast_proxy(tmp_socket_dir: str) -> AsyncIterator[RunningProxy]:
     """Simple mode with a 50 ms cleanup interval: STAT LISTEN emits on its own."""
-    runtime = Runtime(make_settings(tmp_socket_dir, cleanup_interval_ms=50))
-    await runtime.start()
-    port = await runtime.configure_simple(SimpleMode(0, BROKER_HOST, BROKER_PORT))
-    try:
-        yield RunningProxy(runtime, port, runtime.settings.control_socket)
-    finally:
-        await runtime.stop()
+    async with running_proxy(tmp_socket_dir, cleanup_interval_ms=50) as running:
+        yield running
 
 
 async def test_stat_listen_json_streams_one_line_per_interval(fast_proxy: RunningProxy) -> None:
