@@ -34,6 +34,7 @@ from tests.conftest import (
     free_closed_port,
     running_proxy,
 )
+from tests.polling import until
 from tests.rawamqp import RawClient
 
 pytestmark = pytest.mark.broker
@@ -151,14 +152,6 @@ async def pp_proxy(tmp_socket_dir: str) -> AsyncIterator[RunningProxy]:
         yield running
 
 
-async def _wait_for(condition: object, timeout: float = 5.0) -> None:
-    assert callable(condition)
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
-
-
 async def _closed_without_a_byte(client: RawClient) -> bool:
     """EOF, or a reset (closing with unread bytes in the socket sends RST), and no data."""
     try:
@@ -257,7 +250,7 @@ async def test_a_proxy_listener_reads_v1_and_v2_and_refuses_the_rest(
     header = pp.encode_v2(("198.51.100.9", 50000), ("203.0.113.1", 5672))
     await client.send(header[:5])
     await client.send(header[5:20])
-    await _wait_for(lambda: listeners.counters(port)["accepted"] == 1)
+    await until(lambda: listeners.counters(port)["accepted"] == 1, timeout=5.0)
     await client.send(header[20:])
     assert type(await client.open()).__name__ == "ConnectionOpenOk"
     # A v2 LOCAL header (a balancer's health check): the socket's own address is used.

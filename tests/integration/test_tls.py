@@ -12,7 +12,7 @@ import contextlib
 import ssl
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import aio_pika
 import aiormq.exceptions
@@ -26,6 +26,7 @@ from amqpprox.proxy.listener import ListenerManager
 from amqpprox.proxy.session import Session
 from amqpprox.runtime import Runtime
 from tests.conftest import BROKER_PORT, RunningProxy, ctl, free_closed_port, make_settings
+from tests.polling import until
 from tests.rawamqp import handshake_bytes
 from tests.tlscerts import Pki, make_pki
 
@@ -104,13 +105,6 @@ def _pika_roundtrip(port: int, ctx: ssl.SSLContext) -> bytes:
         return b""
     finally:
         conn.close()
-
-
-async def _wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 def _sessions(proxy: RunningProxy) -> list[Session]:
@@ -205,7 +199,7 @@ async def test_pika_and_aio_pika_over_tls_1_2_and_1_3(secure: RunningProxy, pki:
         tls = live_session.client_transport.get_extra_info("ssl_object")
         assert tls is not None and tls.version() == name
         writer.close()
-        await _wait_for(lambda: all(s.finished for s in _sessions(secure)))
+        await until(lambda: all(s.finished for s in _sessions(secure)), timeout=5.0)
 
 
 async def test_failed_handshakes_are_counted_and_the_listener_carries_on(
@@ -227,7 +221,7 @@ async def test_failed_handshakes_are_counted_and_the_listener_carries_on(
             ),
             5,
         )
-    await _wait_for(lambda: listeners.counters(secure.port)["tls_handshake_failures"] == 2)
+    await until(lambda: listeners.counters(secure.port)["tls_handshake_failures"] == 2, timeout=5.0)
     assert _sessions(secure) == []
     assert await asyncio.to_thread(_pika_roundtrip, secure.port, _client_context(pki)) == (
         b"over TLS"
@@ -241,7 +235,7 @@ async def test_client_certificates_required(secure: RunningProxy, pki: Pki) -> N
     with pytest.raises(pika.exceptions.AMQPConnectionError):
         await asyncio.to_thread(_pika_roundtrip, secure.port, _client_context(pki))
     listeners = _listeners(secure.runtime)
-    await _wait_for(lambda: listeners.counters(secure.port)["tls_handshake_failures"] == 1)
+    await until(lambda: listeners.counters(secure.port)["tls_handshake_failures"] == 1, timeout=5.0)
     with_cert = _client_context(pki, cert=True)
     assert await asyncio.to_thread(_pika_roundtrip, secure.port, with_cert) == b"over TLS"
     # PEER alone: a certificate is asked for, not required.
