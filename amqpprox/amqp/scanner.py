@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from struct import Struct
+from typing import Protocol
 
 _IDS = Struct(">HH")  # class-id, method-id: the first bytes of a method frame's payload
 _FRAME_HEAD = Struct(">BHI")
@@ -76,12 +77,37 @@ else:
     scan, IMPLEMENTATION = _scan_c, "C"
 
 
-class FrameScanner:
+class Scanner(Protocol):
+    """What the relay uses of a frame scanner: :class:`PyFrameScanner` or the C type."""
+
+    close_seen: bool  # the session clears both when it starts a close of its own
+    close_ok_seen: bool
+
+    @property
+    def max_frame(self) -> int: ...
+    @property
+    def frames(self) -> int: ...
+    @property
+    def close_offset(self) -> int: ...
+    @property
+    def error(self) -> str: ...
+    @property
+    def at_boundary(self) -> bool: ...
+
+    def feed(self, data: bytes, /) -> int: ...
+
+    def boundary_offset(self, data: bytes, /) -> int: ...
+
+
+class PyFrameScanner:
     """Counts frames in one direction of a relayed connection.
 
     ``feed`` returns -1 when every byte was valid, otherwise the offset in ``data`` at
     which the offending frame starts (the caller forwards ``data[:offset]`` and ends the
     session); ``error`` then says what was wrong.
+
+    The reference for ``_framescan.FrameScanner`` (the same state and ``feed`` in C, one
+    call per read) and the fallback when the extension is not built.
     """
 
     __slots__ = (
@@ -174,3 +200,13 @@ class FrameScanner:
             end = size + 8 - len(self._head)
             return end if end <= len(data) else -1
         return self._need if self._need <= len(data) else -1
+
+
+# What sessions construct: the C type when the extension is built.
+FrameScanner: Callable[[int], Scanner] = PyFrameScanner
+try:
+    from amqpprox.amqp._framescan import FrameScanner as _FrameScannerC
+except ImportError:
+    pass
+else:
+    FrameScanner = _FrameScannerC

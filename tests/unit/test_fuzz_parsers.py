@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -25,7 +25,7 @@ from amqpprox.amqp import scanner as frame_walks
 from amqpprox.amqp.errors import FRAME_ERROR, SYNTAX_ERROR, ProtocolError
 from amqpprox.amqp.fields import MAX_NESTING, decode_table
 from amqpprox.amqp.frames import FrameReader, NeedData, encode_frame
-from amqpprox.amqp.scanner import FrameScanner
+from amqpprox.amqp.scanner import FrameScanner, PyFrameScanner, Scanner
 from amqpprox.core.context import Context, Settings
 from amqpprox.core.model import ListenerSpec
 from amqpprox.core.stats import stats_of
@@ -73,11 +73,56 @@ def _wire(spec: tuple[int, int, bytes, str]) -> bytes:
 
 
 WALKS = {"c": frame_walks.scan, "python": frame_walks.scan_py}
+# Every scanner the relay can run: the C type it uses, and the Python class (its
+# reference and fallback) over either walk.
+SCANNERS: dict[str, Callable[[], Scanner]] = {
+    "c-type": lambda: FrameScanner(MAX_FRAME),
+    "python-c-walk": lambda: PyFrameScanner(MAX_FRAME, frame_walks.scan),
+    "python-python-walk": lambda: PyFrameScanner(MAX_FRAME, frame_walks.scan_py),
+}
 
 
 def test_the_c_frame_walk_is_built() -> None:
     """`pip install` compiled amqpprox/amqp/_framescan.c: the relay does not fall back."""
     assert frame_walks.IMPLEMENTATION == "C"
+    assert FrameScanner is not PyFrameScanner  # sessions get the C type
+
+
+def _observed(scanner: Scanner) -> tuple[object, ...]:
+    return (
+        scanner.frames,
+        scanner.close_seen,
+        scanner.close_ok_seen,
+        scanner.close_offset,
+        scanner.error,
+        scanner.at_boundary,
+    )
+
+
+@FUZZ
+@given(
+    st.lists(frame_specs, max_size=8),
+    st.binary(max_size=40),
+    st.lists(st.integers(0, 1200), max_size=12),
+    st.integers(20, 300),
+)
+def test_c_and_python_scanners_agree_read_by_read(
+    specs: list[tuple[int, int, bytes, str]], noise: bytes, cuts: list[int], max_frame: int
+) -> None:
+    """After every read, the C scanner and its Python reference show the same state.
+
+    Reads go on after a fault too, so every state transition is compared, split headers
+    and split frames included, on any frame-max.
+    """
+    stream = b"".join(_wire(s) for s in specs) + noise
+    c_scanner, py_scanner = FrameScanner(max_frame), PyFrameScanner(max_frame)
+    assert c_scanner.max_frame == py_scanner.max_frame == max_frame
+    for chunk in _chunks(stream, cuts):
+        assert c_scanner.boundary_offset(chunk) == py_scanner.boundary_offset(chunk)
+        assert c_scanner.feed(chunk) == py_scanner.feed(chunk)
+        assert _observed(c_scanner) == _observed(py_scanner)
+    c_scanner.close_seen = py_scanner.close_seen = False  # the session resets these
+    assert _observed(c_scanner) == _observed(py_scanner)
 
 
 @FUZZ
@@ -100,11 +145,11 @@ def test_c_and_python_frame_walks_agree(
         assert frame_walks.scan(data, start, max_size) == frame_walks.scan_py(data, start, max_size)
 
 
-@pytest.mark.parametrize("walk", sorted(WALKS))
+@pytest.mark.parametrize("kind", sorted(SCANNERS))
 @FUZZ
 @given(st.lists(frame_specs, max_size=10), st.lists(st.integers(0, 2000), max_size=10))
 def test_scanner_agrees_with_the_frame_reader_under_any_chunking(
-    walk: str, specs: list[tuple[int, int, bytes, str]], cuts: list[int]
+    kind: str, specs: list[tuple[int, int, bytes, str]], cuts: list[int]
 ) -> None:
     """The relay's offset scanner and the handshake's reader: same frames, same first fault."""
     stream = b"".join(_wire(s) for s in specs)
@@ -122,7 +167,7 @@ def test_scanner_agrees_with_the_frame_reader_under_any_chunking(
         if isinstance(frame, NeedData):
             break
         good += 1
-    frame_scanner = FrameScanner(MAX_FRAME, WALKS[walk])
+    frame_scanner = SCANNERS[kind]()
     consumed = 0
     scanner_error = False
     for chunk in _chunks(stream, cuts):
@@ -153,12 +198,13 @@ def test_scanner_agrees_with_the_frame_reader_under_any_chunking(
     assert frame_scanner.close_ok_seen == (b"\x00\x0a\x00\x33" in closes)
 
 
+@pytest.mark.parametrize("kind", sorted(SCANNERS))
 @FUZZ
 @given(st.binary(max_size=600), st.lists(st.integers(0, 600), max_size=12))
 def test_scanner_never_raises_and_reports_offsets_inside_the_chunk(
-    data: bytes, cuts: list[int]
+    kind: str, data: bytes, cuts: list[int]
 ) -> None:
-    scanner = FrameScanner(MAX_FRAME)
+    scanner = SCANNERS[kind]()
     for chunk in _chunks(data, cuts):
         before = scanner.at_boundary
         offset = scanner.boundary_offset(chunk)
@@ -350,12 +396,13 @@ async def _context(directory: str) -> Context:
 
 
 # -- crashers found by the properties above, kept as regression tests ------------------------
+@pytest.mark.parametrize("kind", sorted(SCANNERS))
 @pytest.mark.parametrize("payload", [b"", b"\x00", b"\x00\x0a", b"\x00\x0a\x00"])
-def test_scanner_counts_a_short_channel_0_method_frame_at_once(payload: bytes) -> None:
+def test_scanner_counts_a_short_channel_0_method_frame_at_once(kind: str, payload: bytes) -> None:
     """Found by the scanner/reader agreement property: a complete channel-0 method frame
     shorter than 11 bytes was held back as a split header, uncounted, with the scanner
     off its frame boundary until more bytes came (a graceful close would then wait)."""
-    scanner = FrameScanner(MAX_FRAME)
+    scanner = SCANNERS[kind]()
     assert scanner.feed(encode_frame(1, 0, payload)) == -1
     assert (scanner.frames, scanner.at_boundary, scanner.close_seen) == (1, True, False)
     assert scanner.feed(b"") == -1
