@@ -122,6 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--messages", type=int, help="override the 100-byte message count")
     ap.add_argument("--mib-messages", type=int, help="override the 1 MiB message count")
     ap.add_argument("--conn-seconds", type=float, help="override the connection-rate duration")
+    ap.add_argument(
+        "--conn-workers",
+        type=_positive_int,
+        help="processes opening and closing connections at once in the conn scenario "
+        "(default 4, the issue's figure; more workers hide each connection's latency and "
+        "leave only the CPU bound)",
+    )
     ap.add_argument("--samples", type=int, help="override the latency sample count")
     ap.add_argument(
         "--idle-connections",
@@ -144,6 +151,7 @@ def make_params(args: argparse.Namespace) -> Params:
         "msg_count": args.messages,
         "mib_count": args.mib_messages,
         "conn_seconds": args.conn_seconds,
+        "conn_workers": args.conn_workers,
         "latency_samples": args.samples,
         "idle_connections": args.idle_connections,
         "idle_hold_s": args.idle_hold,

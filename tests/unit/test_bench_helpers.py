@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench import haproxy, report
-from bench.cli import repeat_count, selected_scenarios
+from bench.cli import build_parser, make_params, repeat_count, selected_scenarios
 from bench.procstat import (
     parse_limits_nofile,
     parse_stat_cpu_ticks,
@@ -116,6 +116,18 @@ def test_scenario_selection_and_repeats() -> None:
     assert repeat_count(None, quick=False) == 3
     assert repeat_count(None, quick=True) == 1
     assert repeat_count(5, quick=True) == 5
+
+
+def test_overrides_reach_the_scenario_parameters() -> None:
+    defaults = make_params(build_parser().parse_args([]))
+    assert defaults.conn_workers == 4  # the "4 concurrent"
+    tuned = make_params(
+        build_parser().parse_args(["--quick", "--conn-workers", "16", "--conn-seconds", "2"])
+    )
+    assert (tuned.conn_workers, tuned.conn_seconds) == (16, 2.0)
+    assert tuned.msg_count == make_params(build_parser().parse_args(["--quick"])).msg_count
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--conn-workers", "0"])
 
 
 def test_table_shows_na_for_direct_cpu_and_error_for_failed_targets() -> None:
