@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test unit lint bench soak audit clean
+.PHONY: venv run test unit lint bench soak sanitize audit clean
 
 venv: $(STAMP)
 
@@ -36,6 +36,26 @@ soak: venv
 	for target in frames table proxy handshake; do \
 		$(PY) -m tests.atheris_fuzz $$target -runs=$(SOAK_RUNS) -print_final_stats=1 || exit 1; \
 	done
+	$(MAKE) sanitize SANITIZE_EXAMPLES=10000
+
+# The C extension built with AddressSanitizer and UBSan (any finding aborts), under the
+# scanner properties; in a copy of the tree (build/sanitize), so the normal build stays.
+# PYTHONMALLOC=malloc puts every bytes object under ASan's eye; -s lets a report through.
+SANITIZE_EXAMPLES ?= 3000
+SANITIZE_RUNTIME = $(shell gcc -print-file-name=libasan.so) $(shell gcc -print-file-name=libubsan.so)
+sanitize: venv
+	rm -rf build/sanitize && mkdir -p build/sanitize
+	git ls-files -z | xargs -0 cp --parents -t build/sanitize
+	cd build/sanitize && gcc -shared -fPIC -O1 -g -fno-omit-frame-pointer \
+		-fsanitize=address,undefined -fno-sanitize-recover=undefined \
+		-I"$$(../../$(PY) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
+		-o "amqpprox/amqp/_framescan$$(../../$(PY) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')" \
+		amqpprox/amqp/_framescan.c
+	cd build/sanitize && export ASAN_OPTIONS=detect_leaks=0 PYTHONMALLOC=malloc \
+		LD_PRELOAD="$(SANITIZE_RUNTIME)" && \
+		../../$(PY) -c 'import os, amqpprox.amqp._framescan as m; assert m.__file__.startswith(os.getcwd()), m.__file__' && \
+		AMQPPROX_FUZZ_EXAMPLES=$(SANITIZE_EXAMPLES) ../../$(PY) -m pytest -s -p no:cacheprovider -q --timeout 1800 \
+			tests/unit/test_fuzz_parsers.py -k "scanner or walk"
 
 # Known vulnerabilities in the installed dependencies (needs pip-audit and the network).
 audit: venv
