@@ -1,4 +1,4 @@
-"""The aiohttp admin application: health endpoints now; REST, dashboard and metrics join it.
+"""The aiohttp admin application: health endpoints, the REST API, the dashboard and metrics.
 
 ``make_admin_app(ctx)`` builds the app around the one Context (stored under a typed
 ``web.AppKey``). It never imports the data plane.
