@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import enum
 import functools
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, TypeAlias, Union
+from typing import Any, Final, TypeAlias, TypeVar, Union
 
 from amqpprox.amqp.errors import (
     COMMAND_INVALID,
@@ -516,9 +515,16 @@ class ClientState(enum.Enum):
     ERROR = enum.auto()
 
 
-_ClientHandler: TypeAlias = Callable[["ClientHandshake", Any, Frame], ClientEvent]
+_ClientHandler: TypeAlias = Callable[["ClientHandshake", Frame], ClientEvent]
+_M = TypeVar("_M")
 
-_START_IDS: Final = struct.pack(">HH", *ConnectionStart.METHOD_IDS)  # a Start payload's first bytes
+
+def _decoded(frame: Frame, kind: type[_M]) -> _M:
+    """The method of a frame the client transition table matched by ``kind``'s ids."""
+    method = decode_method(frame.payload)
+    assert isinstance(method, kind)  # decode_method picks the class by those same ids
+    return method
+
 
 _CLIENT_PARSING: Final = frozenset(
     {ClientState.AWAITING_START, ClientState.STARTOK_SENT, ClientState.OPEN_SENT}
@@ -630,18 +636,14 @@ class ClientHandshake:
         if frame.type == FRAME_HEARTBEAT:
             _check_heartbeat(frame)
             return None
-        if (
-            self._state is ClientState.AWAITING_START
-            and frame.type == FRAME_METHOD
-            and frame.channel == 0
-            and frame.payload[:4] == _START_IDS
-        ):
-            # The common case, without decoding the greeting (see BrokerStart).
-            self._state = ClientState.STARTOK_SENT
-            return self._on_start_payload(frame.payload)
-        method = _handshake_method(frame)
-        transition = _CLIENT_TRANSITIONS.get((self._state, type(method)))
+        # Dispatch on the method ids: each handler decodes only what it uses, so the
+        # broker's Start (nothing of which is relayed) is never decoded (see BrokerStart).
+        ids = None
+        if frame.type == FRAME_METHOD and frame.channel == 0:
+            ids = method_ids(frame.payload)
+        transition = _CLIENT_TRANSITIONS.get((self._state, ids))
         if transition is None:
+            method = _handshake_method(frame)  # 505/503 for a frame that is no method here
             if isinstance(method, ConnectionSecure):
                 raise ProtocolError(
                     NOT_IMPLEMENTED, "Connection.Secure (SASL challenge) is not supported"
@@ -651,15 +653,12 @@ class ClientHandshake:
                 f"unexpected {method_name(method)} from the broker in state {self._state.name}",
             )
         next_state, handler = transition
-        event = handler(self, method, frame)
+        event = handler(self, frame)
         self._state = next_state
         return event
 
-    def _on_start(self, _: ConnectionStart, frame: Frame) -> ClientEvent:
-        return self._on_start_payload(frame.payload)
-
-    def _on_start_payload(self, payload: bytes) -> ClientEvent:
-        event = BrokerStart(bytes(payload))
+    def _on_start(self, frame: Frame) -> ClientEvent:
+        event = BrokerStart(bytes(frame.payload))
         self.broker_start_event = event
         if not self.pipelined:
             self._out += encode_method(self.start_ok)
@@ -671,31 +670,37 @@ class ClientHandshake:
         event = self.broker_start_event
         return None if event is None else event.start
 
-    def _on_tune(self, tune: ConnectionTune, _: Frame) -> ClientEvent:
+    def _on_tune(self, frame: Frame) -> ClientEvent:
+        tune = _decoded(frame, ConnectionTune)
         self.broker_tune = tune
         if not self.pipelined:
             self._out += encode_method(self.tune_ok)
             self._out += encode_method(self.open)
         return BrokerTune(tune)
 
-    def _on_open_ok(self, _: object, frame: Frame) -> ClientEvent:
+    def _on_open_ok(self, frame: Frame) -> ClientEvent:
+        _decoded(frame, ConnectionOpenOk)  # validated, then relayed as it came
         reader = self._reader
         trailing = b"" if reader is None else reader.take_buffered()
         self._reader = None
         # A frame's bytes are fully determined by (type, channel, payload).
         return BrokerOpenOk(encode_frame(frame.type, frame.channel, frame.payload), trailing)
 
-    def _on_close(self, close: ConnectionClose, _: Frame) -> ClientEvent:
+    def _on_close(self, frame: Frame) -> ClientEvent:
         self._out += encode_method(ConnectionCloseOk())
-        return BrokerClosed(close)
+        return BrokerClosed(_decoded(frame, ConnectionClose))
 
 
 _C = ClientState
-_CLIENT_TRANSITIONS: Final[dict[tuple[ClientState, type], tuple[ClientState, _ClientHandler]]] = {
-    (_C.AWAITING_START, ConnectionStart): (_C.STARTOK_SENT, ClientHandshake._on_start),
-    (_C.STARTOK_SENT, ConnectionTune): (_C.OPEN_SENT, ClientHandshake._on_tune),
-    (_C.OPEN_SENT, ConnectionOpenOk): (_C.OPEN, ClientHandshake._on_open_ok),
-    (_C.AWAITING_START, ConnectionClose): (_C.CLOSED, ClientHandshake._on_close),
-    (_C.STARTOK_SENT, ConnectionClose): (_C.CLOSED, ClientHandshake._on_close),
-    (_C.OPEN_SENT, ConnectionClose): (_C.CLOSED, ClientHandshake._on_close),
+_START, _TUNE = ConnectionStart.METHOD_IDS, ConnectionTune.METHOD_IDS
+_OPEN_OK, _CLOSE = ConnectionOpenOk.METHOD_IDS, ConnectionClose.METHOD_IDS
+_CLIENT_TRANSITIONS: Final[
+    dict[tuple[ClientState, tuple[int, int] | None], tuple[ClientState, _ClientHandler]]
+] = {
+    (_C.AWAITING_START, _START): (_C.STARTOK_SENT, ClientHandshake._on_start),
+    (_C.STARTOK_SENT, _TUNE): (_C.OPEN_SENT, ClientHandshake._on_tune),
+    (_C.OPEN_SENT, _OPEN_OK): (_C.OPEN, ClientHandshake._on_open_ok),
+    (_C.AWAITING_START, _CLOSE): (_C.CLOSED, ClientHandshake._on_close),
+    (_C.STARTOK_SENT, _CLOSE): (_C.CLOSED, ClientHandshake._on_close),
+    (_C.OPEN_SENT, _CLOSE): (_C.CLOSED, ClientHandshake._on_close),
 }
