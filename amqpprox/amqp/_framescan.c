@@ -42,6 +42,14 @@ typedef struct {
     int close_flags;
 } Walk;
 
+/* The payload size a frame header declares (octets 3..6, big-endian). */
+static inline long long
+frame_size(const unsigned char *h)
+{
+    return ((long long)h[3] << 24) | ((long long)h[4] << 16) | ((long long)h[5] << 8) |
+           (long long)h[6];
+}
+
 static void
 walk(const unsigned char *data, Py_ssize_t n, Py_ssize_t pos, long long max_size, Walk *w)
 {
@@ -52,8 +60,7 @@ walk(const unsigned char *data, Py_ssize_t n, Py_ssize_t pos, long long max_size
     while (n - pos >= HEADER) {
         const unsigned char *h = data + pos;
         const unsigned int channel = ((unsigned int)h[1] << 8) | h[2];
-        const long long size = ((long long)h[3] << 24) | ((long long)h[4] << 16) |
-                               ((long long)h[5] << 8) | (long long)h[6];
+        const long long size = frame_size(h);
         if (size > max_size) {
             w->status = TOO_BIG;
             break;
@@ -161,10 +168,10 @@ scanner_dealloc(Scanner *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-static void
-set_error(Scanner *self, PyObject *text)
+static int
+at_boundary(const Scanner *self)
 {
-    Py_XSETREF(self->error, text);
+    return self->need == 0 && self->head_len == 0;
 }
 
 /* feed(data) -> -1 if every byte was valid, else the offset in data where the faulty
@@ -206,7 +213,7 @@ scanner_feed(Scanner *self, PyObject *arg)
         self->need = 0;
         if (data[need - 1] != END_OCTET) {
             Py_INCREF(bad_end_text);
-            set_error(self, bad_end_text);
+            Py_XSETREF(self->error, bad_end_text);
             result = 0;
             goto done;
         }
@@ -238,11 +245,8 @@ scanner_feed(Scanner *self, PyObject *arg)
     else {
         PyObject *text;
         if (w.status == TOO_BIG) {
-            const unsigned char *h = data + w.pos;
-            const long long size = ((long long)h[3] << 24) | ((long long)h[4] << 16) |
-                                   ((long long)h[5] << 8) | (long long)h[6];
             text = PyUnicode_FromFormat("frame of %lld bytes exceeds frame-max %zd",
-                                        size + 8, self->max_frame);
+                                        frame_size(data + w.pos) + 8, self->max_frame);
             if (text == NULL) {
                 result = -2;
                 goto done;
@@ -252,7 +256,7 @@ scanner_feed(Scanner *self, PyObject *arg)
             Py_INCREF(bad_end_text);
             text = bad_end_text;
         }
-        set_error(self, text);
+        Py_XSETREF(self->error, text);
         result = w.pos - base > 0 ? w.pos - base : 0;
     }
 done:
@@ -268,7 +272,7 @@ static PyObject *
 scanner_at_boundary(Scanner *self, void *closure)
 {
     (void)closure;
-    return PyBool_FromLong(self->need == 0 && self->head_len == 0);
+    return PyBool_FromLong(at_boundary(self));
 }
 
 /* boundary_offset(data) -> where in data the frame in progress ends (0 at a boundary),
@@ -283,7 +287,7 @@ scanner_boundary_offset(Scanner *self, PyObject *arg)
     const unsigned char *data = (const unsigned char *)view.buf;
     const Py_ssize_t n = view.len;
     Py_ssize_t offset;
-    if (self->need == 0 && self->head_len == 0) {
+    if (at_boundary(self)) {
         offset = 0;
     }
     else if (self->head_len) {
@@ -296,9 +300,7 @@ scanner_boundary_offset(Scanner *self, PyObject *arg)
             for (Py_ssize_t i = 0; i < HEADER; i++) {
                 h[i] = i < have ? self->head[i] : data[i - have];
             }
-            const long long size = ((long long)h[3] << 24) | ((long long)h[4] << 16) |
-                                   ((long long)h[5] << 8) | (long long)h[6];
-            const long long end = size + 8 - have;
+            const long long end = frame_size(h) + 8 - have;
             offset = end <= n ? (Py_ssize_t)end : -1;
         }
     }
