@@ -136,6 +136,10 @@ class SessionBase:
         raise NotImplementedError
 
 
+# The traffic counters a session keeps and Totals sums (same names on both).
+TRAFFIC_COUNTERS = ("in_bytes", "in_frames", "in_packets", "out_bytes", "out_frames", "out_packets")
+
+
 @dataclass
 class Totals:
     """Counters folded in from sessions already removed from the registry."""
@@ -154,12 +158,7 @@ class Totals:
         self.sessions += 1
         if session.opened_at is not None:
             self.opened += 1
-        self.in_bytes += session.in_bytes
-        self.in_frames += session.in_frames
-        self.in_packets += session.in_packets
-        self.out_bytes += session.out_bytes
-        self.out_frames += session.out_frames
-        self.out_packets += session.out_packets
+        self._add_traffic(session)
         if session.close_reason is not None:
             self.by_reason[session.close_reason] = self.by_reason.get(session.close_reason, 0) + 1
 
@@ -167,14 +166,13 @@ class Totals:
         """Add another set of totals (removed sessions of another group) to these."""
         self.sessions += other.sessions
         self.opened += other.opened
-        self.in_bytes += other.in_bytes
-        self.in_frames += other.in_frames
-        self.in_packets += other.in_packets
-        self.out_bytes += other.out_bytes
-        self.out_frames += other.out_frames
-        self.out_packets += other.out_packets
+        self._add_traffic(other)
         for reason, count in other.by_reason.items():
             self.by_reason[reason] = self.by_reason.get(reason, 0) + count
+
+    def _add_traffic(self, source: SessionBase | Totals) -> None:
+        for name in TRAFFIC_COUNTERS:
+            setattr(self, name, getattr(self, name) + getattr(source, name))
 
 
 class SessionRegistry:
