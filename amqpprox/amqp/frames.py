@@ -126,7 +126,8 @@ class FrameReader:
     def next_frame(self) -> Frame | NeedData:
         buf = self._buf
         pos = self._pos
-        if len(buf) - pos < _HEADER_SIZE:
+        available = len(buf)
+        if available - pos < _HEADER_SIZE:
             return NEED_DATA
         frame_type, channel, size = _FRAME_HEAD.unpack_from(buf, pos)
         if frame_type not in FRAME_TYPES:
@@ -138,7 +139,7 @@ class FrameReader:
                 f"{self.max_frame_size}",
             )
         end = pos + _HEADER_SIZE + size  # index of the end octet
-        if len(buf) <= end:
+        if available <= end:
             return NEED_DATA
         if buf[end] != FRAME_END:
             raise ProtocolError(FRAME_ERROR, f"frame end octet is 0x{buf[end]:02X}, not 0xCE")

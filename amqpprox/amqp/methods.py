@@ -87,19 +87,24 @@ def _longstr(value: bytes) -> bytes:
 class _Args:
     """Cursor over a method's argument bytes; every short read is a 502."""
 
-    __slots__ = ("_buf", "_pos", "_what")
+    __slots__ = ("_buf", "_end", "_pos", "_what")
 
     def __init__(self, buf: bytes, pos: int, what: str) -> None:
         self._buf = buf
+        self._end = len(buf)
         self._pos = pos
         self._what = what
 
     def _take(self, n: int) -> int:
         start = self._pos
-        if start + n > len(self._buf):
+        if start + n > self._end:
             raise ProtocolError(SYNTAX_ERROR, f"{self._what}: arguments truncated")
         self._pos = start + n
         return start
+
+    def fixed(self, layout: Struct) -> tuple[int, ...]:
+        """Consecutive fixed-size integer arguments in one read (Tune's short, long, short)."""
+        return tuple(layout.unpack_from(self._buf, self._take(layout.size)))
 
     def octet(self) -> int:
         return self._buf[self._take(1)]
@@ -132,10 +137,10 @@ class _Args:
         return self._buf[start : start + n]
 
     def done(self) -> None:
-        if self._pos != len(self._buf):
+        if self._pos != self._end:
             raise ProtocolError(
                 SYNTAX_ERROR,
-                f"{self._what}: {len(self._buf) - self._pos} unexpected bytes after arguments",
+                f"{self._what}: {self._end - self._pos} unexpected bytes after arguments",
             )
 
 
@@ -424,11 +429,13 @@ def _decode_start_ok(a: _Args) -> ConnectionStartOk:
 
 
 def _decode_tune(a: _Args) -> ConnectionTune:
-    return ConnectionTune(a.short(), a.long(), a.short())
+    channel_max, frame_max, heartbeat = a.fixed(_TUNE)
+    return ConnectionTune(channel_max, frame_max, heartbeat)
 
 
 def _decode_tune_ok(a: _Args) -> ConnectionTuneOk:
-    return ConnectionTuneOk(a.short(), a.long(), a.short())
+    channel_max, frame_max, heartbeat = a.fixed(_TUNE)
+    return ConnectionTuneOk(channel_max, frame_max, heartbeat)
 
 
 def _decode_open(a: _Args) -> ConnectionOpen:
