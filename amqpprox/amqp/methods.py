@@ -104,7 +104,7 @@ class _Args:
 
     def fixed(self, layout: Struct) -> tuple[int, ...]:
         """Consecutive fixed-size integer arguments in one read (Tune's short, long, short)."""
-        return tuple(layout.unpack_from(self._buf, self._take(layout.size)))
+        return layout.unpack_from(self._buf, self._take(layout.size))
 
     def octet(self) -> int:
         return self._buf[self._take(1)]

@@ -183,8 +183,8 @@ class SessionRegistry:
     def __init__(self) -> None:
         self._sessions: dict[int, SessionBase] = {}
         self._next_id = 1
-        self.removed = Totals()
-        # The same, per (vhost, backend name or ""): what keeps per-label counters monotonic.
+        # The removed sessions' totals per (vhost, backend name or ""): what keeps
+        # per-label counters monotonic; ``removed`` sums them.
         self.removed_by_route: dict[tuple[str, str], Totals] = {}
         self.opened_total = 0
 
@@ -212,12 +212,19 @@ class SessionRegistry:
     def live(self) -> list[SessionBase]:
         return [s for s in self._sessions.values() if not s.finished]
 
+    @property
+    def removed(self) -> Totals:
+        """The totals of every session removed so far (its routes' totals merged)."""
+        total = Totals()
+        for totals in self.removed_by_route.values():
+            total.merge(totals)
+        return total
+
     def cleanup(self) -> list[SessionBase]:
-        """Remove finished sessions, folding their counters into ``removed``."""
+        """Remove finished sessions, folding their counters into their route's totals."""
         done = [s for s in self._sessions.values() if s.finished]
         for session in done:
             del self._sessions[session.id]
-            self.removed.add(session)
             route = (session.vhost, session.backend_name or "")
             totals = self.removed_by_route.get(route)
             if totals is None:
