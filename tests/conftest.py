@@ -10,16 +10,44 @@ import asyncio
 import contextlib
 import os
 import socket
+import sysconfig
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import quote, urlparse
 
 import pytest
 
+from amqpprox.amqp import _sourcefirst
 from amqpprox.core.context import Settings
 from amqpprox.core.model import ListenerSpec
 from amqpprox.runtime import Runtime, SimpleMode
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse to run against a compiled codec module older than its source.
+
+    A compiled module is imported in preference to its ``.py``: after an edit, the tests
+    would otherwise exercise the old code. ``make test`` compiles again first.
+    """
+    del config
+    if os.environ.get(_sourcefirst.PURE_PYTHON_ENV, "") not in ("", "0"):
+        return
+    package = Path(_sourcefirst.__file__).parent
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    stale = [
+        name
+        for name in _sourcefirst.COMPILED_MODULES
+        if (package / f"{name}{suffix}").is_file()
+        and (package / f"{name}.py").stat().st_mtime > (package / f"{name}{suffix}").stat().st_mtime
+    ]
+    if stale:
+        raise pytest.UsageError(
+            f"compiled codec modules older than their source: {', '.join(stale)}; "
+            "run `make venv` (or set AMQPPROX_PURE_PYTHON=1)"
+        )
+
 
 BROKER_URL = os.environ.get("AMQPPROX_TEST_BROKER", "amqp://guest:guest@127.0.0.1:5672/")
 _parsed = urlparse(BROKER_URL)

@@ -58,6 +58,7 @@ from struct import Struct
 from typing import Final, TypeAlias, Union
 
 from amqpprox.amqp.errors import SYNTAX_ERROR, ProtocolError
+from amqpprox.amqp.timestamp import Timestamp
 
 __all__ = [
     "MAX_NESTING",
@@ -112,32 +113,6 @@ _FIXED: Final[dict[int, Struct]] = {
     ord("d"): _F64,
 }
 
-_EPOCH: Final = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
-
-
-class Timestamp(int):
-    """A ``T`` field value: whole seconds since the Unix epoch (unsigned 64-bit).
-
-    An ``int`` subclass so every value on the wire decodes (``datetime`` stops at the
-    year 9999) and so it encodes back as ``T`` rather than as an integer.
-    """
-
-    __slots__ = ()
-
-    @classmethod
-    def from_datetime(cls, value: _dt.datetime) -> Timestamp:
-        """Whole seconds of ``value`` (naive values are taken as UTC)."""
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=_dt.UTC)
-        return cls((value - _EPOCH) // _dt.timedelta(seconds=1))
-
-    def to_datetime(self) -> _dt.datetime:
-        """The timestamp as an aware UTC datetime; ``OverflowError`` past year 9999."""
-        return _EPOCH + _dt.timedelta(seconds=int(self))
-
-    def __repr__(self) -> str:
-        return f"Timestamp({int(self)})"
-
 
 def _error(text: str) -> ProtocolError:
     return ProtocolError(SYNTAX_ERROR, f"malformed field table: {text}")
@@ -146,7 +121,7 @@ def _error(text: str) -> ProtocolError:
 # ---------------------------------------------------------------------------- decode
 
 
-def decode_table(data: bytes) -> dict[str, FieldValue]:
+def decode_table(data: bytes | bytearray | memoryview) -> dict[str, FieldValue]:
     """Decode a field table's content (the bytes after its 4-byte length prefix)."""
     buf = bytes(data)
     try:

@@ -51,6 +51,7 @@ from amqpprox.amqp.methods import (
     Method,
     decode_method,
     encode_method,
+    ids_of,
     method_ids,
     method_name,
 )
@@ -169,8 +170,9 @@ class BrokerStart:
 
     payload: bytes
 
-    @functools.cached_property
+    @property
     def start(self) -> ConnectionStart:
+        """The decoded method (decoded on each read: nothing on the proxy's path reads it)."""
         method = decode_method(self.payload)
         if not isinstance(method, ConnectionStart):
             raise ProtocolError(COMMAND_INVALID, f"{method_name(method)} is not Connection.Start")
@@ -692,8 +694,8 @@ class ClientHandshake:
 
 
 _C = ClientState
-_START, _TUNE = ConnectionStart.METHOD_IDS, ConnectionTune.METHOD_IDS
-_OPEN_OK, _CLOSE = ConnectionOpenOk.METHOD_IDS, ConnectionClose.METHOD_IDS
+_START, _TUNE = ids_of(ConnectionStart), ids_of(ConnectionTune)
+_OPEN_OK, _CLOSE = ids_of(ConnectionOpenOk), ids_of(ConnectionClose)
 _CLIENT_TRANSITIONS: Final[
     dict[tuple[ClientState, tuple[int, int] | None], tuple[ClientState, _ClientHandler]]
 ] = {

@@ -16,9 +16,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
 from struct import Struct
-from typing import ClassVar, Final, TypeAlias, Union
+from typing import Final, TypeAlias, Union
 
 from amqpprox.amqp.errors import SYNTAX_ERROR, ProtocolError
 from amqpprox.amqp.fields import (
@@ -48,6 +47,7 @@ __all__ = [
     "decode_method",
     "encode_method",
     "encode_method_payload",
+    "ids_of",
     "method_ids",
     "method_name",
 ]
@@ -151,9 +151,6 @@ class _Args:
 class ConnectionStart:
     """Connection.Start (10, 10): the broker's greeting."""
 
-    METHOD_IDS: ClassVar[tuple[int, int]] = (10, 10)
-    NAME: ClassVar[str] = "Connection.Start"
-
     version_major: int = 0
     version_minor: int = 9
     server_properties: dict[str, FieldValue] = field(default_factory=dict)
@@ -179,18 +176,23 @@ class ConnectionStartOk:
     decoded view.
     """
 
-    METHOD_IDS: ClassVar[tuple[int, int]] = (10, 11)
-    NAME: ClassVar[str] = "Connection.StartOk"
-
     client_properties_raw: bytes
     mechanism: str
     response: bytes
     locale: str
+    # One slot: the decoded table once read. A list, not functools.cached_property, so
+    # the class stays frozen and compiles with mypyc (which has no instance __dict__).
+    _decoded: list[dict[str, FieldValue]] = field(
+        default_factory=list, init=False, repr=False, compare=False
+    )
 
-    @cached_property
+    @property
     def client_properties(self) -> dict[str, FieldValue]:
-        """The decoded table; raises ProtocolError 502 if it is malformed."""
-        return decode_table(self.client_properties_raw)
+        """The decoded table (decoded once); raises ProtocolError 502 if it is malformed."""
+        decoded = self._decoded
+        if not decoded:
+            decoded.append(decode_table(self.client_properties_raw))
+        return decoded[0]
 
     def with_extra_properties(self, entries: list[tuple[str, str]]) -> ConnectionStartOk:
         """A copy with long-string entries appended after the original table bytes."""
@@ -225,9 +227,6 @@ class ConnectionStartOk:
 class ConnectionSecure:
     """Connection.Secure (10, 20): a SASL challenge (not supported by the proxy)."""
 
-    METHOD_IDS: ClassVar[tuple[int, int]] = (10, 20)
-    NAME: ClassVar[str] = "Connection.Secure"
-
     challenge: bytes
 
     def encode_arguments(self) -> bytes:
@@ -237,9 +236,6 @@ class ConnectionSecure:
 @dataclass(frozen=True)
 class ConnectionSecureOk:
     """Connection.SecureOk (10, 21)."""
-
-    METHOD_IDS: ClassVar[tuple[int, int]] = (10, 21)
-    NAME: ClassVar[str] = "Connection.SecureOk"
 
     response: bytes
 
@@ -254,9 +250,6 @@ class ConnectionSecureOk:
 class ConnectionTune:
     """Connection.Tune (10, 30)."""
 
-    METHOD_IDS: ClassVar[tuple[int, int]] = (10, 30)
-    NAME: ClassVar[str] = "Connection.Tune"
-
     channel_max: int
     frame_max: int
     heartbeat: int
@@ -269,9 +262,6 @@ class ConnectionTune:
 class ConnectionTuneOk:
     """Connection.TuneOk (10, 31)."""
 
-    METHOD_IDS: ClassVar[tuple[int, int]] = (10, 31)
-    NAME: ClassVar[str] = "Connection.TuneOk"
-
     channel_max: int
     frame_max: int
     heartbeat: int
@@ -283,9 +273,6 @@ class ConnectionTuneOk:
 @dataclass(frozen=True)
 class ConnectionOpen:
     """Connection.Open (10, 40); ``capabilities`` and ``insist`` are reserved in 0-9-1."""
-
-    METHOD_IDS: ClassVar[tuple[int, int]] = (10, 40)
-    NAME: ClassVar[str] = "Connection.Open"
 
     virtual_host: str
     capabilities: str = ""
@@ -303,9 +290,6 @@ class ConnectionOpen:
 class ConnectionOpenOk:
     """Connection.OpenOk (10, 41); ``known_hosts`` is reserved in 0-9-1."""
 
-    METHOD_IDS: ClassVar[tuple[int, int]] = (10, 41)
-    NAME: ClassVar[str] = "Connection.OpenOk"
-
     known_hosts: str = ""
 
     def encode_arguments(self) -> bytes:
@@ -315,9 +299,6 @@ class ConnectionOpenOk:
 @dataclass(frozen=True)
 class ConnectionClose:
     """Connection.Close (10, 50). ``reply_text`` is cut to 255 bytes when encoded."""
-
-    METHOD_IDS: ClassVar[tuple[int, int]] = (10, 50)
-    NAME: ClassVar[str] = "Connection.Close"
 
     reply_code: int
     reply_text: str
@@ -336,9 +317,6 @@ class ConnectionClose:
 class ConnectionCloseOk:
     """Connection.CloseOk (10, 51)."""
 
-    METHOD_IDS: ClassVar[tuple[int, int]] = (10, 51)
-    NAME: ClassVar[str] = "Connection.CloseOk"
-
     def encode_arguments(self) -> bytes:
         return b""
 
@@ -346,9 +324,6 @@ class ConnectionCloseOk:
 @dataclass(frozen=True)
 class ConnectionBlocked:
     """Connection.Blocked (10, 60), a RabbitMQ extension."""
-
-    METHOD_IDS: ClassVar[tuple[int, int]] = (10, 60)
-    NAME: ClassVar[str] = "Connection.Blocked"
 
     reason: str = ""
 
@@ -359,9 +334,6 @@ class ConnectionBlocked:
 @dataclass(frozen=True)
 class ConnectionUnblocked:
     """Connection.Unblocked (10, 61), a RabbitMQ extension."""
-
-    METHOD_IDS: ClassVar[tuple[int, int]] = (10, 61)
-    NAME: ClassVar[str] = "Connection.Unblocked"
 
     def encode_arguments(self) -> bytes:
         return b""
@@ -406,7 +378,7 @@ def method_name(method: Method) -> str:
     """``Connection.Open`` style name, or ``class 20 method 10`` for unknown ones."""
     if isinstance(method, UnknownMethod):
         return f"class {method.class_id} method {method.method_id}"
-    return method.NAME
+    return _NAMES[_METHOD_ID_OF[type(method)]]
 
 
 # ------------------------------------------------------------------------ decoding
@@ -480,6 +452,29 @@ _NAMES: Final[dict[int, str]] = {
 }
 
 
+# Each modelled method's id within class 10, by its dataclass. A table rather than a
+# ClassVar on each dataclass: mypyc takes a dataclass's ClassVars for fields.
+_METHOD_ID_OF: Final[dict[type, int]] = {
+    ConnectionStart: 10,
+    ConnectionStartOk: 11,
+    ConnectionSecure: 20,
+    ConnectionSecureOk: 21,
+    ConnectionTune: 30,
+    ConnectionTuneOk: 31,
+    ConnectionOpen: 40,
+    ConnectionOpenOk: 41,
+    ConnectionClose: 50,
+    ConnectionCloseOk: 51,
+    ConnectionBlocked: 60,
+    ConnectionUnblocked: 61,
+}
+
+
+def ids_of(kind: type) -> tuple[int, int]:
+    """(class-id, method-id) of a modelled method's dataclass, e.g. ``(10, 40)``."""
+    return CONNECTION_CLASS, _METHOD_ID_OF[kind]
+
+
 def method_ids(payload: bytes) -> tuple[int, int] | None:
     """(class-id, method-id) of a method frame payload, or None if it is too short."""
     if len(payload) < 4:
@@ -511,10 +506,10 @@ def decode_method(payload: bytes) -> Method:
 def encode_method_payload(method: Method) -> bytes:
     """The method frame payload: class-id, method-id, arguments."""
     if isinstance(method, UnknownMethod):
-        ids = (method.class_id, method.method_id)
+        head = _IDS.pack(method.class_id, method.method_id)
     else:
-        ids = method.METHOD_IDS
-    return _IDS.pack(*ids) + method.encode_arguments()
+        head = _IDS.pack(CONNECTION_CLASS, _METHOD_ID_OF[type(method)])
+    return head + method.encode_arguments()
 
 
 def encode_method(method: Method, channel: int = 0) -> bytes:
