@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# The handshake codec modules setup.py compiles with mypyc, and the stamp of their build.
-CODEC := amqpprox/amqp/fields.py amqpprox/amqp/frames.py amqpprox/amqp/methods.py \
-	amqpprox/amqp/handshake.py
+# The modules setup.py compiles with mypyc (the handshake codec, the session), and the
+# stamp of their build.
+NATIVE := amqpprox/amqp/fields.py amqpprox/amqp/frames.py amqpprox/amqp/methods.py \
+	amqpprox/amqp/handshake.py amqpprox/core/sessions.py amqpprox/proxy/session.py
 COMPILED := $(VENV)/.compiled
 
 .PHONY: venv run test unit lint bench soak sanitize audit clean
@@ -13,7 +14,8 @@ COMPILED := $(VENV)/.compiled
 venv: $(STAMP) $(COMPILED)
 
 # The editable install also compiles the relay's C frame walk (amqpprox/amqp/_framescan.c)
-# and, with mypyc, the handshake codec (setup.py), both in place beside their sources.
+# and, with mypyc, the handshake codec and the session (setup.py), in place beside their
+# sources.
 $(STAMP): pyproject.toml setup.py amqpprox/amqp/_framescan.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -21,7 +23,7 @@ $(STAMP): pyproject.toml setup.py amqpprox/amqp/_framescan.c
 	touch $(STAMP) $(COMPILED)
 
 # A compiled module shadows its .py: after an edit, compile again before anything runs.
-$(COMPILED): $(STAMP) $(CODEC)
+$(COMPILED): $(STAMP) $(NATIVE)
 	$(PY) setup.py --quiet build_ext --inplace
 	touch $(COMPILED)
 
@@ -30,17 +32,18 @@ run: venv
 	$(PY) -m amqpprox --listenPort 5673 --destinationDNS localhost --destinationPort 5672 \
 		--adminHost 127.0.0.1 --adminPort 15673 --consoleVerbosity 3
 
-# The whole suite against the compiled codec, then the unit tests against its source.
+# The whole suite against the compiled modules, then the unit tests and the proxy's
+# integration tests against their source.
 test: venv lint
 	$(PY) -m pytest
-	AMQPPROX_PURE_PYTHON=1 $(PY) -m pytest -q tests/unit
+	AMQPPROX_PURE_PYTHON=1 $(PY) -m pytest -q tests/unit tests/integration
 
 unit: venv
 	$(PY) -m pytest tests/unit
 
 # Long forms of the reliability tests (RELIABILITY.md): 5,000 silent connections, 200
 # no-loss clients, 1,000 control clients, hypothesis at 20,000 examples (against the
-# compiled codec), atheris (against its source: coverage guidance needs Python bytecode).
+# compiled modules), atheris (against the source: coverage guidance needs Python bytecode).
 SOAK_RUNS ?= 500000
 soak: venv
 	$(PY) -m pip install --quiet -e '.[test,soak]'

@@ -1,10 +1,13 @@
-"""Build hook: compiles the handshake codec with mypyc (pyproject.toml holds the rest).
+"""Build hook: compiles the handshake codec and the session with mypyc (pyproject.toml
+holds the rest).
 
-The four modules below are what a new connection runs through before its relay starts
-(frame reader, field tables, connection methods, both handshakes). Compiled, a proxied
-connection costs measurably less CPU (BENCHMARKS.md). The same ``.py`` files stay the
-source: they are what mypy checks, what the pure-Python fallback runs and what the tests
-also exercise uncompiled (``AMQPPROX_PURE_PYTHON=1``, tests/conftest.py).
+The modules below are what every connection runs through: the frame reader, field
+tables, connection methods and both handshakes, then the session (handshake glue,
+backend connect, relay callbacks) and its bookkeeping base. Compiled, a proxied
+connection and a relayed read cost measurably less CPU (BENCHMARKS.md). The same ``.py``
+files stay the source: they are what mypy checks, what the pure-Python fallback runs
+and what the tests also exercise uncompiled (``AMQPPROX_PURE_PYTHON=1``; the list is
+mirrored in ``amqpprox/_build.py``, and a test keeps the two equal).
 
 Set ``AMQPPROX_NO_MYPYC=1`` when building to skip the compilation; the package then runs
 those modules interpreted.
@@ -21,6 +24,8 @@ COMPILED_MODULES = [
     "amqpprox/amqp/frames.py",
     "amqpprox/amqp/methods.py",
     "amqpprox/amqp/handshake.py",
+    "amqpprox/core/sessions.py",
+    "amqpprox/proxy/session.py",
 ]
 
 
@@ -29,7 +34,9 @@ def _compiled_extensions() -> list[object]:
         return []
     from mypyc.build import mypycify  # noqa: PLC0415 (only when compiling)
 
-    return list(mypycify(COMPILED_MODULES, group_name="amqpprox.amqp._codec", opt_level="3"))
+    # One shared library for the group, installed beside the package (top level): mypyc
+    # derives each compiled module's __file__ from where that library is.
+    return list(mypycify(COMPILED_MODULES, group_name="amqpprox_native", opt_level="3"))
 
 
 setup(ext_modules=_compiled_extensions())

@@ -19,32 +19,33 @@ from urllib.parse import quote, urlparse
 
 import pytest
 
-from amqpprox.amqp import _sourcefirst
+from amqpprox import _build
 from amqpprox.core.context import Settings
 from amqpprox.core.model import ListenerSpec
 from amqpprox.runtime import Runtime, SimpleMode
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Refuse to run against a compiled codec module older than its source.
+    """Refuse to run against a compiled module older than its source.
 
     A compiled module is imported in preference to its ``.py``: after an edit, the tests
     would otherwise exercise the old code. ``make test`` compiles again first.
     """
     del config
-    if os.environ.get(_sourcefirst.PURE_PYTHON_ENV, "") not in ("", "0"):
+    if _build.pure_python_requested():
         return
-    package = Path(_sourcefirst.__file__).parent
+    package = Path(_build.__file__).parent
     suffix = sysconfig.get_config_var("EXT_SUFFIX")
-    stale = [
-        name
-        for name in _sourcefirst.COMPILED_MODULES
-        if (package / f"{name}{suffix}").is_file()
-        and (package / f"{name}.py").stat().st_mtime > (package / f"{name}{suffix}").stat().st_mtime
-    ]
+    stale = []
+    for name in _build.COMPILED_MODULES:
+        base = package.joinpath(*name.split("."))
+        compiled = base.with_name(base.name + suffix)
+        source = base.with_name(base.name + ".py")
+        if compiled.is_file() and source.stat().st_mtime > compiled.stat().st_mtime:
+            stale.append(name)
     if stale:
         raise pytest.UsageError(
-            f"compiled codec modules older than their source: {', '.join(stale)}; "
+            f"compiled modules older than their source: {', '.join(stale)}; "
             "run `make venv` (or set AMQPPROX_PURE_PYTHON=1)"
         )
 

@@ -5,16 +5,10 @@ where a connection is open. Nothing in this package does I/O: it must not import
 asyncio, socket, ssl or any other part of amqpprox (a test enforces it). pamqp is not
 used; the codec is small and needs exact control over errors and the RabbitMQ errata.
 
-Four of its modules may be compiled with mypyc (setup.py); ``AMQPPROX_PURE_PYTHON=1``
-makes them load from source instead (``_sourcefirst``), and :func:`codec_build` says
-which build is loaded.
+Four of its modules are compiled with mypyc when the package is built (setup.py and
+``amqpprox._build``); their source is the reference and the fallback.
 """
 
-from amqpprox.amqp._sourcefirst import codec_build, prefer_source
-
-prefer_source()  # before the submodules below are imported
-
-# ruff: noqa: E402 -- the import hook must be in place before these imports
 from amqpprox.amqp.errors import ProtocolError
 from amqpprox.amqp.fields import FieldValue, Timestamp, decode_table, encode_table
 from amqpprox.amqp.frames import (
@@ -49,7 +43,6 @@ __all__ = [
     "ServerHandshake",
     "ServerState",
     "Timestamp",
-    "codec_build",
     "decode_method",
     "decode_table",
     "encode_frame",

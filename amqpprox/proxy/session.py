@@ -39,7 +39,7 @@ from amqpprox.proxy.connector import open_connection
 from amqpprox.proxy.tls import contexts_of
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine
+    from collections.abc import Callable, Coroutine
 
     from amqpprox.core.limits import Refusal
     from amqpprox.core.model import Backend
@@ -108,7 +108,7 @@ class ClientSide(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         assert self.session is not None
-        self.session.client_data(data)
+        self.session.client_sink(data)
 
     def eof_received(self) -> bool:
         return False
@@ -140,7 +140,7 @@ class BrokerSide(asyncio.Protocol):
         self.transport.set_write_buffer_limits(WRITE_BUFFER_HIGH, WRITE_BUFFER_LOW)
 
     def data_received(self, data: bytes) -> None:
-        self.session.broker_data(data, self)
+        self.session.broker_sink(data, self)
 
     def eof_received(self) -> bool:
         return False
@@ -219,6 +219,10 @@ class Session(SessionBase):
         # AMQP 0-9-1 §4.2.3: frame-max bounds the whole frame, its 8 octets of overhead included.
         self.in_scanner = FrameScanner(self._settings.max_frame_size)
         self.out_scanner = FrameScanner(self._settings.max_frame_size)
+        # Where the transports deliver reads: these methods, or a data-rate Shaper's gated
+        # ones (proxy.shaping), so unlimited sessions relay without a shaping branch.
+        self.client_sink: Callable[[bytes], None] = self.client_data
+        self.broker_sink: Callable[[bytes, BrokerSide], None] = self.broker_data
         self._deadline: asyncio.TimerHandle | None = self._loop.call_later(
             self._settings.client_handshake_timeout, self._handshake_timeout
         )
@@ -604,7 +608,7 @@ class Session(SessionBase):
             if self.paused:
                 self._held.append(pending)
             else:
-                self.client_data(pending)
+                self.client_sink(pending)
         log.debug("session %d: vhost %s open on %s", self.id, self.vhost, self.backend_name)
 
     # -- transport events ---------------------------------------------------------------
@@ -737,7 +741,7 @@ class Session(SessionBase):
                 if not self.relaying:
                     self._held.append(chunk)
                     continue
-                self.client_data(chunk)
+                self.client_sink(chunk)
             self._set_client_reading()
 
     def release_held(self) -> None:

@@ -1,9 +1,9 @@
 """Data-rate limits of one session: LIMIT DATA_RATE, DATA_RATE_ALARM and OUT_DATA_RATE.
 
-Only sessions with a data limit pay for it: ``configure`` installs the gated
-``client_data``/``broker_data`` of a ``Shaper`` on that session object (an instance
-attribute shadowing the method), so the relay of every other session runs exactly as
-before, without a single extra branch.
+Only sessions with a data limit pay for it: ``configure`` points that session's
+``client_sink``/``broker_sink`` (where its transports deliver reads) at the gated
+``client_data``/``broker_data`` of a ``Shaper``, so the relay of every other session
+runs exactly as before, without a single extra branch.
 
 A gate is a token bucket refilled at the rate, holding at most one second's worth.
 A read that fits is forwarded at once. A read that does not is forwarded as far as the
@@ -84,15 +84,8 @@ class Shaper:
         session = self.session
         self.inbound = self._regate(self.inbound, limits.data_rate, inbound=True)
         self.outbound = self._regate(self.outbound, limits.out_data_rate, inbound=False)
-        attributes = vars(session)
-        if self.inbound is not None:
-            attributes["client_data"] = self.client_data
-        else:
-            attributes.pop("client_data", None)
-        if self.outbound is not None:
-            attributes["broker_data"] = self.broker_data
-        else:
-            attributes.pop("broker_data", None)
+        session.client_sink = self.client_data if self.inbound is not None else session.client_data
+        session.broker_sink = self.broker_data if self.outbound is not None else session.broker_data
         self.alarm = limits.data_rate_alarm
         if self.alarm is None and self._alarm_timer is not None:
             self._alarm_timer.cancel()
