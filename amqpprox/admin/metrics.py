@@ -24,7 +24,7 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector
 
-from amqpprox import __version__
+from amqpprox import __version__, build
 from amqpprox.admin import stats as statfmt
 from amqpprox.core.context import Context
 from amqpprox.core.sessions import CloseReason
@@ -54,11 +54,13 @@ class AmqpproxCollector(Collector):
         hub.observe_latencies(registry)
         routes = route_totals(registry)
 
-        build = GaugeMetricFamily(
-            "amqpprox_build_info", "amqpprox build information.", labels=["version"]
+        info = GaugeMetricFamily(
+            "amqpprox_build_info",
+            "amqpprox build information; build is compiled (mypyc) or python.",
+            labels=["version", "build"],
         )
-        build.add_metric([__version__], 1)
-        yield build
+        info.add_metric([__version__, build()], 1)
+        yield info
 
         sessions = GaugeMetricFamily(
             "amqpprox_sessions",

@@ -12,7 +12,7 @@ ALLOWED = {
     "amqp": {"amqp"},
     "core": {"amqp", "core", "errors", "logsetup", "__version__"},
     "proxy": {"amqp", "core", "proxy", "errors", "logsetup", "__version__"},
-    "admin": {"core", "admin", "errors", "logsetup", "__version__"},
+    "admin": {"core", "admin", "errors", "logsetup", "__version__", "build"},
 }
 
 
