@@ -3,10 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# The modules setup.py compiles with mypyc (the handshake codec, the session), and the
-# stamp of their build.
-NATIVE := amqpprox/amqp/fields.py amqpprox/amqp/frames.py amqpprox/amqp/methods.py \
-	amqpprox/amqp/handshake.py amqpprox/core/sessions.py amqpprox/proxy/session.py
+# The modules setup.py compiles with mypyc (the handshake codec, the session; listed in
+# amqpprox/_build.py), and the stamp of their build.
+NATIVE := $(shell $(PYTHON) amqpprox/_build.py)
 COMPILED := $(VENV)/.compiled
 
 .PHONY: venv run test unit lint bench soak sanitize audit clean

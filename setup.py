@@ -1,13 +1,12 @@
 """Build hook: compiles the handshake codec and the session with mypyc (pyproject.toml
 holds the rest).
 
-The modules below are what every connection runs through: the frame reader, field
+The modules it compiles are what every connection runs through: the frame reader, field
 tables, connection methods and both handshakes, then the session (handshake glue,
 backend connect, relay callbacks) and its bookkeeping base. Compiled, a proxied
 connection and a relayed read cost measurably less CPU (BENCHMARKS.md). The same ``.py``
 files stay the source: they are what mypy checks, what the pure-Python fallback runs
-and what the tests also exercise uncompiled (``AMQPPROX_PURE_PYTHON=1``; the list is
-mirrored in ``amqpprox/_build.py``, and a test keeps the two equal).
+and what the tests also exercise uncompiled (``AMQPPROX_PURE_PYTHON=1``).
 
 Set ``AMQPPROX_NO_MYPYC=1`` when building to skip the compilation; the package then runs
 those modules interpreted.
@@ -16,17 +15,13 @@ those modules interpreted.
 from __future__ import annotations
 
 import os
+import runpy
 
 from setuptools import setup
 
-COMPILED_MODULES = [
-    "amqpprox/amqp/fields.py",
-    "amqpprox/amqp/frames.py",
-    "amqpprox/amqp/methods.py",
-    "amqpprox/amqp/handshake.py",
-    "amqpprox/core/sessions.py",
-    "amqpprox/proxy/session.py",
-]
+# The list lives in amqpprox/_build.py (the import hook that can bypass these modules
+# reads it too); run from its file, since the package cannot be imported here.
+COMPILED_MODULES: list[str] = runpy.run_path("amqpprox/_build.py")["source_paths"]()
 
 
 def _compiled_extensions() -> list[object]:

@@ -5,7 +5,8 @@ the session), :func:`prefer_source` (the ``AMQPPROX_PURE_PYTHON=1`` switch: an i
 hook that loads those modules from their ``.py`` files even when compiled ones sit
 beside them, which Python would otherwise load first) and :func:`build_in_use`.
 ``amqpprox/__init__.py`` calls :func:`prefer_source` before any of them can be imported.
-Imports nothing of ours.
+Imports nothing of ours, so setup.py can run it in a build environment without the
+project's dependencies.
 """
 
 from __future__ import annotations
@@ -19,10 +20,19 @@ from collections.abc import Sequence
 from importlib.machinery import PathFinder
 from types import ModuleType
 
-__all__ = ["COMPILED_MODULES", "PURE_PYTHON_ENV", "build_in_use", "prefer_source"]
+__all__ = [
+    "COMPILED_MODULES",
+    "PURE_PYTHON_ENV",
+    "build_in_use",
+    "module_base",
+    "prefer_source",
+    "pure_python_requested",
+    "source_paths",
+]
 
-PACKAGE = __name__.rpartition(".")[0]
-# Dotted names below the package, in the order setup.py lists their files.
+PACKAGE = "amqpprox"
+# Dotted names below the package: setup.py and the Makefile read this list (by running
+# this file), the import hook and the tests import it.
 COMPILED_MODULES = (
     "amqp.fields",
     "amqp.frames",
@@ -33,9 +43,19 @@ COMPILED_MODULES = (
 )
 PURE_PYTHON_ENV = "AMQPPROX_PURE_PYTHON"
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_SOURCES = {
-    f"{PACKAGE}.{name}": os.path.join(_HERE, *name.split(".")) + ".py" for name in COMPILED_MODULES
-}
+
+
+def module_base(name: str) -> str:
+    """The path of a module of the list without its suffix (``.py`` or the extension's)."""
+    return os.path.join(_HERE, *name.split("."))
+
+
+def source_paths() -> list[str]:
+    """The list's source files relative to the project root, as setup.py compiles them."""
+    return [f"{PACKAGE}/{name.replace('.', '/')}.py" for name in COMPILED_MODULES]
+
+
+_SOURCES = {f"{PACKAGE}.{name}": module_base(name) + ".py" for name in COMPILED_MODULES}
 
 
 class _SourceFirst(importlib.abc.MetaPathFinder):
@@ -78,3 +98,7 @@ def build_in_use() -> str:
     if files and all(not name.endswith(".py") for name in files):
         return "compiled"
     return "python"
+
+
+if __name__ == "__main__":  # `python amqpprox/_build.py`: the Makefile's list of sources
+    print(" ".join(source_paths()))

@@ -34,13 +34,11 @@ def pytest_configure(config: pytest.Config) -> None:
     del config
     if _build.pure_python_requested():
         return
-    package = Path(_build.__file__).parent
     suffix = sysconfig.get_config_var("EXT_SUFFIX")
     stale = []
     for name in _build.COMPILED_MODULES:
-        base = package.joinpath(*name.split("."))
-        compiled = base.with_name(base.name + suffix)
-        source = base.with_name(base.name + ".py")
+        base = _build.module_base(name)
+        compiled, source = Path(base + suffix), Path(base + ".py")
         if compiled.is_file() and source.stat().st_mtime > compiled.stat().st_mtime:
             stale.append(name)
     if stale:

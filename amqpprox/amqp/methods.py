@@ -436,22 +436,6 @@ _DECODERS: Final[dict[int, Callable[[_Args], Method]]] = {
     61: lambda _: ConnectionUnblocked(),
 }
 
-_NAMES: Final[dict[int, str]] = {
-    10: "Connection.Start",
-    11: "Connection.StartOk",
-    20: "Connection.Secure",
-    21: "Connection.SecureOk",
-    30: "Connection.Tune",
-    31: "Connection.TuneOk",
-    40: "Connection.Open",
-    41: "Connection.OpenOk",
-    50: "Connection.Close",
-    51: "Connection.CloseOk",
-    60: "Connection.Blocked",
-    61: "Connection.Unblocked",
-}
-
-
 # Each modelled method's id within class 10, by its dataclass. A table rather than a
 # ClassVar on each dataclass: mypyc takes a dataclass's ClassVars for fields.
 _METHOD_ID_OF: Final[dict[type, int]] = {
@@ -467,6 +451,12 @@ _METHOD_ID_OF: Final[dict[type, int]] = {
     ConnectionCloseOk: 51,
     ConnectionBlocked: 60,
     ConnectionUnblocked: 61,
+}
+
+# "Connection.StartOk" for 11, and so on: the class name after its prefix.
+_NAMES: Final[dict[int, str]] = {
+    method_id: "Connection." + kind.__name__.removeprefix("Connection")
+    for kind, method_id in _METHOD_ID_OF.items()
 }
 
 

@@ -173,8 +173,8 @@ class Totals:
             self.by_reason[reason] = self.by_reason.get(reason, 0) + count
 
     def _add_traffic(self, source: SessionBase | Totals) -> None:
-        # Spelled out, not a loop of getattr/setattr: the cleanup job runs this twice
-        # for every session that ends.
+        # Spelled out, not a loop of getattr/setattr: the cleanup job runs this for every
+        # session that ends.
         self.in_bytes += source.in_bytes
         self.in_frames += source.in_frames
         self.in_packets += source.in_packets
