@@ -21,7 +21,8 @@ from setuptools import setup
 
 # The list lives in amqpprox/_build.py (the import hook that can bypass these modules
 # reads it too); run from its file, since the package cannot be imported here.
-COMPILED_MODULES: list[str] = runpy.run_path("amqpprox/_build.py")["source_paths"]()
+_BUILD = runpy.run_path("amqpprox/_build.py")
+COMPILED_MODULES: list[str] = _BUILD["source_paths"]()
 
 
 def _compiled_extensions() -> list[object]:
@@ -35,7 +36,7 @@ def _compiled_extensions() -> list[object]:
     # the build apart from `make lint`'s.
     options = ["--config-file", "mypyc.ini", "--cache-dir", "build/mypyc-cache"]
     return list(
-        mypycify([*options, *COMPILED_MODULES], group_name="amqpprox_native", opt_level="3")
+        mypycify([*options, *COMPILED_MODULES], group_name=_BUILD["NATIVE_GROUP"], opt_level="3")
     )
 
 

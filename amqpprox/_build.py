@@ -22,9 +22,11 @@ from types import ModuleType
 
 __all__ = [
     "COMPILED_MODULES",
+    "NATIVE_GROUP",
     "PURE_PYTHON_ENV",
     "build_in_use",
     "module_base",
+    "native_library_base",
     "prefer_source",
     "pure_python_requested",
     "source_paths",
@@ -42,12 +44,20 @@ COMPILED_MODULES = (
     "proxy.session",
 )
 PURE_PYTHON_ENV = "AMQPPROX_PURE_PYTHON"
+# mypyc compiles the list as one group: each module's extension is a small shim, the code
+# is in this shared library, which sits beside the package (top level).
+NATIVE_GROUP = "amqpprox_native"
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def module_base(name: str) -> str:
     """The path of a module of the list without its suffix (``.py`` or the extension's)."""
     return os.path.join(_HERE, *name.split("."))
+
+
+def native_library_base() -> str:
+    """The path of the group's shared library without its extension suffix."""
+    return os.path.join(os.path.dirname(_HERE), f"{NATIVE_GROUP}__mypyc")
 
 
 def source_paths() -> list[str]:
