@@ -82,7 +82,7 @@ lint: venv
 	$(VENV)/bin/mypy
 
 bench: venv
-	$(PY) -m bench
+	$(PY) -m bench --also-coalescing
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache

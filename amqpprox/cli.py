@@ -96,6 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="Require the admin token for REST reads too (not /healthz, /readyz)",
     )
     parser.add_argument(
+        "--coalesceReadsMs",
+        type=int,
+        default=0,
+        metavar="MS",
+        help="Read coalescing: leave a streaming connection unread for MS (1-100) between"
+        " reads so that they batch up; 0 (default) relays every read at once",
+    )
+    parser.add_argument(
         "--definitions",
         default=None,
         metavar="FILE",
@@ -120,6 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cleanupIntervalMs <= 0:
         print("--cleanupIntervalMs must be positive")
         return 2
+    if not 0 <= args.coalesceReadsMs <= 100:
+        print("--coalesceReadsMs must be between 0 and 100")
+        return 2
     if args.adminTokenForReads and not args.adminToken:
         print("--adminTokenForReads needs --adminToken (or AMQPPROX_ADMIN_TOKEN)")
         return 2
@@ -133,6 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         admin_token=args.adminToken,
         admin_token_for_reads=args.adminTokenForReads,
         definitions_file=args.definitions,
+        coalesce_reads_ms=args.coalesceReadsMs,
     )
     configure(settings.log_directory, settings.console_verbosity)
     print(

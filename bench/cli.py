@@ -114,6 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="add a column for a second proxy with per-source statistics disabled",
     )
     ap.add_argument(
+        "--also-coalescing",
+        type=_positive_int,
+        nargs="?",
+        const=1,
+        default=None,
+        metavar="MS",
+        help="add a column for a second proxy with read coalescing on (--coalesceReadsMs MS, "
+        "default 1)",
+    )
+    ap.add_argument(
         "--tls",
         action="store_true",
         help="add a column for the same proxy behind a TLS listener (throwaway CA and "
@@ -218,6 +228,19 @@ def _proxy_columns(args: argparse.Namespace, workdir: Path, servers: list[Server
         reply = control_line(ctl, "STAT DISABLE per-source")
         print(f"proxy-nosrc: STAT DISABLE per-source -> {reply.strip()}", file=sys.stderr)
         columns.append(nosrc)
+    if args.also_coalescing:
+        # A third proxy with read coalescing on: streaming reads batched (--coalesceReadsMs).
+        window = str(args.also_coalescing)
+        server, coalescing = start_proxy(
+            "proxy-coalesce",
+            args.broker,
+            workdir,
+            workdir / "ctl-coalesce",
+            extra=["--coalesceReadsMs", window],
+        )
+        servers.append(server)
+        print(f"proxy-coalesce: --coalesceReadsMs {window}", file=sys.stderr)
+        columns.append(coalescing)
     return columns
 
 

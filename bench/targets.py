@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,8 +64,16 @@ def control_line(path: Path, line: str, timeout: float = 5.0) -> str:
     return b"".join(chunks).decode()
 
 
-def proxy_argv(port: int, broker: Target, ctl: Path, logdir: Path, admin_port: int) -> list[str]:
-    """``python -m amqpprox`` in simple mode, admin API on 127.0.0.1:admin_port."""
+def proxy_argv(
+    port: int,
+    broker: Target,
+    ctl: Path,
+    logdir: Path,
+    admin_port: int,
+    *,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """``python -m amqpprox`` in simple mode, admin API on 127.0.0.1:admin_port, then ``extra``."""
     return [
         sys.executable, "-m", "amqpprox",
         "--listenPort", str(port),
@@ -74,15 +83,19 @@ def proxy_argv(port: int, broker: Target, ctl: Path, logdir: Path, admin_port: i
         "--logDirectory", str(logdir),
         "--adminHost", LOOPBACK,
         "--adminPort", str(admin_port),
+        *extra,
     ]  # fmt: skip
 
 
-def start_proxy(name: str, broker: Target, workdir: Path, ctl: Path) -> tuple[Server, Column]:
+def start_proxy(
+    name: str, broker: Target, workdir: Path, ctl: Path, *, extra: Sequence[str] = ()
+) -> tuple[Server, Column]:
     """An amqpprox child on free ports; returns once AMQP and its admin API answer."""
     port, admin_port = free_port(), free_port()
     logdir = workdir / "logs"
     logdir.mkdir(exist_ok=True)
-    server = start_server(name, proxy_argv(port, broker, ctl, logdir, admin_port), workdir, port)
+    argv = proxy_argv(port, broker, ctl, logdir, admin_port, extra=extra)
+    server = start_server(name, argv, workdir, port)
     admin = AdminApi(LOOPBACK, admin_port)
     try:
         admin.wait_ready(READY_TIMEOUT)

@@ -227,6 +227,8 @@ def session_json(session: SessionBase, now: float) -> dict[str, Any]:
         "out_bytes": session.out_bytes,
         "out_frames": session.out_frames,
         "out_packets": session.out_packets,
+        "in_coalesce_waits": session.in_coalesce_waits,
+        "out_coalesce_waits": session.out_coalesce_waits,
         "idle_in_seconds": max(0.0, now - session.last_in_at),
         "idle_out_seconds": max(0.0, now - session.last_out_at),
     }

@@ -101,6 +101,8 @@ class SessionBase:
         self.open_ok_mono: float | None = None  # the broker's OpenOk relayed to the client
         self.in_bytes = self.in_frames = self.in_packets = 0
         self.out_bytes = self.out_frames = self.out_packets = 0
+        # Read coalescing (--coalesceReadsMs): how often each side was left unread.
+        self.in_coalesce_waits = self.out_coalesce_waits = 0
 
     @property
     def finished(self) -> bool:

@@ -35,6 +35,7 @@ from amqpprox.amqp.methods import (
 from amqpprox.amqp.scanner import FrameScanner
 from amqpprox.core.sessions import CloseReason, SessionBase, SessionState
 from amqpprox.proxy import proxy_protocol
+from amqpprox.proxy.coalescing import ReadCoalescer
 from amqpprox.proxy.connector import open_connection
 from amqpprox.proxy.tls import contexts_of
 
@@ -211,6 +212,13 @@ class Session(SessionBase):
         self.shaper: Shaper | None = None
         self.rate_held_client = False
         self.rate_held_broker = False
+        # Read coalescing (proxy.coalescing), when --coalesceReadsMs sets a window.
+        self.in_coalescer: ReadCoalescer | None = None
+        self.out_coalescer: ReadCoalescer | None = None
+        if self._settings.coalesce_reads_ms:
+            window = self._settings.coalesce_reads_ms / 1000
+            self.in_coalescer = ReadCoalescer(self._loop, window, self._client_wait_changed)
+            self.out_coalescer = ReadCoalescer(self._loop, window, self._broker_wait_changed)
         self.auth_start_ok: ConnectionStartOk | None = None  # the auth service's credentials
         self._broker_cut = False  # BACKEND_DISCONNECT: the client stays, the broker is gone
         self._close_code = 200
@@ -232,9 +240,12 @@ class Session(SessionBase):
     # -- hot path ---------------------------------------------------------------------
     def client_data(self, data: bytes) -> None:
         if self.relaying:
-            self.in_bytes += len(data)
+            size = len(data)
+            self.in_bytes += size
             self.in_packets += 1
-            self.last_in_at = _monotonic()
+            previous = self.last_in_at
+            now = _monotonic()
+            self.last_in_at = now
             scanner = self.in_scanner
             bad = scanner.feed(data)
             self.in_frames = scanner.frames
@@ -242,6 +253,8 @@ class Session(SessionBase):
             assert broker is not None
             if bad < 0:
                 broker.write(data)
+                if self.in_coalescer is not None:
+                    self._coalesce_after_client_read(size, previous, now)
                 return
             broker.write(data[:bad])
             self._frame_violation(scanner.error, from_client=True)
@@ -250,9 +263,12 @@ class Session(SessionBase):
 
     def broker_data(self, data: bytes, side: BrokerSide) -> None:
         if self.mode is Mode.RELAY and side is self._broker_protocol:
-            self.out_bytes += len(data)
+            size = len(data)
+            self.out_bytes += size
             self.out_packets += 1
-            self.last_out_at = _monotonic()
+            previous = self.last_out_at
+            now = _monotonic()
+            self.last_out_at = now
             scanner = self.out_scanner
             if self._close_pending:
                 self._broker_data_until_boundary(data)
@@ -261,11 +277,36 @@ class Session(SessionBase):
             self.out_frames = scanner.frames
             if bad < 0:
                 self.client_transport.write(data)
+                if self.out_coalescer is not None:
+                    self._coalesce_after_broker_read(size, previous, now)
                 return
             self.client_transport.write(data[:bad])
             self._frame_violation(scanner.error, from_client=False)
             return
         self._broker_data_slow(data, side)
+
+    # -- read coalescing (proxy.coalescing) -----------------------------------------------
+    def _coalesce_after_client_read(self, size: int, previous: float, now: float) -> None:
+        reads, other = self.in_coalescer, self.out_coalescer
+        assert reads is not None and other is not None
+        other.release()  # the client spoke: the broker's side is read again at once
+        if reads.after_read(size, previous, now, self.last_out_at, self.in_scanner.at_boundary):
+            self.in_coalesce_waits += 1
+
+    def _coalesce_after_broker_read(self, size: int, previous: float, now: float) -> None:
+        reads, other = self.out_coalescer, self.in_coalescer
+        assert reads is not None and other is not None
+        other.release()
+        if reads.after_read(size, previous, now, self.last_in_at, self.out_scanner.at_boundary):
+            self.out_coalesce_waits += 1
+
+    def _client_wait_changed(self) -> None:
+        if self.mode is not Mode.DEAD:
+            self._set_client_reading()
+
+    def _broker_wait_changed(self) -> None:
+        if self.mode is not Mode.DEAD:
+            self._set_broker_reading()
 
     # -- client bytes outside the relay -------------------------------------------------
     def _client_data_slow(self, data: bytes) -> None:
@@ -682,7 +723,11 @@ class Session(SessionBase):
         broker = self.broker_transport
         if broker is None:
             return
-        want = not self._client_pushback and not self.rate_held_broker
+        want = (
+            not self._client_pushback
+            and not self.rate_held_broker
+            and not (self.out_coalescer is not None and self.out_coalescer.held)
+        )
         if want != self._broker_reading:
             self._broker_reading = want
             if want:
@@ -694,6 +739,7 @@ class Session(SessionBase):
         want = (
             not self._broker_pushback
             and not self.rate_held_client
+            and not (self.in_coalescer is not None and self.in_coalescer.held)
             and not (self.paused and self.mode is Mode.RELAY)
         )
         if want != self._client_reading and not self.client_transport.is_closing():

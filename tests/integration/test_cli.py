@@ -24,7 +24,13 @@ def test_help_prints_usage_and_exits_1() -> None:
     result = run(PY, "-m", "amqpprox", "--help")
     assert result.returncode == 1
     assert "amqpprox AMQP v0.9.1 proxy:" in result.stdout
-    for flag in ("--listenPort", "--destinationDNS", "--controlSocket", "--adminPort"):
+    for flag in (
+        "--listenPort",
+        "--destinationDNS",
+        "--controlSocket",
+        "--adminPort",
+        "--coalesceReadsMs",
+    ):
         assert flag in result.stdout
 
 
@@ -47,6 +53,19 @@ def test_verbosity_above_5_exits_3() -> None:
     result = run(PY, "-m", "amqpprox", "-v", "6")
     assert result.returncode == 3
     assert result.stdout.strip() == "Console log verbosity must be between 0 and 5"
+
+
+@pytest.mark.parametrize("value", ["101", "-1"])
+def test_coalesce_window_out_of_range_exits_2(value: str) -> None:
+    result = run(PY, "-m", "amqpprox", "--coalesceReadsMs", value)
+    assert result.returncode == 2
+    assert result.stdout.strip() == "--coalesceReadsMs must be between 0 and 100"
+
+
+def test_coalesce_window_not_a_number_exits_1() -> None:
+    result = run(PY, "-m", "amqpprox", "--coalesceReadsMs", "soon")
+    assert result.returncode == 1
+    assert "--coalesceReadsMs" in result.stderr
 
 
 def test_ctl_usage_and_unreachable_socket(tmp_path: Path) -> None:

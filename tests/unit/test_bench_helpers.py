@@ -17,6 +17,7 @@ from bench.procstat import (
 from bench.rawamqp import Target
 from bench.rounds import median_metrics, medians, round_order
 from bench.scenarios import SCENARIOS, cpu_metrics
+from bench.targets import proxy_argv
 
 
 def test_round_order_rotates_so_every_target_goes_first_once() -> None:
@@ -128,6 +129,18 @@ def test_overrides_reach_the_scenario_parameters() -> None:
     assert tuned.msg_count == make_params(build_parser().parse_args(["--quick"])).msg_count
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--conn-workers", "0"])
+
+
+def test_coalescing_column_option_and_the_proxy_command_line_it_adds() -> None:
+    assert build_parser().parse_args([]).also_coalescing is None
+    assert build_parser().parse_args(["--also-coalescing"]).also_coalescing == 1
+    assert build_parser().parse_args(["--also-coalescing", "3"]).also_coalescing == 3
+    argv = proxy_argv(
+        5999, Target("127.0.0.1", 5672), Path("ctl"), Path("logs"), 15999,
+        extra=["--coalesceReadsMs", "3"],
+    )  # fmt: skip
+    assert argv[-2:] == ["--coalesceReadsMs", "3"]
+    assert argv[argv.index("--listenPort") + 1] == "5999"
 
 
 def test_table_shows_na_for_direct_cpu_and_error_for_failed_targets() -> None:

@@ -1,0 +1,90 @@
+"""Read coalescing (``--coalesceReadsMs``): a side that streams is read once per window.
+
+By default a session relays every read the moment it arrives. A broker that streams
+small deliveries then costs the proxy a wake-up, a read and a write per burst of a few
+KB, and the client a wake-up per write. With a window set, each side of a session has a
+``ReadCoalescer`` that the session consults after every relayed read:
+
+- the side *streams* once ``STREAK`` reads in a row each brought at least ``MIN_READ``
+  bytes, each less than ``STREAMING_GAP`` after the one before (or just after a wait
+  ended), with nothing read from the other side in between;
+- a streaming side whose read ends at a frame boundary and brought less than
+  ``MAX_READ`` bytes (a larger one is a backlog: read on) is then left unread for the
+  window, so that the next read, and the write it becomes, carries everything that
+  arrived meanwhile;
+- a read from the other side ends the wait at once (``release``).
+
+Request/reply traffic alternates sides and never builds a streak; a lone message split
+over a few reads does not either. The price is on connections that stream one way: a
+message there may wait up to the window (plus up to a millisecond: the event loop's
+timers have millisecond resolution).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+STREAMING_GAP = 0.0003  # seconds between two reads of a stream
+MIN_READ = 1024  # a smaller read neither builds a streak nor starts a wait
+MAX_READ = 65536  # a read this large or larger never starts a wait
+STREAK = 8  # reads in a row that make a stream
+
+
+class ReadCoalescer:
+    """One side of one session: its streak, and whether it is being left unread."""
+
+    __slots__ = ("_loop", "_resumed", "_set_reading", "_streak", "_timer", "_window", "held")
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, window: float, set_reading: Callable[[], None]
+    ) -> None:
+        self._loop = loop
+        self._window = window
+        self._set_reading = set_reading  # the session re-decides whether this side is read
+        self._streak = 0
+        self._resumed = False  # the previous read was the first after a wait
+        self._timer: asyncio.TimerHandle | None = None
+        self.held = False
+
+    def after_read(
+        self, size: int, previous: float, now: float, other_side_at: float, at_boundary: bool
+    ) -> bool:
+        """Account one relayed read; True if it starts a wait (``held`` is then true).
+
+        ``previous`` and ``now``: when this side's previous read and this one came;
+        ``other_side_at``: when the other side was last read; ``at_boundary``: the read
+        ended between frames.
+        """
+        if (
+            size >= MIN_READ
+            and previous > other_side_at
+            and (now - previous < STREAMING_GAP or self._resumed)
+        ):
+            self._streak += 1
+        else:
+            self._streak = 0
+        self._resumed = False
+        if self._streak < STREAK or size >= MAX_READ or not at_boundary or self.held:
+            return False
+        self.held = True
+        self._timer = self._loop.call_later(self._window, self._window_over)
+        self._set_reading()
+        return True
+
+    def release(self) -> None:
+        """The other side was read: this side is read again at once."""
+        if self.held:
+            self._stop_waiting()
+
+    def _window_over(self) -> None:
+        self._timer = None
+        self._resumed = True
+        self._stop_waiting()
+
+    def _stop_waiting(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.held = False
+        self._set_reading()

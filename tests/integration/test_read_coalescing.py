@@ -1,0 +1,201 @@
+"""Read coalescing (``--coalesceReadsMs``) with real clients and the real broker.
+
+A consumer that only receives, and a publisher that only sends, are one-way streams:
+their sockets are left unread for the window between reads, and every message still
+arrives, whole and in order. A request/reply client alternates sides and is not held, so
+a window of 100 ms costs its round trips nothing. With the setting off (the default)
+nothing waits. The rule itself, read by read, is in tests/unit/test_coalescing.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+import pika
+import pytest
+
+from bench.rawamqp import Target
+from bench.scenarios import Params, run_throughput
+from tests.conftest import BROKER_HOST, BROKER_PORT, RunningProxy, running_proxy
+
+pytestmark = pytest.mark.broker
+
+BODY_SIZE = 2048  # deliveries of about 2 KiB: reads the coalescing rule can hold
+MESSAGES = 3000
+
+
+def _params(port: int) -> pika.ConnectionParameters:
+    return pika.ConnectionParameters(
+        "127.0.0.1",
+        port,
+        "/",
+        pika.PlainCredentials("guest", "guest"),
+        connection_attempts=1,
+        socket_timeout=5,
+        client_properties={"connection_name": "coalescing-test"},
+    )
+
+
+def _body(index: int) -> bytes:
+    return index.to_bytes(4, "big") * (BODY_SIZE // 4)
+
+
+def _fill_queue_directly(queue: str, count: int) -> None:
+    """Declare ``queue`` on the broker (not through the proxy) and put ``count`` messages in it."""
+    conn = pika.BlockingConnection(pika.ConnectionParameters(BROKER_HOST, BROKER_PORT))
+    try:
+        ch = conn.channel()
+        ch.queue_declare(queue, auto_delete=False, arguments={"x-expires": 60_000})
+        ch.confirm_delivery()
+        for index in range(count):
+            ch.basic_publish("", queue, _body(index))
+    finally:
+        conn.close()
+
+
+def _consume_no_ack(port: int, queue: str, count: int) -> list[int]:
+    """Through the proxy: consume ``count`` messages without acks (the broker only sends)."""
+    conn = pika.BlockingConnection(_params(port))
+    try:
+        ch = conn.channel()
+        seen: list[int] = []
+        for method, _props, body in ch.consume(queue, auto_ack=True, inactivity_timeout=10):
+            if method is None:
+                break
+            assert body == _body(int.from_bytes(body[:4], "big"))
+            seen.append(int.from_bytes(body[:4], "big"))
+            if len(seen) == count:
+                break
+        ch.cancel()
+        ch.queue_delete(queue)
+        return seen
+    finally:
+        conn.close()
+
+
+def _request_reply(port: int, rounds: int, size: int) -> float:
+    """Publish one message, wait for its delivery, ``rounds`` times; the seconds it took."""
+    conn = pika.BlockingConnection(_params(port))
+    try:
+        ch = conn.channel()
+        queue = ch.queue_declare("", exclusive=True).method.queue
+        started = time.monotonic()
+        for index in range(rounds):
+            ch.basic_publish("", queue, index.to_bytes(4, "big") * (size // 4))
+            got = None
+            deadline = time.monotonic() + 5
+            while got is None and time.monotonic() < deadline:
+                method, _props, body = ch.basic_get(queue, auto_ack=True)
+                if method is not None:
+                    got = body
+            assert got is not None and got[:4] == index.to_bytes(4, "big")
+        return time.monotonic() - started
+    finally:
+        conn.close()
+
+
+def _publish_no_confirms(port: int, queue: str, count: int) -> None:
+    """Through the proxy: publish ``count`` messages, no confirms (the client only sends)."""
+    conn = pika.BlockingConnection(_params(port))
+    try:
+        ch = conn.channel()
+        for index in range(count):
+            ch.basic_publish("", queue, _body(index))
+    finally:
+        conn.close()  # Close waits for CloseOk: the broker has read every publish
+
+
+def _drain_directly(queue: str, count: int) -> list[int]:
+    conn = pika.BlockingConnection(pika.ConnectionParameters(BROKER_HOST, BROKER_PORT))
+    try:
+        ch = conn.channel()
+        seen: list[int] = []
+        while len(seen) < count:
+            method, _props, body = ch.basic_get(queue, auto_ack=True)
+            if method is None:
+                break
+            seen.append(int.from_bytes(body[:4], "big"))
+        ch.queue_delete(queue)
+        return seen
+    finally:
+        conn.close()
+
+
+async def _session_named(proxy: RunningProxy, name: str) -> dict[str, Any]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{proxy.admin_url}/api/v1/sessions", params={"page_size": "500"}) as resp,
+    ):
+        assert resp.status == 200
+        items = (await resp.json())["items"]
+    matching = [s for s in items if s.get("connection_name") == name]
+    assert matching, f"no session named {name} in {items}"
+    return matching[-1]
+
+
+async def test_a_streaming_consumer_is_read_in_batches_and_gets_every_message(
+    tmp_socket_dir: str,
+) -> None:
+    # The benchmark's load generator: a producer and a no-ack consumer, each a process of
+    # its own, through the proxy. It fails unless the consumer counts every delivery.
+    count, size = 40_000, 1024
+    async with running_proxy(tmp_socket_dir, coalesce_reads_ms=1) as proxy:
+        target = Target("127.0.0.1", proxy.port)
+        result = await asyncio.to_thread(run_throughput, target, count, size, Params.quick())
+        consumer = max(proxy.ctx.sessions, key=lambda s: s.out_bytes)
+        waits, reads, received = (
+            consumer.out_coalesce_waits,
+            consumer.out_packets,
+            consumer.out_bytes,
+        )
+    assert result["messages"] == count
+    # The deliveries streamed: the broker's socket was left unread between reads, and
+    # each read carried many deliveries.
+    assert waits > 0
+    assert received > count * size
+    assert reads < count // 4, f"{reads} reads for {count} deliveries"
+
+
+async def test_deliveries_stay_whole_and_in_order_through_a_coalescing_proxy(
+    tmp_socket_dir: str,
+) -> None:
+    queue = f"coalesce-{uuid.uuid4().hex[:8]}"
+    await asyncio.to_thread(_fill_queue_directly, queue, MESSAGES)
+    async with running_proxy(tmp_socket_dir, coalesce_reads_ms=2) as proxy:
+        seen = await asyncio.to_thread(_consume_no_ack, proxy.port, queue, MESSAGES)
+    assert seen == list(range(MESSAGES))
+
+
+async def test_a_publisher_stream_is_read_in_batches_and_every_message_lands(
+    tmp_socket_dir: str,
+) -> None:
+    queue = f"coalesce-pub-{uuid.uuid4().hex[:8]}"
+    await asyncio.to_thread(_fill_queue_directly, queue, 0)
+    async with running_proxy(tmp_socket_dir, coalesce_reads_ms=2) as proxy:
+        await asyncio.to_thread(_publish_no_confirms, proxy.port, queue, MESSAGES)
+        session = await _session_named(proxy, "coalescing-test")
+    assert session["in_coalesce_waits"] > 0
+    assert session["in_packets"] < MESSAGES
+    assert await asyncio.to_thread(_drain_directly, queue, MESSAGES) == list(range(MESSAGES))
+
+
+async def test_request_reply_is_not_held_even_with_a_long_window(tmp_socket_dir: str) -> None:
+    rounds = 20
+    async with running_proxy(tmp_socket_dir, coalesce_reads_ms=100) as proxy:
+        elapsed = await asyncio.to_thread(_request_reply, proxy.port, rounds, 4096)
+    # Held once per round trip, 20 round trips would take at least 2 s.
+    assert elapsed < 1.0, f"{rounds} round trips took {elapsed:.2f} s"
+
+
+async def test_off_by_default_nothing_waits(proxy: RunningProxy) -> None:
+    queue = f"coalesce-off-{uuid.uuid4().hex[:8]}"
+    await asyncio.to_thread(_fill_queue_directly, queue, 500)
+    seen = await asyncio.to_thread(_consume_no_ack, proxy.port, queue, 500)
+    assert seen == list(range(500))
+    session = await _session_named(proxy, "coalescing-test")
+    assert session["out_coalesce_waits"] == 0
+    assert session["in_coalesce_waits"] == 0
