@@ -1,9 +1,10 @@
 """Which build of the compiled modules runs: mypyc extensions, or their Python source.
 
 Owns :data:`COMPILED_MODULES` (what setup.py compiles with mypyc: the handshake codec, the
-session and its read coalescing), :func:`prefer_source` (the ``AMQPPROX_PURE_PYTHON=1`` switch: an import
-hook that loads those modules from their ``.py`` files even when compiled ones sit
-beside them, which Python would otherwise load first) and :func:`build_in_use`.
+session and its read coalescing), :func:`prefer_source` (the ``AMQPPROX_PURE_PYTHON=1``
+switch: an import hook that loads those modules from their ``.py`` files even when
+compiled ones sit beside them, which Python would otherwise load first) and
+:func:`build_in_use`.
 ``amqpprox/__init__.py`` calls :func:`prefer_source` before any of them can be imported.
 Imports nothing of ours, so setup.py can run it in a build environment without the
 project's dependencies.
