@@ -790,7 +790,7 @@ class Dashboard:
 
 
 def _int(text: str | None, default: int) -> int:
-    if text is None or not text.isdigit() or len(text) > 9:
+    if text is None or not (text.isascii() and text.isdigit()) or len(text) > 9:
         return default
     return int(text)
 

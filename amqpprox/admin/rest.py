@@ -179,7 +179,7 @@ def _same_name(body: dict[str, Any], key: str, value: str) -> None:
 
 def _port(request: web.Request) -> int:
     text = request.match_info["port"]
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 65535:
         raise HttpProblem(400, "invalid_argument", f"port must be 1..65535: {text!r}")
     return int(text)
 
@@ -187,7 +187,8 @@ def _port(request: web.Request) -> int:
 def session_id_of(request: web.Request) -> int:
     """The ``{id}`` of a session route; 404 for anything that cannot be a session id."""
     text = request.match_info["id"]
-    if not text.isdigit() or len(text) > 18:
+    # isdigit() alone accepts digits int() refuses (superscripts such as "²").
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
         raise NotFound(f"session {text!r} not found")
     return int(text)
 

@@ -313,7 +313,7 @@ async def test_listener_routes(client: Client, runtime: Runtime, reserved_port: 
     assert [s.port for s in runtime.ctx.listeners.specs()] == [reserved_port]
     assert (await client.delete(API + f"/listeners/{reserved_port}")).status == 204
     await expect_error(await client.delete(API + f"/listeners/{reserved_port}"), 404, "not_found")
-    for bad in ("0", "70000", "abc"):
+    for bad in ("0", "70000", "abc", "\u00b2"):
         await expect_error(await client.put(API + f"/listeners/{bad}"), 400, "invalid_argument")
 
 
@@ -364,6 +364,9 @@ async def test_sessions_without_traffic(client: Client) -> None:
     }
     await expect_error(await client.get(API + "/sessions/7"), 404, "not_found", "7")
     await expect_error(await client.get(API + "/sessions/x"), 404, "not_found")
+    # Digits to str.isdigit() that int() refuses: not found, not a server error.
+    await expect_error(await client.get(API + "/sessions/\u00b2"), 404, "not_found")
+    await expect_error(await client.post(API + "/sessions/\u00b2/disconnect"), 404, "not_found")
     for action in ("pause", "unpause", "disconnect", "force-disconnect"):
         await expect_error(await client.post(API + f"/sessions/7/{action}"), 404, "not_found")
     for query in ("page=0", "page_size=501", "sort=colour", "state=sleepy", "page=x"):

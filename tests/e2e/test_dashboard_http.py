@@ -115,6 +115,10 @@ async def test_five_thousand_sessions_are_paged_on_the_server(
     # The client filter matches addresses and connection names.
     html = await (await client.get("/sessions?client=client-4321")).text()
     assert re.findall(r'<tr id="session-(\d+)"', html) == ["4321"]
+    # Numbers the page cannot use fall back to the defaults: the first page of 50.
+    for query in ("page=x&size=y", "page=\u00b2&size=\u00b2"):
+        html = await (await client.get(f"/sessions?{query}")).text()
+        assert "Page 1 of 100" in html, query
 
 
 async def test_live_regions_are_json(client: Client, runtime: Runtime) -> None:

@@ -270,6 +270,7 @@ async def test_log_levels_change_at_run_time(fresh: RunningProxy, tmp_socket_dir
     assert await ctl(path, "LOG CONSOLE -1") == ""  # and nothing at all
     assert console.level > logsetup.level_for(0)
     assert await ctl(path, "LOG BOGUS") == "Command or verbosity not found.\n"
+    assert await ctl(path, "LOG FILE \u00b2") == "Command or verbosity not found.\n"
 
 
 async def test_maphostname_dns(fresh: RunningProxy) -> None:
@@ -283,7 +284,13 @@ async def test_maphostname_dns(fresh: RunningProxy) -> None:
 
 async def test_session_errors(fresh: RunningProxy) -> None:
     path = fresh.control_socket
-    for line in ("SESSION 1 PAUSE", "SESSION 1 UNPAUSE", "SESSION -1 PAUSE", "SESSION 1x PAUSE"):
+    for line in (
+        "SESSION 1 PAUSE",
+        "SESSION 1 UNPAUSE",
+        "SESSION -1 PAUSE",
+        "SESSION 1x PAUSE",
+        "SESSION \u00b2 PAUSE",  # a digit to str.isdigit(), not to int()
+    ):
         assert await ctl(path, line) == "Session not found.\n", line
 
 
