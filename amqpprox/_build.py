@@ -17,6 +17,7 @@ import importlib.machinery
 import importlib.util
 import os
 import sys
+import sysconfig
 from collections.abc import Sequence
 from importlib.machinery import PathFinder
 from types import ModuleType
@@ -112,5 +113,10 @@ def build_in_use() -> str:
     return "python"
 
 
-if __name__ == "__main__":  # `python amqpprox/_build.py`: the Makefile's list of sources
-    print(" ".join(source_paths()))
+if __name__ == "__main__":
+    # `python amqpprox/_build.py`: the Makefile's list of sources; with `--library`, the
+    # path of the group's shared library as this interpreter names it.
+    if sys.argv[1:] == ["--library"]:
+        print(native_library_base() + sysconfig.get_config_var("EXT_SUFFIX"))
+    else:
+        print(" ".join(source_paths()))
