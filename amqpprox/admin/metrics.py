@@ -94,6 +94,12 @@ class AmqpproxCollector(Collector):
             "Socket reads carrying relayed data.",
             labels=["vhost", "backend", "direction"],
         )
+        coalesce_waits = CounterMetricFamily(
+            "amqpprox_coalesce_waits",
+            "Times read coalescing (--coalesceReadsMs) left a streaming side unread for its "
+            "window; direction is the stream's.",
+            labels=["vhost", "backend", "direction"],
+        )
         for (vhost, backend), totals in sorted(routes.items()):
             for state in SESSION_STATES:
                 sessions.add_metric([vhost, backend, state], totals.states.get(state, 0))
@@ -105,10 +111,11 @@ class AmqpproxCollector(Collector):
                 (traffic_bytes, totals.in_bytes, totals.out_bytes),
                 (frames, totals.in_frames, totals.out_frames),
                 (packets, totals.in_packets, totals.out_packets),
+                (coalesce_waits, totals.in_coalesce_waits, totals.out_coalesce_waits),
             ):
                 family.add_metric([vhost, backend, DIRECTIONS[0]], inbound)
                 family.add_metric([vhost, backend, DIRECTIONS[1]], outbound)
-        yield from (sessions, opened, closed, traffic_bytes, frames, packets)
+        yield from (sessions, opened, closed, traffic_bytes, frames, packets, coalesce_waits)
 
         accepted = CounterMetricFamily(
             "amqpprox_connections_accepted", "Client connections accepted by the listeners."

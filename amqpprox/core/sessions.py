@@ -62,6 +62,8 @@ class SessionBase:
     out_bytes: int
     out_frames: int
     out_packets: int
+    in_coalesce_waits: int
+    out_coalesce_waits: int
 
     def __init__(
         self,
@@ -155,6 +157,8 @@ class Totals:
     out_bytes: int = 0
     out_frames: int = 0
     out_packets: int = 0
+    in_coalesce_waits: int = 0
+    out_coalesce_waits: int = 0
     opened: int = 0  # of those, sessions that reached OpenOk
     by_reason: dict[CloseReason, int] = field(default_factory=dict)
 
@@ -183,6 +187,8 @@ class Totals:
         self.out_bytes += source.out_bytes
         self.out_frames += source.out_frames
         self.out_packets += source.out_packets
+        self.in_coalesce_waits += source.in_coalesce_waits
+        self.out_coalesce_waits += source.out_coalesce_waits
 
 
 class SessionRegistry:

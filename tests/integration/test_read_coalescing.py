@@ -21,6 +21,7 @@ import pytest
 from bench.rawamqp import Target
 from bench.scenarios import Params, run_throughput
 from tests.conftest import BROKER_HOST, BROKER_PORT, RunningProxy, running_proxy
+from tests.integration.test_statistics import scrape, value
 
 pytestmark = pytest.mark.broker
 
@@ -152,12 +153,20 @@ async def test_a_streaming_consumer_is_read_in_batches_and_gets_every_message(
             consumer.out_packets,
             consumer.out_bytes,
         )
+        in_waits = sum(s.in_coalesce_waits for s in proxy.ctx.sessions)
+        out_waits = sum(s.out_coalesce_waits for s in proxy.ctx.sessions)
+        samples = await scrape(proxy.admin_url)
     assert result["messages"] == count
     # The deliveries streamed: the broker's socket was left unread between reads, and
     # each read carried many deliveries.
     assert waits > 0
     assert received > count * size
     assert reads < count // 4, f"{reads} reads for {count} deliveries"
+    # Prometheus sums the waits per vhost, backend and direction.
+    labels = {"vhost": "/", "backend": "default-backend"}
+    metric = "amqpprox_coalesce_waits_total"
+    assert value(samples, metric, direction="broker_to_client", **labels) == out_waits >= waits
+    assert value(samples, metric, direction="client_to_broker", **labels) == in_waits
 
 
 async def test_deliveries_stay_whole_and_in_order_through_a_coalescing_proxy(
