@@ -47,7 +47,7 @@ class Settings:
     auth_timeout: float = 10.0
     # Send StartOk, TuneOk and Open to the broker without waiting for Start and Tune.
     pipeline_broker_handshake: bool = True
-    # Read coalescing (proxy.session): how long a streaming side is left unread so that
+    # Read coalescing (proxy.coalescing): how long a streaming side is left unread so that
     # its reads batch up, in milliseconds; 0 (the default) reads as soon as data arrives.
     coalesce_reads_ms: int = 0
     hostname: str = field(default_factory=socket.gethostname)

@@ -12,7 +12,10 @@ KB, and the client a wake-up per write. With a window set, each side of a sessio
   ``MAX_READ`` bytes (a larger one is a backlog: read on) is then left unread for the
   window, so that the next read, and the write it becomes, carries everything that
   arrived meanwhile;
-- a read from the other side ends the wait at once (``release``).
+- a read from the other side ends the wait at once.
+
+The two sides of a session are made together (``ReadCoalescer.pair``), each knowing the
+other, so that a read on one side releases the other.
 
 Request/reply traffic alternates sides and never builds a streak; a lone message split
 over a few reads does not either. The price is on connections that stream one way: a
@@ -34,7 +37,16 @@ STREAK = 8  # reads in a row that make a stream
 class ReadCoalescer:
     """One side of one session: its streak, and whether it is being left unread."""
 
-    __slots__ = ("_loop", "_resumed", "_set_reading", "_streak", "_timer", "_window", "held")
+    __slots__ = (
+        "_loop",
+        "_other",
+        "_resumed",
+        "_set_reading",
+        "_streak",
+        "_timer",
+        "_window",
+        "held",
+    )
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, window: float, set_reading: Callable[[], None]
@@ -42,20 +54,37 @@ class ReadCoalescer:
         self._loop = loop
         self._window = window
         self._set_reading = set_reading  # the session re-decides whether this side is read
+        self._other: ReadCoalescer | None = None  # the session's other side (pair)
         self._streak = 0
         self._resumed = False  # the previous read was the first after a wait
         self._timer: asyncio.TimerHandle | None = None
         self.held = False
+
+    @staticmethod
+    def pair(
+        loop: asyncio.AbstractEventLoop,
+        window: float,
+        set_client_reading: Callable[[], None],
+        set_broker_reading: Callable[[], None],
+    ) -> tuple[ReadCoalescer, ReadCoalescer]:
+        """The client's side and the broker's side of one session, each knowing the other."""
+        client = ReadCoalescer(loop, window, set_client_reading)
+        broker = ReadCoalescer(loop, window, set_broker_reading)
+        client._other, broker._other = broker, client
+        return client, broker
 
     def after_read(
         self, size: int, previous: float, now: float, other_side_at: float, at_boundary: bool
     ) -> bool:
         """Account one relayed read; True if it starts a wait (``held`` is then true).
 
-        ``previous`` and ``now``: when this side's previous read and this one came;
-        ``other_side_at``: when the other side was last read; ``at_boundary``: the read
-        ended between frames.
+        A wait of the other side ends here. ``previous`` and ``now``: when this side's
+        previous read and this one came; ``other_side_at``: when the other side was last
+        read; ``at_boundary``: the read ended between frames.
         """
+        other = self._other
+        if other is not None and other.held:
+            other._stop_waiting()
         if (
             size >= MIN_READ
             and previous > other_side_at
@@ -71,11 +100,6 @@ class ReadCoalescer:
         self._timer = self._loop.call_later(self._window, self._window_over)
         self._set_reading()
         return True
-
-    def release(self) -> None:
-        """The other side was read: this side is read again at once."""
-        if self.held:
-            self._stop_waiting()
 
     def _window_over(self) -> None:
         self._timer = None

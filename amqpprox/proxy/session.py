@@ -216,9 +216,12 @@ class Session(SessionBase):
         self.in_coalescer: ReadCoalescer | None = None
         self.out_coalescer: ReadCoalescer | None = None
         if self._settings.coalesce_reads_ms:
-            window = self._settings.coalesce_reads_ms / 1000
-            self.in_coalescer = ReadCoalescer(self._loop, window, self._client_wait_changed)
-            self.out_coalescer = ReadCoalescer(self._loop, window, self._broker_wait_changed)
+            self.in_coalescer, self.out_coalescer = ReadCoalescer.pair(
+                self._loop,
+                self._settings.coalesce_reads_ms / 1000,
+                self._set_client_reading,
+                self._set_broker_reading,
+            )
         self.auth_start_ok: ConnectionStartOk | None = None  # the auth service's credentials
         self._broker_cut = False  # BACKEND_DISCONNECT: the client stays, the broker is gone
         self._close_code = 200
@@ -253,8 +256,11 @@ class Session(SessionBase):
             assert broker is not None
             if bad < 0:
                 broker.write(data)
-                if self.in_coalescer is not None:
-                    self._coalesce_after_client_read(size, previous, now)
+                coalescer = self.in_coalescer
+                if coalescer is not None and coalescer.after_read(
+                    size, previous, now, self.last_out_at, scanner.at_boundary
+                ):
+                    self.in_coalesce_waits += 1
                 return
             broker.write(data[:bad])
             self._frame_violation(scanner.error, from_client=True)
@@ -277,36 +283,16 @@ class Session(SessionBase):
             self.out_frames = scanner.frames
             if bad < 0:
                 self.client_transport.write(data)
-                if self.out_coalescer is not None:
-                    self._coalesce_after_broker_read(size, previous, now)
+                coalescer = self.out_coalescer
+                if coalescer is not None and coalescer.after_read(
+                    size, previous, now, self.last_in_at, scanner.at_boundary
+                ):
+                    self.out_coalesce_waits += 1
                 return
             self.client_transport.write(data[:bad])
             self._frame_violation(scanner.error, from_client=False)
             return
         self._broker_data_slow(data, side)
-
-    # -- read coalescing (proxy.coalescing) -----------------------------------------------
-    def _coalesce_after_client_read(self, size: int, previous: float, now: float) -> None:
-        reads, other = self.in_coalescer, self.out_coalescer
-        assert reads is not None and other is not None
-        other.release()  # the client spoke: the broker's side is read again at once
-        if reads.after_read(size, previous, now, self.last_out_at, self.in_scanner.at_boundary):
-            self.in_coalesce_waits += 1
-
-    def _coalesce_after_broker_read(self, size: int, previous: float, now: float) -> None:
-        reads, other = self.out_coalescer, self.in_coalescer
-        assert reads is not None and other is not None
-        other.release()
-        if reads.after_read(size, previous, now, self.last_in_at, self.out_scanner.at_boundary):
-            self.out_coalesce_waits += 1
-
-    def _client_wait_changed(self) -> None:
-        if self.mode is not Mode.DEAD:
-            self._set_client_reading()
-
-    def _broker_wait_changed(self) -> None:
-        if self.mode is not Mode.DEAD:
-            self._set_broker_reading()
 
     # -- client bytes outside the relay -------------------------------------------------
     def _client_data_slow(self, data: bytes) -> None:

@@ -15,11 +15,12 @@ GAP = STREAMING_GAP / 3  # well inside the streaming gap
 
 
 class Side:
-    """One side's coalescer and the reading decisions it asked for."""
+    """One side's coalescer (paired with the other side's) and the reading decisions it
+    asked for."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, window: float = 0.001) -> None:
         self.changes: list[bool] = []
-        self.coalescer = ReadCoalescer(loop, window, self._changed)
+        self.coalescer, self.other = ReadCoalescer.pair(loop, window, self._changed, lambda: None)
         self.at = 100.0  # this side's last read
         self.other_at = 0.0  # the other side's last read
 
@@ -31,9 +32,11 @@ class Side:
         return self.coalescer.after_read(size, previous, self.at, self.other_at, at_boundary)
 
     def other_side_reads(self) -> None:
+        """A small read on the other side (one that never starts a wait there)."""
+        last, previous = self.at, self.other_at
         self.at += GAP
         self.other_at = self.at
-        self.coalescer.release()
+        assert not self.other.after_read(MIN_READ - 1, previous, self.other_at, last, True)
 
 
 async def test_a_streak_of_reads_starts_a_wait_and_the_window_ends_it() -> None:
@@ -82,5 +85,5 @@ async def test_the_other_side_ends_a_wait_at_once() -> None:
     assert side.changes == [True, False]
     # ... and the other side's read broke the streak.
     assert not side.read()
-    side.coalescer.release()  # not waiting: nothing to tell the session
+    side.other_side_reads()  # not waiting: nothing to tell the session
     assert side.changes == [True, False]
