@@ -22,6 +22,7 @@ from amqpprox.admin import control_limits
 from amqpprox.admin import stats as statfmt
 from amqpprox.core import operations as ops
 from amqpprox.core.context import Context
+from amqpprox.core.digits import ascii_digits
 from amqpprox.core.sessions import SessionBase
 from amqpprox.core.stats import stats_of
 from amqpprox.core.tls import parse_direction
@@ -214,7 +215,7 @@ def conn_line(session: SessionBase, now: float, name: Callable[[str], str] = str
 
 def _port(text: str | None) -> int | None:
     """A TCP port 1..65535 given as decimal digits, else None."""
-    if text is None or not (text.isascii() and text.isdigit()):
+    if text is None or not ascii_digits(text):
         return None
     port = int(text)
     return port if 1 <= port <= 65535 else None
@@ -419,7 +420,7 @@ async def _listen(ctx: Context, args: list[str], out: ControlOutput) -> None:
 @command("LOG", "CONSOLE verbosity | FILE verbosity")
 async def _log(ctx: Context, args: list[str], out: ControlOutput) -> None:
     level = _arg(args, 1)
-    if level is None or not (level.isascii() and level.lstrip("-").isdigit()):
+    if level is None or not ascii_digits(level.lstrip("-")):
         await out.write("Command or verbosity not found.\n")
         return
     sink = args[0].upper()
@@ -456,7 +457,7 @@ _SESSION_ACTIONS: dict[str, Callable[[Context, int], SessionBase]] = {
 )
 async def _session(ctx: Context, args: list[str], out: ControlOutput) -> None:
     id_text = _arg(args, 0)
-    if id_text is None or not (id_text.isascii() and id_text.isdigit()):
+    if id_text is None or not ascii_digits(id_text):
         await out.write(ops.SESSION_NOT_FOUND)
         return
     session = ops.get_session(ctx, int(id_text))
@@ -528,7 +529,7 @@ async def _stat(ctx: Context, args: list[str], out: ControlOutput) -> None:
         if host is None:
             await out.write("No output host specified.\n")
             return
-        if port_text is None or not (port_text.isascii() and port_text.isdigit()):
+        if port_text is None or not ascii_digits(port_text):
             await out.write("No output port specified.\n")
             return
         if statfmt.parse_filter(_arg(args, 3)).kind != "ALL":

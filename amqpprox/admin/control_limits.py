@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from amqpprox.core import limits as lim
 from amqpprox.core.context import Context
+from amqpprox.core.digits import ascii_digits
 from amqpprox.core.model import MAX_BYTES_PER_SECOND, MAX_COUNT, Limits
 from amqpprox.errors import InvalidArgument
 
@@ -65,7 +66,7 @@ def _target(args: list[str], at: int) -> tuple[str | None, int] | None:
 
 
 def _number(text: str | None, high: int) -> int | None:
-    if text is None or not (text.isascii() and text.isdigit()):
+    if text is None or not ascii_digits(text):
         return None
     value = int(text)
     return value if value <= high else None

@@ -45,6 +45,7 @@ from amqpprox.admin import humanize, throughput
 from amqpprox.admin.rest import session_id_of
 from amqpprox.core import operations as ops
 from amqpprox.core.context import Context
+from amqpprox.core.digits import ascii_digits
 from amqpprox.core.model import Mapping as VhostMapping
 from amqpprox.core.sessions import SessionBase, SessionState
 from amqpprox.core.stats import route_totals, session_stats, stats_of
@@ -790,7 +791,7 @@ class Dashboard:
 
 
 def _int(text: str | None, default: int) -> int:
-    if text is None or not (text.isascii() and text.isdigit()) or len(text) > 9:
+    if text is None or not ascii_digits(text) or len(text) > 9:
         return default
     return int(text)
 

@@ -28,6 +28,7 @@ from amqpprox.core import definitions
 from amqpprox.core import operations as ops
 from amqpprox.core.context import Context
 from amqpprox.core.definitions import backend_json, farm_json, listener_json, mapping_json
+from amqpprox.core.digits import ascii_digits
 from amqpprox.core.sessions import SessionBase
 from amqpprox.errors import AmqpproxError, NotFound
 
@@ -179,7 +180,7 @@ def _same_name(body: dict[str, Any], key: str, value: str) -> None:
 
 def _port(request: web.Request) -> int:
     text = request.match_info["port"]
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 65535:
+    if not ascii_digits(text) or not 1 <= int(text) <= 65535:
         raise HttpProblem(400, "invalid_argument", f"port must be 1..65535: {text!r}")
     return int(text)
 
@@ -187,8 +188,7 @@ def _port(request: web.Request) -> int:
 def session_id_of(request: web.Request) -> int:
     """The ``{id}`` of a session route; 404 for anything that cannot be a session id."""
     text = request.match_info["id"]
-    # isdigit() alone accepts digits int() refuses (superscripts such as "²").
-    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+    if not ascii_digits(text) or len(text) > 18:
         raise NotFound(f"session {text!r} not found")
     return int(text)
 

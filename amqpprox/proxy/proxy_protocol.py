@@ -22,6 +22,8 @@ import struct
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from amqpprox.core.digits import ascii_digits
+
 V1_PREFIX: Final = b"PROXY "
 V1_MAX_LENGTH: Final = 107  # the spec's bound, CRLF included
 V2_SIGNATURE: Final = b"\r\n\r\n\x00\r\nQUIT\n"
@@ -141,7 +143,7 @@ def _v1_address(text: str, version: int) -> str:
 
 def _v1_port(text: str) -> int:
     # Decimal without leading zeros (except "0" itself), 0..65535.
-    if not text.isdigit() or not text.isascii() or (len(text) > 1 and text[0] == "0"):
+    if not ascii_digits(text) or (len(text) > 1 and text[0] == "0"):
         raise ProxyProtocolError(f"bad port in PROXY v1 line: {text!r}")
     port = int(text)
     if port > 65535:
