@@ -28,7 +28,7 @@ __all__ = [
     "PURE_PYTHON_ENV",
     "build_in_use",
     "module_base",
-    "native_library_base",
+    "native_library",
     "prefer_source",
     "pure_python_requested",
     "source_paths",
@@ -58,9 +58,10 @@ def module_base(name: str) -> str:
     return os.path.join(_HERE, *name.split("."))
 
 
-def native_library_base() -> str:
-    """The path of the group's shared library without its extension suffix."""
-    return os.path.join(os.path.dirname(_HERE), f"{NATIVE_GROUP}__mypyc")
+def native_library() -> str:
+    """The path of the group's shared library, as this interpreter names extensions."""
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    return os.path.join(os.path.dirname(_HERE), f"{NATIVE_GROUP}__mypyc{suffix}")
 
 
 def source_paths() -> list[str]:
@@ -117,6 +118,6 @@ if __name__ == "__main__":
     # `python amqpprox/_build.py`: the Makefile's list of sources; with `--library`, the
     # path of the group's shared library as this interpreter names it.
     if sys.argv[1:] == ["--library"]:
-        print(native_library_base() + sysconfig.get_config_var("EXT_SUFFIX"))
+        print(native_library())
     else:
         print(" ".join(source_paths()))

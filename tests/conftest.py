@@ -36,7 +36,7 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     suffix = sysconfig.get_config_var("EXT_SUFFIX")
     # A rebuild may leave a module's shim untouched: the code is in the group's library.
-    library = Path(_build.native_library_base() + suffix)
+    library = Path(_build.native_library())
     built_at = library.stat().st_mtime if library.is_file() else 0.0
     stale = []
     for name in _build.COMPILED_MODULES:
