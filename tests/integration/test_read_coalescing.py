@@ -10,13 +10,16 @@ nothing waits. The rule itself, read by read, is in tests/unit/test_coalescing.p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
 import pika
 import pytest
+from pika.adapters.blocking_connection import BlockingChannel
 
 from bench.rawamqp import Target
 from bench.scenarios import Params, run_throughput
@@ -29,60 +32,65 @@ BODY_SIZE = 2048  # deliveries of about 2 KiB: reads the coalescing rule can hol
 MESSAGES = 3000
 
 
-def _params(port: int) -> pika.ConnectionParameters:
-    return pika.ConnectionParameters(
-        "127.0.0.1",
-        port,
-        "/",
-        pika.PlainCredentials("guest", "guest"),
-        connection_attempts=1,
-        socket_timeout=5,
-        client_properties={"connection_name": "coalescing-test"},
-    )
+@contextlib.contextmanager
+def _channel(port: int | None = None) -> Iterator[BlockingChannel]:
+    """A pika channel through the proxy on ``port`` (named for ``_session_named``), or
+    straight to the broker; its connection closes on exit (waiting for CloseOk)."""
+    if port is None:
+        params = pika.ConnectionParameters(BROKER_HOST, BROKER_PORT)
+    else:
+        params = pika.ConnectionParameters(
+            "127.0.0.1",
+            port,
+            "/",
+            pika.PlainCredentials("guest", "guest"),
+            connection_attempts=1,
+            socket_timeout=5,
+            client_properties={"connection_name": "coalescing-test"},
+        )
+    conn = pika.BlockingConnection(params)
+    try:
+        yield conn.channel()
+    finally:
+        conn.close()
 
 
 def _body(index: int) -> bytes:
     return index.to_bytes(4, "big") * (BODY_SIZE // 4)
 
 
+def _index(body: bytes) -> int:
+    return int.from_bytes(body[:4], "big")
+
+
 def _fill_queue_directly(queue: str, count: int) -> None:
     """Declare ``queue`` on the broker (not through the proxy) and put ``count`` messages in it."""
-    conn = pika.BlockingConnection(pika.ConnectionParameters(BROKER_HOST, BROKER_PORT))
-    try:
-        ch = conn.channel()
+    with _channel() as ch:
         ch.queue_declare(queue, auto_delete=False, arguments={"x-expires": 60_000})
         ch.confirm_delivery()
         for index in range(count):
             ch.basic_publish("", queue, _body(index))
-    finally:
-        conn.close()
 
 
 def _consume_no_ack(port: int, queue: str, count: int) -> list[int]:
     """Through the proxy: consume ``count`` messages without acks (the broker only sends)."""
-    conn = pika.BlockingConnection(_params(port))
-    try:
-        ch = conn.channel()
+    with _channel(port) as ch:
         seen: list[int] = []
         for method, _props, body in ch.consume(queue, auto_ack=True, inactivity_timeout=10):
             if method is None:
                 break
-            assert body == _body(int.from_bytes(body[:4], "big"))
-            seen.append(int.from_bytes(body[:4], "big"))
+            assert body == _body(_index(body))
+            seen.append(_index(body))
             if len(seen) == count:
                 break
         ch.cancel()
         ch.queue_delete(queue)
         return seen
-    finally:
-        conn.close()
 
 
 def _request_reply(port: int, rounds: int, size: int) -> float:
     """Publish one message, wait for its delivery, ``rounds`` times; the seconds it took."""
-    conn = pika.BlockingConnection(_params(port))
-    try:
-        ch = conn.channel()
+    with _channel(port) as ch:
         queue = ch.queue_declare("", exclusive=True).method.queue
         started = time.monotonic()
         for index in range(rounds):
@@ -93,37 +101,29 @@ def _request_reply(port: int, rounds: int, size: int) -> float:
                 method, _props, body = ch.basic_get(queue, auto_ack=True)
                 if method is not None:
                     got = body
-            assert got is not None and got[:4] == index.to_bytes(4, "big")
+            assert got is not None and _index(got) == index
         return time.monotonic() - started
-    finally:
-        conn.close()
 
 
 def _publish_no_confirms(port: int, queue: str, count: int) -> None:
-    """Through the proxy: publish ``count`` messages, no confirms (the client only sends)."""
-    conn = pika.BlockingConnection(_params(port))
-    try:
-        ch = conn.channel()
+    """Through the proxy: publish ``count`` messages, no confirms (the client only sends).
+
+    Returns once the connection's Close is answered: the broker has read every publish."""
+    with _channel(port) as ch:
         for index in range(count):
             ch.basic_publish("", queue, _body(index))
-    finally:
-        conn.close()  # Close waits for CloseOk: the broker has read every publish
 
 
 def _drain_directly(queue: str, count: int) -> list[int]:
-    conn = pika.BlockingConnection(pika.ConnectionParameters(BROKER_HOST, BROKER_PORT))
-    try:
-        ch = conn.channel()
+    with _channel() as ch:
         seen: list[int] = []
         while len(seen) < count:
             method, _props, body = ch.basic_get(queue, auto_ack=True)
             if method is None:
                 break
-            seen.append(int.from_bytes(body[:4], "big"))
+            seen.append(_index(body))
         ch.queue_delete(queue)
         return seen
-    finally:
-        conn.close()
 
 
 async def _session_named(proxy: RunningProxy, name: str) -> dict[str, Any]:
