@@ -3,7 +3,8 @@
 By default a session relays every read the moment it arrives. A broker that streams
 small deliveries then costs the proxy a wake-up, a read and a write per burst of a few
 KB, and the client a wake-up per write. With a window set, each side of a session has a
-``ReadCoalescer`` that the session consults after every relayed read:
+``ReadCoalescer`` wrapped around the relay's entry point for that side (``wrap``), so it
+sees every relayed read and sessions without a window pay nothing:
 
 - the side *streams* once ``STREAK`` reads in a row each brought at least ``MIN_READ``
   bytes, each less than ``STREAMING_GAP`` after the one before (or just after a wait
@@ -15,7 +16,8 @@ KB, and the client a wake-up per write. With a window set, each side of a sessio
 - a read from the other side ends the wait at once.
 
 The two sides of a session are made together (``ReadCoalescer.pair``), each knowing the
-other, so that a read on one side releases the other.
+other, so that a read on one side releases the other. A wait is a ``COALESCE`` hold on
+that side's read gate (``proxy.gate``), set through the ``hold`` callback.
 
 Request/reply traffic alternates sides and never builds a streak; a lone message split
 over a few reads does not either. The price is on connections that stream one way: a
@@ -27,6 +29,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from amqpprox.core.sessions import SessionBase
+    from amqpprox.proxy.relay import FrameCounter
 
 STREAMING_GAP = 0.0003  # seconds between two reads of a stream
 MIN_READ = 1024  # a smaller read neither builds a streak nor starts a wait
@@ -38,10 +45,10 @@ class ReadCoalescer:
     """One side of one session: its streak, and whether it is being left unread."""
 
     __slots__ = (
+        "_hold",
         "_loop",
         "_other",
         "_resumed",
-        "_set_reading",
         "_streak",
         "_timer",
         "_window",
@@ -49,11 +56,11 @@ class ReadCoalescer:
     )
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, window: float, set_reading: Callable[[], None]
+        self, loop: asyncio.AbstractEventLoop, window: float, hold: Callable[[bool], None]
     ) -> None:
         self._loop = loop
         self._window = window
-        self._set_reading = set_reading  # the session re-decides whether this side is read
+        self._hold = hold  # True: stop reading this side; False: read it again
         self._other: ReadCoalescer | None = None  # the session's other side (pair)
         self._streak = 0
         self._resumed = False  # the previous read was the first after a wait
@@ -64,12 +71,12 @@ class ReadCoalescer:
     def pair(
         loop: asyncio.AbstractEventLoop,
         window: float,
-        set_client_reading: Callable[[], None],
-        set_broker_reading: Callable[[], None],
+        hold_client: Callable[[bool], None],
+        hold_broker: Callable[[bool], None],
     ) -> tuple[ReadCoalescer, ReadCoalescer]:
         """The client's side and the broker's side of one session, each knowing the other."""
-        client = ReadCoalescer(loop, window, set_client_reading)
-        broker = ReadCoalescer(loop, window, set_broker_reading)
+        client = ReadCoalescer(loop, window, hold_client)
+        broker = ReadCoalescer(loop, window, hold_broker)
         client._other, broker._other = broker, client
         return client, broker
 
@@ -98,7 +105,7 @@ class ReadCoalescer:
             return False
         self.held = True
         self._timer = self._loop.call_later(self._window, self._window_over)
-        self._set_reading()
+        self._hold(True)
         return True
 
     def _window_over(self) -> None:
@@ -111,4 +118,34 @@ class ReadCoalescer:
             self._timer.cancel()
             self._timer = None
         self.held = False
-        self._set_reading()
+        self._hold(False)
+
+
+def wrap_pair(
+    pair: tuple[ReadCoalescer, ReadCoalescer],
+    session: SessionBase,
+    scanners: tuple[FrameCounter, FrameCounter],
+    entries: tuple[Callable[[bytes], None], Callable[[bytes], None]],
+) -> tuple[Callable[[bytes], None], Callable[[bytes], None]]:
+    """The relay's client and broker entry points, each followed by its side's rule."""
+    inbound, outbound = pair
+    in_scanner, out_scanner = scanners
+    client_entry, broker_entry = entries
+
+    def client_read(data: bytes) -> None:
+        previous = session.last_in_at
+        client_entry(data)
+        if not session.finished and inbound.after_read(
+            len(data), previous, session.last_in_at, session.last_out_at, in_scanner.at_boundary
+        ):
+            session.in_coalesce_waits += 1
+
+    def broker_read(data: bytes) -> None:
+        previous = session.last_out_at
+        broker_entry(data)
+        if not session.finished and outbound.after_read(
+            len(data), previous, session.last_out_at, session.last_in_at, out_scanner.at_boundary
+        ):
+            session.out_coalesce_waits += 1
+
+    return client_read, broker_read

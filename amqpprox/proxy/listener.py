@@ -34,8 +34,8 @@ from amqpprox.core.model import ListenerSpec
 from amqpprox.errors import InvalidState
 from amqpprox.proxy.plane import DataPlane
 from amqpprox.proxy.proxy_protocol import ProxyHeader, ProxyProtocolError, parse
-from amqpprox.proxy.session import ClientSide
 from amqpprox.proxy.tls import contexts_of
+from amqpprox.proxy.transports import ClientSide
 
 log = logging.getLogger("amqpprox.listener")
 

@@ -19,6 +19,7 @@ from amqpprox.core.stats import BufferFigures, stats_of
 from amqpprox.proxy import auth, shaping
 from amqpprox.proxy.connector import Resolver
 from amqpprox.proxy.session import Session
+from amqpprox.proxy.transports import ClientSide
 
 if TYPE_CHECKING:
     from amqpprox.amqp.methods import ConnectionStartOk
@@ -43,6 +44,12 @@ class DataPlane:
         self._a_session_finished = asyncio.Event()
         self.admission = limits_of(ctx)
         self.admission.on_change.append(self._limits_changed)
+
+    def open_session(
+        self, side: ClientSide, listen_port: int, secure: bool, client: tuple[str, int] | None
+    ) -> Session:
+        """A client socket was accepted: its session starts."""
+        return Session(self, side, listen_port, secure, client)
 
     def track(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)

@@ -1,17 +1,17 @@
 """Data-rate limits of one session: LIMIT DATA_RATE, DATA_RATE_ALARM and OUT_DATA_RATE.
 
-Only sessions with a data limit pay for it: ``configure`` points that session's
-``client_sink``/``broker_sink`` (where its transports deliver reads) at the gated
-``client_data``/``broker_data`` of a ``Shaper``, so the relay of every other session
-runs exactly as before, without a single extra branch.
+Only sessions with a data limit pay for it: ``configure`` gives that session a
+``Shaper`` whose gated ``client_data``/``broker_data`` the session puts in front of its
+relay (``Session.rewire``), so the relay of every other session runs exactly as before,
+without a single extra branch.
 
 A gate is a token bucket refilled at the rate, holding at most one second's worth.
 A read that fits is forwarded at once. A read that does not is forwarded as far as the
 tokens go; the rest waits in the gate's backlog and that side's socket stops reading
-(``Session.rate_held_client``/``rate_held_broker``, part of the session's reading
-control). A timer then forwards the backlog in small slices as tokens come back and
-resumes reading once it is empty. So the sender is slowed by TCP itself; nothing is
-dropped, and at most one read per direction is held (reading stops while it is).
+(a ``RATE`` hold on the side's read gate, ``proxy.gate``). A timer then forwards the
+backlog in small slices as tokens come back and resumes reading once it is empty. So the
+sender is slowed by TCP itself; nothing is dropped, and at most one read per direction
+is held (reading stops while it is).
 
 The alarm (DATA_RATE_ALARM) costs no per-read work either: a one-second timer compares
 the session's client->broker byte counter with the threshold and logs, as the original,
@@ -25,10 +25,13 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from amqpprox.proxy.session import BrokerSide, Mode, Session
+from amqpprox.proxy.gate import Hold
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from amqpprox.core.model import Limits
+    from amqpprox.proxy.session import Session
 
 log = logging.getLogger("amqpprox.limits")
 
@@ -40,7 +43,7 @@ _monotonic = time.monotonic
 class _Gate:
     """A token bucket with the bytes it could not pass yet."""
 
-    __slots__ = ("backlog", "rate", "side", "stamp", "timer", "tokens")
+    __slots__ = ("backlog", "rate", "stamp", "timer", "tokens")
 
     def __init__(self, rate: int) -> None:
         self.rate = rate
@@ -48,7 +51,6 @@ class _Gate:
         self.stamp = _monotonic()
         self.backlog = bytearray()
         self.timer: asyncio.TimerHandle | None = None
-        self.side: BrokerSide | None = None
 
     def refill(self) -> None:
         now = _monotonic()
@@ -78,14 +80,16 @@ class Shaper:
         self._alarm_timer: asyncio.TimerHandle | None = None
         self._alarm_mark = 0
         self._loop = asyncio.get_running_loop()
+        # The chain below the shaper (the relay, or coalescing around it): ``wrap``.
+        self._to_broker: Callable[[bytes], None] = session.deliver_client
+        self._to_client: Callable[[bytes], None] = session.deliver_broker
 
     # -- configuration ------------------------------------------------------------------
     def configure(self, limits: Limits) -> None:
         session = self.session
         self.inbound = self._regate(self.inbound, limits.data_rate, inbound=True)
         self.outbound = self._regate(self.outbound, limits.out_data_rate, inbound=False)
-        session.client_sink = self.client_data if self.inbound is not None else session.client_data
-        session.broker_sink = self.broker_data if self.outbound is not None else session.broker_data
+        session.rewire()
         self.alarm = limits.data_rate_alarm
         if self.alarm is None and self._alarm_timer is not None:
             self._alarm_timer.cancel()
@@ -93,6 +97,16 @@ class Shaper:
         elif self.alarm is not None and self._alarm_timer is None:
             self._alarm_mark = session.in_bytes
             self._alarm_timer = self._loop.call_later(ALARM_WINDOW, self._alarm_tick)
+
+    def wrap(
+        self, client: Callable[[bytes], None], broker: Callable[[bytes], None]
+    ) -> tuple[Callable[[bytes], None], Callable[[bytes], None]]:
+        """The session's live chains with this shaper's gates in front, where it has them."""
+        self._to_broker, self._to_client = client, broker
+        return (
+            self.client_data if self.inbound is not None else client,
+            self.broker_data if self.outbound is not None else broker,
+        )
 
     @property
     def idle(self) -> bool:
@@ -111,21 +125,21 @@ class Shaper:
         return gate
 
     def _flush(self, gate: _Gate, *, inbound: bool) -> None:
-        """Hand a removed gate's backlog to the session as it is, and let the socket read."""
-        data, side = bytes(gate.backlog), gate.side
+        """Hand a removed gate's backlog on as it is, and let the socket read."""
+        data = bytes(gate.backlog)
         gate.backlog.clear()
         self._release_hold(inbound=inbound)
         if data and not self.session.finished:
             if inbound:
-                Session.client_data(self.session, data)
-            elif side is not None:
-                Session.broker_data(self.session, data, side)
+                self.session.deliver_client(data)
+            else:
+                self.session.deliver_broker(data)
 
     # -- client -> broker ---------------------------------------------------------------
     def client_data(self, data: bytes) -> None:
         session, gate = self.session, self.inbound
         if gate is None or not (session.relaying or gate.backlog):
-            Session.client_data(session, data)
+            self._to_broker(data)
             return
         if gate.backlog:
             gate.backlog += data
@@ -133,94 +147,69 @@ class Shaper:
         gate.refill()
         n = gate.take(len(data))
         if n == len(data):
-            Session.client_data(session, data)
+            self._to_broker(data)
             return
         gate.backlog += data[n:]
-        session.rate_held_client = True
-        session._set_client_reading()
+        session.client_gate.hold(Hold.RATE)
         if n:
-            Session.client_data(session, data[:n])
+            self._to_broker(data[:n])
         gate.timer = self._loop.call_later(TICK, self._inbound_tick)
 
     def _inbound_tick(self) -> None:
-        session, gate = self.session, self.inbound
-        if gate is None:
-            return
-        gate.timer = None
-        if session.mode is Mode.DEAD:
-            gate.backlog.clear()
-            return
-        if not session.relaying:  # paused or closing now: the session decides what to do
-            self._flush(gate, inbound=True)
-            return
-        gate.refill()
-        n = gate.take(len(gate.backlog))
-        if n:
-            chunk = bytes(gate.backlog[:n])
-            del gate.backlog[:n]
-            Session.client_data(session, chunk)
-        if gate.backlog:
-            gate.timer = self._loop.call_later(TICK, self._inbound_tick)
-        else:
-            self._release_hold(inbound=True)
+        self._tick(inbound=True)
 
     # -- broker -> client ---------------------------------------------------------------
-    def broker_data(self, data: bytes, side: BrokerSide) -> None:
+    def broker_data(self, data: bytes) -> None:
         session, gate = self.session, self.outbound
-        current = side is session._broker_protocol
-        if gate is None or not current or not (session.relaying or gate.backlog):
-            Session.broker_data(session, data, side)
+        if gate is None or not (session.relaying or gate.backlog):
+            self._to_client(data)
             return
-        gate.side = side
         if gate.backlog:
             gate.backlog += data
             return
         gate.refill()
         n = gate.take(len(data))
         if n == len(data):
-            Session.broker_data(session, data, side)
+            self._to_client(data)
             return
         gate.backlog += data[n:]
-        session.rate_held_broker = True
-        session._set_broker_reading()
+        session.broker_gate.hold(Hold.RATE)
         if n:
-            Session.broker_data(session, data[:n], side)
+            self._to_client(data[:n])
         gate.timer = self._loop.call_later(TICK, self._outbound_tick)
 
     def _outbound_tick(self) -> None:
-        session, gate = self.session, self.outbound
+        self._tick(inbound=False)
+
+    def _tick(self, *, inbound: bool) -> None:
+        """Pass a slice of a direction's backlog as tokens came back; read on once empty."""
+        session = self.session
+        gate = self.inbound if inbound else self.outbound
         if gate is None:
             return
         gate.timer = None
-        side = gate.side
-        if side is None or side is not session._broker_protocol or session.mode is Mode.DEAD:
+        if session.ended:
             gate.backlog.clear()
-            self._release_hold(inbound=False)
+            self._release_hold(inbound=inbound)
             return
-        if not session.relaying:
-            self._flush(gate, inbound=False)
+        if not session.relaying:  # paused or closing now: the session decides what to do
+            self._flush(gate, inbound=inbound)
             return
         gate.refill()
         n = gate.take(len(gate.backlog))
         if n:
             chunk = bytes(gate.backlog[:n])
             del gate.backlog[:n]
-            Session.broker_data(session, chunk, side)
+            (self._to_broker if inbound else self._to_client)(chunk)
         if gate.backlog:
-            gate.timer = self._loop.call_later(TICK, self._outbound_tick)
+            tick = self._inbound_tick if inbound else self._outbound_tick
+            gate.timer = self._loop.call_later(TICK, tick)
         else:
-            self._release_hold(inbound=False)
+            self._release_hold(inbound=inbound)
 
     def _release_hold(self, *, inbound: bool) -> None:
         session = self.session
-        if session.mode is Mode.DEAD:
-            return
-        if inbound:
-            session.rate_held_client = False
-            session._set_client_reading()
-        else:
-            session.rate_held_broker = False
-            session._set_broker_reading()
+        (session.client_gate if inbound else session.broker_gate).release(Hold.RATE)
 
     # -- alarm --------------------------------------------------------------------------
     def _alarm_tick(self) -> None:
@@ -267,3 +256,4 @@ def configure(session: Session, limits: Limits) -> None:
     if shaper.idle:
         shaper.stop()
         session.shaper = None
+        session.rewire()

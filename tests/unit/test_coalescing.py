@@ -14,18 +14,24 @@ from tests.polling import until
 GAP = STREAMING_GAP / 3  # well inside the streaming gap
 
 
+def _ignore(held: bool) -> None:
+    del held
+
+
 class Side:
     """One side's coalescer (paired with the other side's) and the reading decisions it
     asked for."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, window: float = 0.001) -> None:
         self.changes: list[bool] = []
-        self.coalescer, self.other = ReadCoalescer.pair(loop, window, self._changed, lambda: None)
+        self.coalescer, self.other = ReadCoalescer.pair(
+            loop, window, self._changed, lambda held: None
+        )
         self.at = 100.0  # this side's last read
         self.other_at = 0.0  # the other side's last read
 
-    def _changed(self) -> None:
-        self.changes.append(self.coalescer.held)
+    def _changed(self, held: bool) -> None:
+        self.changes.append(held)
 
     def read(self, size: int = 2048, gap: float = GAP, *, at_boundary: bool = True) -> bool:
         previous, self.at = self.at, self.at + gap

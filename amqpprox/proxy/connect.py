@@ -1,0 +1,154 @@
+"""The connect loop of one session: ask the auth service, then try each candidate
+backend address in the route's order until a broker handshake completes.
+
+Every step has a deadline (name resolution, TCP connect, TLS, the broker handshake); a
+candidate that fails is counted (``DataPlane.connect_failed``) and the next one tried. A
+broker that answers the handshake with ``Connection.Close`` ends the loop: its refusal
+reaches the client, as the session decides. What a handshake is belongs to the
+session's protocol adapter; this loop only opens sockets and waits for the outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from amqpprox.core.sessions import CloseReason
+from amqpprox.proxy import proxy_protocol
+from amqpprox.proxy.connector import open_connection
+from amqpprox.proxy.tls import contexts_of
+from amqpprox.proxy.transports import BrokerSide
+
+if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
+    from amqpprox.core.model import Backend
+    from amqpprox.core.state import Route
+    from amqpprox.proxy.session import Session
+
+log = logging.getLogger("amqpprox.session")
+_monotonic = time.monotonic
+
+__all__ = ["Outcome", "run"]
+
+
+class Outcome(enum.Enum):
+    """How one connection attempt ended."""
+
+    OPEN = 1  # the broker's OpenOk: the session is live
+    BROKER_CLOSED = 2  # the broker answered with Connection.Close: forwarded, no retry
+    FAILED = 3  # no AMQP answer (refused, reset, timeout, garbage): try the next candidate
+    TIMED_OUT = 4  # the broker handshake deadline passed (then treated as FAILED)
+    ABANDONED = 5  # the session ended meanwhile (client gone, refused, disconnected)
+
+
+async def run(session: Session, route: Route) -> None:
+    """AUTH SERVICE (when configured), then the candidates in order."""
+    if session.plane.ctx.state.auth.service:
+        start_ok = session.adapter.start_ok
+        assert start_ok is not None
+        decision = await session.plane.authenticate(session, start_ok)
+        if session.finished:
+            return
+        if not decision.allow:
+            session.deny(start_ok, decision.reason)
+            return
+        if decision.mechanism is not None:
+            replaced = start_ok.with_credentials(decision.mechanism, decision.credentials or b"")
+            if decision.reason:
+                replaced = replaced.with_extra_properties([("amqpprox_auth", decision.reason)])
+            session.auth_start_ok = replaced
+    await _try_candidates(session, route)
+
+
+async def _try_candidates(session: Session, route: Route) -> None:
+    plane = session.plane
+    state, settings = plane.ctx.state, plane.ctx.settings
+    while not session.finished:
+        name = route.plan.next_backend()
+        if name is None:
+            break
+        backend = state.backends.get(name)
+        if backend is None:
+            continue
+        try:
+            addresses = await plane.resolver.resolve(backend, settings.connect_timeout)
+        except (OSError, TimeoutError) as error:
+            _failed(session, name)
+            log.warning(
+                "Failed to resolve %s:%d for %s: %s", backend.host, backend.port, name, error
+            )
+            continue
+        for host, port in addresses:
+            if session.finished:
+                return
+            outcome = await _try_endpoint(session, name, host, port, backend)
+            if outcome is not Outcome.FAILED or session.finished:
+                return
+    if not session.finished:
+        log.error("No backends available for connection, vhost=%s", session.vhost)
+        session.refuse(CloseReason.NO_BACKEND, f"No broker reachable for vhost {session.vhost}")
+
+
+def _failed(session: Session, name: str) -> None:
+    session.connect_failures += 1
+    session.plane.connect_failed(name)
+
+
+async def _try_endpoint(
+    session: Session, name: str, host: str, port: int, backend: Backend
+) -> Outcome:
+    settings = session.settings
+    session.connect_started_mono, session.broker_connected_mono = _monotonic(), None
+    try:
+        if backend.proxy_protocol or backend.tls:
+            opening = _open_flagged(session, backend, host, port)
+            deadline = settings.connect_timeout + settings.tls_handshake_timeout * backend.tls
+        else:
+            loop = asyncio.get_running_loop()
+            opening = loop.create_connection(BrokerSide, host, port)
+            deadline = settings.connect_timeout
+        # asyncio.timeout cancels this task at the deadline: no extra task, unlike wait_for.
+        async with asyncio.timeout(deadline):
+            transport, side = await opening
+    except (OSError, TimeoutError) as error:
+        _failed(session, name)
+        log.warning("connect to %s (%s:%d) failed: %s", name, host, port, error)
+        return Outcome.FAILED
+    session.broker_connected_mono = _monotonic()
+    if session.finished:
+        transport.abort()
+        return Outcome.ABANDONED
+    attempt = session.attach_broker(name, side)
+    # A plain timer settles the attempt on timeout: cheaper than wait_for + shield.
+    timer = asyncio.get_running_loop().call_later(
+        settings.broker_handshake_timeout, session.settle_attempt, Outcome.TIMED_OUT
+    )
+    outcome = await attempt
+    timer.cancel()
+    if outcome is Outcome.TIMED_OUT:
+        log.warning("broker handshake with %s (%s:%d) timed out", name, host, port)
+        outcome = Outcome.FAILED
+    if outcome is Outcome.FAILED:
+        _failed(session, name)
+        session.detach_broker()
+    return outcome
+
+
+def _open_flagged(
+    session: Session, backend: Backend, host: str, port: int
+) -> Coroutine[object, object, tuple[asyncio.Transport, BrokerSide]]:
+    """Connect to a backend flagged SEND-PROXY[-V2] and/or TLS: header first, then TLS."""
+    client, version = session.client, backend.proxy_protocol
+    return open_connection(
+        BrokerSide,
+        host,
+        port,
+        proxy_header=(lambda dst: proxy_protocol.encode(version, client, dst)) if version else None,
+        ssl_context=contexts_of(session.plane.ctx).context("EGRESS") if backend.tls else None,
+        server_hostname=backend.host if backend.tls else None,
+        ssl_handshake_timeout=session.settings.tls_handshake_timeout if backend.tls else None,
+    )

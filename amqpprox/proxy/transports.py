@@ -1,0 +1,95 @@
+"""The asyncio protocols of a session's two sockets: events in, nothing decided here.
+
+Each side hands its reads to ``on_data``, a plain attribute the session points at
+whatever should see the bytes in its current phase (the client handshake, the relay,
+a shaper, a hold, a discard), so the hot path never asks which phase it is in.
+Write-buffer pressure on one side holds reading on the other (``proxy.gate``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
+
+from amqpprox.proxy.gate import Hold, ReadGate
+
+if TYPE_CHECKING:
+    from amqpprox.proxy.plane import DataPlane
+
+__all__ = ["WRITE_BUFFER_HIGH", "WRITE_BUFFER_LOW", "BrokerSide", "ClientSide", "discard"]
+
+# Backpressure thresholds of each side's write buffer: large enough to keep a 1 MiB
+# message moving in few reads, small enough to bound memory per session.
+WRITE_BUFFER_HIGH = 1024 * 1024
+WRITE_BUFFER_LOW = 256 * 1024
+
+
+def discard(data: bytes) -> None:
+    """Where a side's bytes go when nobody wants them any more."""
+
+
+class _Side(asyncio.Protocol):
+    """What both sides share: the sink for reads, the end callback, the peer's gate."""
+
+    __slots__ = ("on_data", "on_lost", "peer_gate", "transport")
+
+    def __init__(self) -> None:
+        self.on_data: Callable[[bytes], None] = discard
+        self.on_lost: Callable[[Exception | None], None] | None = None
+        # The gate of the *other* side: our full write buffer stops it reading.
+        self.peer_gate: ReadGate | None = None
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport, but implement it.
+        self.transport = cast("asyncio.Transport", transport)
+        self.transport.set_write_buffer_limits(WRITE_BUFFER_HIGH, WRITE_BUFFER_LOW)
+
+    def data_received(self, data: bytes) -> None:
+        self.on_data(data)
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        on_lost = self.on_lost
+        if on_lost is not None:
+            on_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self.peer_gate is not None:
+            self.peer_gate.hold(Hold.PUSHBACK)
+
+    def resume_writing(self) -> None:
+        if self.peer_gate is not None:
+            self.peer_gate.release(Hold.PUSHBACK)
+
+
+class ClientSide(_Side):
+    """A client's socket, accepted by a listener: it starts the session."""
+
+    __slots__ = ("_client", "_listen_port", "_plane", "_secure")
+
+    def __init__(
+        self,
+        plane: DataPlane,
+        listen_port: int,
+        secure: bool,
+        client: tuple[str, int] | None = None,
+    ) -> None:
+        super().__init__()
+        self._plane = plane
+        self._listen_port = listen_port
+        self._secure = secure
+        self._client = client  # from an ingress PROXY header; None: the socket's peer
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._plane.open_session(self, self._listen_port, self._secure, self._client)
+
+
+class BrokerSide(_Side):
+    """The broker's socket of one connection attempt of a session."""
+
+    __slots__ = ()
