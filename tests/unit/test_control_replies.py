@@ -1,14 +1,12 @@
 """The control socket against the original amqpprox's exact replies.
 
-``original-replies.md`` (next to the repository, in ``shared/reference``) holds 146
-command lines sent in order to a fresh original proxy with no listener and no clients,
-each with the exact bytes it answered. The replay sends the same lines in the same order
+``tests/data/original-replies.md`` (a copy of the reference run, kept in the repository)
+holds 146 command lines sent in order to a fresh original proxy with no listener and no
+clients, each with the exact bytes it answered. The replay sends the same lines in the same order
 through the real Unix socket of a fresh in-process proxy and compares bytes, except:
 
 * hash-ordered outputs (BACKEND PRINT) are compared as sets of lines;
-* our deliberate differences (docs/control.md) are asserted with our text;
-* a verb still without its feature would answer a "not available" line (none is left:
-  STAT, TLS, LIMIT and AUTH have real handlers, so the original's bytes are required).
+* our deliberate differences (docs/control.md) are asserted with our text.
 
 The other tests cover every error string of the reference §4 the replay does not reach.
 """
@@ -25,11 +23,11 @@ import pytest
 
 from amqpprox import logsetup
 from amqpprox.admin import control
+from amqpprox.core import operations as ops
 from amqpprox.runtime import Runtime
 from tests.conftest import RunningProxy, ctl, free_closed_port, make_settings
 
-REPO = Path(__file__).resolve().parents[2]
-REPLIES = REPO.parent / "shared" / "reference" / "original-replies.md"
+REPLIES = Path(__file__).resolve().parents[1] / "data" / "original-replies.md"
 HELP_MARK = "(the HELP text, as above)"
 
 # Where we answer differently on purpose: (command line, occurrence) -> our reply.
@@ -98,14 +96,10 @@ async def test_replay_the_original_replies_in_order(fresh: RunningProxy) -> None
     for command, expected in load_replies():
         seen[command] = seen.get(command, 0) + 1
         got = await ctl(fresh.control_socket, command)
-        verb = command.split(" ", 1)[0].upper()
         key = (command, seen[command])
         if key in DIFFERENCES:
             want = DIFFERENCES[key]
             assert sorted(want.split()) == sorted(expected.split()), "difference must be order only"
-            ok = got == want
-        elif verb in control.PENDING:
-            want = control.NOT_YET_TEXT.format(verb=verb)
             ok = got == want
         elif command in UNORDERED:
             want = expected
@@ -121,7 +115,6 @@ async def test_replay_the_original_replies_in_order(fresh: RunningProxy) -> None
 
 # -- error strings and behaviour the replay does not reach ------------------------------------
 async def test_stat_lines_answer_the_originals_bytes(fresh: RunningProxy) -> None:
-    assert "STAT" not in control.PENDING
     stat_lines = [(c, r) for c, r in load_replies() if c.split(" ", 1)[0].upper() == "STAT"]
     assert len(stat_lines) == 15
     for command, expected in stat_lines:
@@ -136,13 +129,6 @@ async def test_stat_lines_answer_the_originals_bytes(fresh: RunningProxy) -> Non
     )
     assert await ctl(path, "STAT LISTEN json a=b=c") == "Filter specified incorrectly.\n"
     assert await ctl(path, "STAT STOP SEND") == "Stopped sending stats.\n"
-
-
-async def test_pending_verbs_answer_one_clear_line(fresh: RunningProxy) -> None:
-    for verb in sorted(control.PENDING):
-        assert await ctl(fresh.control_socket, f"{verb} PRINT") == (
-            f"{verb} is not available in this build yet.\n"
-        )
 
 
 async def test_backend_add_argument_errors(fresh: RunningProxy) -> None:
@@ -321,7 +307,7 @@ async def test_an_unexpected_error_is_reported_and_the_socket_keeps_serving(
     def boom(ctx: object) -> list[object]:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(control.ops, "list_backends", boom)
+    monkeypatch.setattr(ops, "list_backends", boom)
     assert (
         await ctl(fresh.control_socket, "BACKEND PRINT") == "Internal error; see the proxy's log.\n"
     )
@@ -329,7 +315,6 @@ async def test_an_unexpected_error_is_reported_and_the_socket_keeps_serving(
 
 
 async def test_tls_lines_answer_the_originals_bytes(fresh: RunningProxy) -> None:
-    assert "TLS" not in control.PENDING
     tls_lines = [(c, r) for c, r in load_replies() if c.split(" ", 1)[0].upper() == "TLS"]
     assert len(tls_lines) == 11
     for command, expected in tls_lines:

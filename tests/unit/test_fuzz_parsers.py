@@ -321,6 +321,8 @@ class _Listeners:
 class _Output(control.ControlOutput):
     """Collects the reply; reports the reader gone once something was written (STAT LISTEN)."""
 
+    streaming = True
+
     @property
     def closed(self) -> bool:
         return bool(self.parts)

@@ -1,43 +1,23 @@
-"""The LIMIT and AUTH control commands: parse the tokens, call ``core.limits``, render text.
+"""LIMIT: connection-rate, data-rate and concurrent-connection limits, per vhost or default.
 
-The original's syntax and replies are kept byte for byte (reference §4.1, §4.8); our
-additions (docs/limits.md) use the same shapes:
+The original's syntax and replies are kept byte for byte (reference §4.1); our additions
+(docs/limits.md) use the same shapes:
 
 * ``LIMIT CONNECTIONS (VHOST vhostName | DEFAULT | TOTAL) numberOfConnections``
 * ``LIMIT OUT_DATA_RATE (DEFAULT | VHOST vhostName) BytesPerSecond``
 * ``LIMIT DISABLE (CONNECTIONS | OUT_DATA_RATE) (VHOST vhostName | DEFAULT | TOTAL)``
-* ``AUTH SERVICE hostname port target [PROTOBUF | JSON]``
 
-``admin.control`` registers the two verbs; this module keeps no state.
+Keeps no state. Imports the registry and ``core``, never ``amqpprox.proxy``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from amqpprox.admin.control.output import ControlOutput
+from amqpprox.admin.control.registry import command
 from amqpprox.core import limits as lim
 from amqpprox.core.context import Context
 from amqpprox.core.digits import ascii_digits
 from amqpprox.core.model import MAX_BYTES_PER_SECOND, MAX_COUNT, Limits
-from amqpprox.errors import InvalidArgument
-
-if TYPE_CHECKING:
-    from amqpprox.admin.control import ControlOutput
-
-LIMIT_HELP = (
-    "(CONN_RATE_ALARM | CONN_RATE) (VHOST vhostName numberOfConnections | DEFAULT "
-    "numberOfConnections) - Configure connection rate limits (normal or alarmonly) for incoming "
-    "clients connections\n"
-    "LIMIT (DATA_RATE_ALARM | DATA_RATE) (DEFAULT | VHOST vhostName) BytesPerSecond - Configure "
-    "data rate limits or alarms for incoming client data\n"
-    "LIMIT DISABLE (CONN_RATE_ALARM | CONN_RATE | DATA_RATE_ALARM | DATA_RATE) (VHOST vhostName | "
-    "DEFAULT) - Disable configured limit thresholds\n"
-    "LIMIT PRINT [vhostName] - Print the configured default limits or specific vhost limits"
-)
-AUTH_HELP = (
-    "(SERVICE hostname port target | ALWAYS_ALLOW | PRINT) - Change authentication "
-    "mechanism for connecting clients"
-)
 
 # Sub-command -> the Limits field it sets.
 FIELDS = {
@@ -72,7 +52,18 @@ def _number(text: str | None, high: int) -> int | None:
     return value if value <= high else None
 
 
-async def limit(ctx: Context, args: list[str], out: ControlOutput) -> None:
+@command(
+    "LIMIT",
+    "(CONN_RATE_ALARM | CONN_RATE) (VHOST vhostName numberOfConnections | DEFAULT "
+    "numberOfConnections) - Configure connection rate limits (normal or alarmonly) for incoming "
+    "clients connections",
+    "(DATA_RATE_ALARM | DATA_RATE) (DEFAULT | VHOST vhostName) BytesPerSecond - Configure "
+    "data rate limits or alarms for incoming client data",
+    "DISABLE (CONN_RATE_ALARM | CONN_RATE | DATA_RATE_ALARM | DATA_RATE) (VHOST vhostName | "
+    "DEFAULT) - Disable configured limit thresholds",
+    "PRINT [vhostName] - Print the configured default limits or specific vhost limits",
+)
+async def _limit(ctx: Context, args: list[str], out: ControlOutput) -> None:
     if not args:
         await out.write("No subcommand provided for LIMIT command.\n")
         return
@@ -257,58 +248,3 @@ def print_limits(ctx: Context, vhost: str | None) -> str:
     if not lines:
         lines.append(f"No limit configured for vhost {vhost}.")
     return "".join(f"{line}\n" for line in lines)
-
-
-# -- AUTH ------------------------------------------------------------------------------------
-def auth_line(ctx: Context) -> str:
-    config = lim.get_auth(ctx)
-    if not config.service:
-        return (
-            "All connections are authorised to route to any vhost. No auth service requests "
-            "will be made.\n"
-        )
-    suffix = " (JSON)" if config.format == "json" else ""
-    return (
-        f"HTTP Auth service will be used to authn/authz client connections: {config.url}{suffix}\n"
-    )
-
-
-async def auth(ctx: Context, args: list[str], out: ControlOutput) -> None:
-    if not args:
-        await out.write("No subcommand provided.\n")
-        return
-    sub = args[0].upper()
-    if sub == "PRINT":
-        await out.write(auth_line(ctx))
-    elif sub == "ALWAYS_ALLOW":
-        lim.set_auth_always_allow(ctx)
-        await out.write(auth_line(ctx))
-    elif sub == "SERVICE":
-        await _auth_service(ctx, args[1:], out)
-    else:
-        await out.write("Unknown subcommand.\n")
-
-
-async def _auth_service(ctx: Context, args: list[str], out: ControlOutput) -> None:
-    if not args:
-        await out.write("No hostname specified.\n")
-        return
-    port = _number(args[1] if len(args) > 1 else None, 65535)
-    if not port:
-        await out.write("Invalid port provided.\n")
-        return
-    if len(args) < 3:
-        await out.write("No http target specified.\n")
-        return
-    fmt_word = args[3].upper() if len(args) > 3 else "PROTOBUF"
-    if fmt_word not in ("PROTOBUF", "JSON"):
-        await out.write("Unknown format; use PROTOBUF or JSON.\n")
-        return
-    try:
-        lim.set_auth_service(
-            ctx, args[0], port, args[2], "json" if fmt_word == "JSON" else "protobuf"
-        )
-    except InvalidArgument as error:
-        await out.write(f"{error.message}\n")
-        return
-    await out.write(auth_line(ctx))
