@@ -2,7 +2,8 @@
 
 ``admin.app`` stores the Context once, on the root app; handlers of the root app and of
 its sub-apps read it as ``request.config_dict[CONTEXT]``. A module of its own so that
-every admin module can import the key without importing ``admin.app``.
+every admin module can import the key without importing ``admin.app``. Must not import
+``proxy``.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ All or nothing: after ``prepare`` the TLS contexts are swapped in and the listen
 started (both undone if one cannot bind); only then is the live state changed, in one
 synchronous step (``_commit``) the event loop cannot interleave with a session.
 I/O goes through ``core.operations`` and the Context's listener and TLS controls.
+Must not import ``proxy`` or ``admin``.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Each ``*_json`` gives the JSON a REST resource and the document show for one value;
 each ``*_from_json`` builds the value from a body its schema (``schema``) loaded.
-Pure functions over the model and the Context; no HTTP, no I/O.
+Pure functions over the model and the Context; no HTTP, no I/O. Must not import
+``proxy`` or ``admin``.
 """
 
 from __future__ import annotations

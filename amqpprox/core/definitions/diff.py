@@ -1,7 +1,7 @@
 """What applying a prepared ``Definitions`` would change, section by section.
 
 Compares the exported configuration with the document's, by key (name, vhost, port)
-for the lists and by value for the rest. Reads only.
+for the lists and by value for the rest. Reads only; must not import ``proxy`` or ``admin``.
 """
 
 from __future__ import annotations

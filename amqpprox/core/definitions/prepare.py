@@ -4,7 +4,7 @@
 (resolving non-DNS backends, building and discarding TLS contexts) and checks the result
 on a scratch ``ProxyState``, so that applying it to the live state cannot fail half-way.
 A top-level key the document leaves out keeps that part of the configuration as it is.
-Changes nothing; I/O only through ``core.operations``.
+Changes nothing; I/O only through ``core.operations``. Must not import ``proxy`` or ``admin``.
 """
 
 from __future__ import annotations
