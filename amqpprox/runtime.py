@@ -23,7 +23,6 @@ from amqpprox.admin.control import ControlServer
 from amqpprox.core import definitions
 from amqpprox.core import operations as ops
 from amqpprox.core.context import Context, Settings
-from amqpprox.core.stats import stats_of
 from amqpprox.errors import AmqpproxError
 from amqpprox.proxy.listener import ListenerManager
 from amqpprox.proxy.plane import DataPlane
@@ -98,7 +97,7 @@ class Runtime:
         """One cleanup interval (tests call it directly): as the original, collect the
         statistics, publish them to STAT listeners and statsd, remove finished sessions,
         then start the next interval."""
-        removed = stats_of(self.ctx).emit(self.ctx)
+        removed = self.ctx.stats.emit(self.ctx)
         if removed:
             log.info("Cleaned up %d sessions.", len(removed))
         return len(removed)
@@ -120,7 +119,7 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._cleanup_task
         await self.control.stop()
-        stats_of(self.ctx).stop_senders()  # statsd sockets
+        self.ctx.stats.stop_senders()  # statsd sockets
         if self._admin_runner is not None:
             await self._admin_runner.cleanup()
 

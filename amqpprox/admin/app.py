@@ -1,18 +1,30 @@
 """The aiohttp admin application: health endpoints, the REST API, the dashboard and metrics.
 
-``make_admin_app(ctx)`` builds the app around the one Context (stored under a typed
-``web.AppKey``). It never imports the data plane.
+``make_admin_app(ctx)`` composes two apps, each with its middlewares in one list:
+
+* the root app: ``/healthz``, ``/readyz``, ``/metrics`` and the dashboard (its pages
+  are at ``/``, ``/sessions``, ...; aiohttp cannot mount a sub-app at ``/``). Its
+  middlewares are the dashboard's login (dashboard routes only) and the bearer token
+  (``--adminToken``: everything but the probes and the dashboard's routes, the REST
+  sub-app included, since the root's middlewares wrap its sub-apps').
+* the REST sub-app, mounted at ``/api``: its routes (``/api/v1/...``) and its one
+  middleware, JSON errors with ETag and If-Match (``admin.rest``).
+
+The one Context is stored once, on the root app, under ``keys.CONTEXT``. Never imports
+the data plane.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from amqpprox import __version__
-from amqpprox.admin import dashboard, metrics, rest, rest_limits, rest_tls
+from amqpprox.admin import dashboard, dashboard_support, metrics, rest, security
+from amqpprox.admin.keys import CONTEXT
+from amqpprox.admin.rest_limits import LimitsApi
+from amqpprox.admin.rest_tls import TlsApi
 from amqpprox.core.context import Context
-
-CONTEXT = web.AppKey("context", Context)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -22,7 +34,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """Readiness: startup finished and no shutdown in progress."""
-    ctx = request.app[CONTEXT]
+    ctx = request.config_dict[CONTEXT]
     if ctx.shutdown.is_set():
         return web.json_response({"status": "draining"}, status=503)
     if not ctx.ready.is_set():
@@ -32,14 +44,36 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
+def make_rest_app(ctx: Context) -> web.Application:
+    """The REST sub-app: routes relative to its mount (``rest.MOUNT``)."""
+    api = web.Application(middlewares=[rest.error_middleware(ctx)])
+    api.router.add_routes(rest.RestApi(ctx).routes())
+    api.router.add_routes(LimitsApi(ctx).routes())
+    api.router.add_routes(TlsApi(ctx).routes())
+    api.router.add_get(f"{rest.VERSION_PATH}/stats", metrics.stats_handler)
+    return api
+
+
 def make_admin_app(ctx: Context) -> web.Application:
-    app = web.Application()
+    settings = ctx.settings
+    guard = dashboard_support.Guard(
+        settings.admin_token, protect_reads=settings.admin_token_for_reads
+    )
+    # Their scopes do not overlap (dashboard routes / the rest), so the order is moot.
+    middlewares: list[Middleware] = [dashboard_support.login_middleware(guard)]
+    if settings.admin_token:
+        middlewares.append(
+            security.token_middleware(
+                settings.admin_token,
+                protect_reads=settings.admin_token_for_reads,
+                exempt=dashboard_support.is_dashboard_route,
+            )
+        )
+    app = web.Application(middlewares=middlewares)
     app[CONTEXT] = ctx
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    rest.setup(app, ctx)
-    rest_limits.setup(app, ctx)
-    rest_tls.setup(app, ctx)
     metrics.setup(app, ctx)
-    dashboard.setup(app, ctx)
+    dashboard.setup(app, ctx, guard)
+    app.add_subapp(rest.MOUNT, make_rest_app(ctx))
     return app

@@ -9,26 +9,15 @@ request carries ``X-Dashboard-Live: 1``) every second, and turns the confirmatio
 into a dialog.
 
 Reads go through ``core.operations`` and ``core.stats``; actions call the same
-operations as REST and the control socket. Rates come from ``admin.throughput``.
-
-Security. Every POST must carry the per-process CSRF token and, when the browser says
-where it comes from (``Origin``, ``Sec-Fetch-Site``), come from this origin. With an
-admin token configured, actions need it: the confirmation step asks for it, and a valid
-entry sets an HttpOnly ``SameSite=Strict`` cookie holding an HMAC of it (never the token),
-so later actions don't ask again. With ``--adminTokenForReads`` the pages need that
-cookie too (``/login`` asks). The REST API keeps accepting only ``Authorization: Bearer``:
-the cookie is honoured on dashboard routes alone, so a cookie never authorises a REST call.
-Must not import ``proxy``.
+operations as REST and the control socket. Rates come from ``admin.throughput``; the
+action tables, the guard (login cookie, CSRF, origin) and the filters from
+``admin.dashboard_support``. Must not import ``proxy``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlencode
@@ -36,249 +25,40 @@ from urllib.parse import quote, unquote, urlencode
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
-from aiohttp.typedefs import Handler
 from markupsafe import Markup
-from multidict import CIMultiDict, MultiDictProxy
+from multidict import MultiDictProxy
 
 from amqpprox import __version__
 from amqpprox.admin import humanize, throughput
+from amqpprox.admin.dashboard_support import (
+    DEFAULT_PAGE_SIZE,
+    FLASH_COOKIE,
+    LIVE_HEADER,
+    LIVE_INTERVAL_MS,
+    LOGIN_COOKIE,
+    PAGE_SIZES,
+    ROUTE_PREFIX,
+    SESSION_ACTIONS,
+    SESSION_OPS,
+    SESSION_SORTS,
+    STATE_FILTERS,
+    VHOST_ACTIONS,
+    VHOST_OPS,
+    Action,
+    Forbidden,
+    Guard,
+    parse_int,
+    safe_next,
+    template_filters,
+)
 from amqpprox.admin.rest import session_id_of
 from amqpprox.core import operations as ops
 from amqpprox.core.context import Context
-from amqpprox.core.digits import ascii_digits
 from amqpprox.core.model import Mapping as VhostMapping
-from amqpprox.core.sessions import SessionBase, SessionState
-from amqpprox.core.stats import route_totals, session_stats, stats_of
+from amqpprox.core.stats import route_totals, session_stats
 from amqpprox.errors import AmqpproxError, NotFound
 
 PACKAGE = Path(__file__).resolve().parent.parent
-ROUTE_PREFIX = "dashboard-"
-LIVE_HEADER = "X-Dashboard-Live"
-LOGIN_COOKIE = "amqpprox_dashboard"
-FLASH_COOKIE = "amqpprox_flash"
-PAGE_SIZES = (25, 50, 100, 200)
-DEFAULT_PAGE_SIZE = 50
-LIVE_INTERVAL_MS = 1000
-
-SESSION_SORTS = {
-    "id": "id",
-    "client": "source",
-    "vhost": "vhost",
-    "backend": "backend",
-    "state": "state",
-    "age": "started_at",
-    "in": "in_bytes",
-    "out": "out_bytes",
-    "in_rate": None,  # sorted here, from the sampler's rates
-    "out_rate": None,
-}
-STATE_FILTERS = ("live", *(s.value for s in SessionState), "all")
-
-
-@dataclass(frozen=True, slots=True)
-class Action:
-    label: str
-    title: str  # the confirmation question; {target} is the session or vhost
-    explain: str
-    danger: bool = False
-
-
-SESSION_ACTIONS: dict[str, Action] = {
-    "pause": Action(
-        "Pause",
-        "Pause {target}?",
-        "The client's frames stop being relayed to the broker; the broker's keep flowing.",
-    ),
-    "unpause": Action("Resume", "Resume {target}?", "Relaying in both directions resumes."),
-    "disconnect": Action(
-        "Disconnect",
-        "Disconnect {target} gracefully?",
-        "The client gets Connection.Close 200 with the reason below, then the broker does.",
-        danger=True,
-    ),
-    "force-disconnect": Action(
-        "Force disconnect",
-        "Force-disconnect {target}?",
-        "Both sockets are closed at once, without an AMQP close.",
-        danger=True,
-    ),
-}
-SESSION_OPS: dict[str, Callable[[Context, int], SessionBase]] = {
-    "pause": ops.pause_session,
-    "unpause": ops.unpause_session,
-    "force-disconnect": ops.force_disconnect_session,
-}
-VHOST_ACTIONS: dict[str, Action] = {
-    "pause": Action(
-        "Pause",
-        "Pause vhost {target}?",
-        "Its sessions stop relaying client frames, and new connections are held at "
-        "Connection.Open until the vhost is resumed.",
-    ),
-    "unpause": Action(
-        "Resume",
-        "Resume vhost {target}?",
-        "Held connections go on to their broker; established paused sessions are cut so "
-        "that their clients reconnect.",
-    ),
-    "backend-disconnect": Action(
-        "Backend disconnect",
-        "Disconnect the broker side of vhost {target}?",
-        "Every session of the vhost loses its broker connection; clients are told by the "
-        "broker's close.",
-        danger=True,
-    ),
-    "force-disconnect": Action(
-        "Force disconnect",
-        "Force-disconnect every session of vhost {target}?",
-        "Client and broker sockets of every session of the vhost are closed at once.",
-        danger=True,
-    ),
-}
-VHOST_OPS: dict[str, Callable[[Context, str], list[SessionBase]]] = {
-    "pause": ops.pause_vhost,
-    "unpause": ops.unpause_vhost,
-    "backend-disconnect": ops.backend_disconnect_vhost,
-    "force-disconnect": ops.force_disconnect_vhost,
-}
-
-
-# -- security ------------------------------------------------------------------------------
-class Guard:
-    """CSRF token, origin check and the admin-token login of the dashboard."""
-
-    def __init__(self, token: str | None, *, protect_reads: bool) -> None:
-        self.token = token or None
-        self.protect_reads = protect_reads and self.token is not None
-        self._secret = secrets.token_bytes(32)
-        self.csrf = self._mac(b"csrf")
-
-    def _mac(self, message: bytes) -> str:
-        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
-
-    def login_value(self) -> str:
-        assert self.token is not None
-        return self._mac(b"login\0" + self.token.encode("utf-8", "surrogateescape"))
-
-    def signed_in(self, request: web.Request) -> bool:
-        if self.token is None:
-            return True
-        given = request.cookies.get(LOGIN_COOKIE, "")
-        return hmac.compare_digest(given.encode(), self.login_value().encode())
-
-    def token_ok(self, given: str) -> bool:
-        if self.token is None:
-            return True
-        return hmac.compare_digest(
-            given.encode("utf-8", "surrogateescape"),
-            self.token.encode("utf-8", "surrogateescape"),
-        )
-
-    def set_login(self, request: web.Request, response: web.StreamResponse) -> None:
-        response.set_cookie(
-            LOGIN_COOKIE,
-            self.login_value(),
-            httponly=True,
-            samesite="Strict",
-            secure=request.secure,
-            path="/",
-        )
-
-    @staticmethod
-    def same_origin(request: web.Request) -> bool:
-        """Whether the browser says this POST comes from our own pages (absent = no claim)."""
-        site = request.headers.get("Sec-Fetch-Site")
-        if site is not None and site not in ("same-origin", "none"):
-            return False
-        origin = request.headers.get("Origin")
-        if origin is None:
-            return True
-        return origin == f"{request.scheme}://{request.host}"
-
-    def check_post(self, request: web.Request, form: MultiDictProxy[Any]) -> None:
-        given = str(form.get("csrf", ""))
-        if not self.same_origin(request) or not hmac.compare_digest(
-            given.encode(), self.csrf.encode()
-        ):
-            raise Forbidden(
-                "This form was not sent by one of this proxy's pages (or the proxy has "
-                "restarted since it was loaded). Reload the page and try again."
-            )
-
-
-class Forbidden(Exception):
-    pass
-
-
-GUARD = web.AppKey("dashboard_guard", Guard)
-PUBLIC_ROUTES = frozenset({"dashboard-static", "dashboard-login", "dashboard-login-post"})
-
-
-def _route_name(request: web.Request) -> str:
-    route = request.match_info.route
-    name = route.name or (route.resource.name if route.resource is not None else None)
-    return name or ""
-
-
-def auth_middleware(guard: Guard) -> Any:
-    """Outermost: the dashboard's own login, then the admin plane's bearer check.
-
-    On dashboard routes only, a reader without the login cookie is sent to /login when
-    reads are protected; otherwise the request is handed on with the bearer credential
-    the inner token middleware expects, because dashboard handlers do their own checks
-    (CSRF, origin and token on every POST). Other routes (REST, /metrics) are untouched.
-    """
-
-    @web.middleware
-    async def dashboard_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-        name = _route_name(request)
-        if guard.token is None or not name.startswith(ROUTE_PREFIX):
-            return await handler(request)
-        if (
-            guard.protect_reads
-            and name not in PUBLIC_ROUTES
-            and request.method in ("GET", "HEAD")
-            and not guard.signed_in(request)
-        ):
-            if request.headers.get(LIVE_HEADER):
-                return web.json_response({"error": "unauthorized"}, status=401)
-            raise web.HTTPSeeOther(f"/login?{urlencode({'next': request.path_qs})}")
-        headers = CIMultiDict(request.headers)
-        headers["Authorization"] = f"Bearer {guard.token}"
-        return await handler(request.clone(headers=headers))
-
-    return dashboard_auth
-
-
-def safe_next(value: object, default: str = "/") -> str:
-    """A local path to go back to after an action (never another site)."""
-    text = str(value or "")
-    if not text.startswith("/") or text.startswith("//") or "\\" in text:
-        return default
-    return text
-
-
-# -- rendering -----------------------------------------------------------------------------
-def _state_css(session: SessionBase) -> str:
-    if session.finished:
-        return "closed"
-    return session.state.value
-
-
-def _filters() -> dict[str, Callable[..., Any]]:
-    return {
-        "bytes": humanize.bytes_,
-        "count": humanize.count,
-        "byte_rate": humanize.byte_rate,
-        "rate": humanize.rate,
-        "grouped": humanize.grouped,
-        "duration": humanize.duration,
-        "latency": humanize.latency,
-        "timestamp": humanize.timestamp,
-        "age": humanize.age,
-        "urlpart": lambda v: quote(str(v), safe=""),
-        "state_css": _state_css,
-    }
 
 
 class Dashboard:
@@ -485,7 +265,7 @@ class Dashboard:
         if sort not in SESSION_SORTS:
             sort = "id"
         desc = q.get("dir") == "desc"
-        size = _int(q.get("size"), DEFAULT_PAGE_SIZE)
+        size = parse_int(q.get("size"), DEFAULT_PAGE_SIZE)
         if size not in PAGE_SIZES:
             size = DEFAULT_PAGE_SIZE
         found = ops.query_sessions(
@@ -512,7 +292,7 @@ class Dashboard:
             if desc:
                 found.reverse()
         page_count = max(1, -(-len(found) // size))
-        page = min(max(1, _int(q.get("page"), 1)), page_count)
+        page = min(max(1, parse_int(q.get("page"), 1)), page_count)
         items = found[(page - 1) * size : page * size]
         params = {
             "vhost": vhost if "vhost" in q else None,
@@ -668,7 +448,7 @@ class Dashboard:
 
     # -- configuration -------------------------------------------------------------------
     async def backends(self, request: web.Request) -> web.StreamResponse:
-        hub = stats_of(self.ctx)
+        hub = self.ctx.stats
         totals = route_totals(self.ctx.sessions)
         farms_of: dict[str, list[str]] = {}
         for farm in ops.list_farms(self.ctx):
@@ -790,28 +570,21 @@ class Dashboard:
         return self._render(request, "confirm.html", context, status=401 if error else 200)
 
 
-def _int(text: str | None, default: int) -> int:
-    if text is None or not ascii_digits(text) or len(text) > 9:
-        return default
-    return int(text)
+def setup(app: web.Application, ctx: Context, guard: Guard) -> None:
+    """Templates, static files, the live sampler and the dashboard's routes on ``app``.
 
-
-def setup(app: web.Application, ctx: Context) -> None:
-    """Templates, static files, the live sampler, the dashboard's routes and its login."""
-    settings = ctx.settings
-    guard = Guard(settings.admin_token, protect_reads=settings.admin_token_for_reads)
-    app[GUARD] = guard
+    Its login middleware (``dashboard_support.login_middleware(guard)``) is in the app's
+    middleware list, which ``admin.app`` composes.
+    """
     rates = throughput.setup(app, ctx)
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.PackageLoader("amqpprox", "templates"),
-        filters=_filters(),
+        filters=template_filters(),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    # Outermost, so that the dashboard's login runs before the admin plane's bearer check.
-    app.middlewares.insert(0, auth_middleware(guard))
     app.router.add_routes(Dashboard(ctx, guard, rates).routes())
     app.router.add_static(
         "/static/", PACKAGE / "static", name=f"{ROUTE_PREFIX}static", append_version=True

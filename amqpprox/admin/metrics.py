@@ -26,13 +26,13 @@ from prometheus_client.registry import Collector
 
 from amqpprox import __version__, build
 from amqpprox.admin import stats as statfmt
+from amqpprox.admin.keys import CONTEXT
 from amqpprox.core.context import Context
 from amqpprox.core.sessions import CloseReason
-from amqpprox.core.stats import SESSION_STATES, Histogram, route_totals, stats_of
+from amqpprox.core.stats import SESSION_STATES, Histogram, route_totals
 from amqpprox.errors import InvalidArgument
 
 REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
-STATS_CONTEXT = web.AppKey("stats_context", Context)
 
 DIRECTIONS = ("client_to_broker", "broker_to_client")
 
@@ -49,7 +49,7 @@ class AmqpproxCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         ctx = self._ctx
-        hub = stats_of(ctx)
+        hub = ctx.stats
         registry = ctx.sessions
         hub.observe_latencies(registry)
         routes = route_totals(registry)
@@ -240,8 +240,8 @@ async def stats_handler(request: web.Request) -> web.Response:
 
     Before the first cleanup interval has ended, the figures since startup.
     """
-    ctx = request.app[STATS_CONTEXT]
-    hub = stats_of(ctx)
+    ctx = request.config_dict[CONTEXT]
+    hub = ctx.stats
     try:
         flt = statfmt.parse_filter(request.query.get("filter"))
         snapshot = hub.last or hub.collect(ctx.sessions, ctx.hostnames.cached, commit=False)
@@ -252,8 +252,6 @@ async def stats_handler(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application, ctx: Context) -> None:
-    """Register /metrics and /api/v1/stats on the admin app."""
+    """Register /metrics on the (root) admin app; ``stats_handler`` is the REST app's."""
     app[REGISTRY] = make_registry(ctx)
-    app[STATS_CONTEXT] = ctx
     app.router.add_get("/metrics", metrics_handler)
-    app.router.add_get("/api/v1/stats", stats_handler)

@@ -1,5 +1,9 @@
 """The REST admin API under /api/v1: a second front end over ``core.operations``.
 
+``admin.app`` mounts it as a sub-app at ``MOUNT`` (/api), with ``error_middleware`` as
+its middleware; the routes here (and in ``rest_limits``, ``rest_tls``) are relative to
+that mount (``VERSION_PATH`` + ...). The bearer token is checked by the root app.
+
 Every handler validates its input with a marshmallow schema (``admin.schemas``), calls
 the same operation the control socket calls and renders JSON. Errors are one JSON shape,
 ``{"error": code, "message": text}``: the typed errors map to their ``http_status``
@@ -23,7 +27,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from marshmallow import Schema, ValidationError
 
-from amqpprox.admin import schemas, security
+from amqpprox.admin import schemas
 from amqpprox.core import definitions
 from amqpprox.core import operations as ops
 from amqpprox.core.context import Context
@@ -34,7 +38,9 @@ from amqpprox.errors import AmqpproxError, NotFound
 
 log = logging.getLogger("amqpprox.rest")
 
-PREFIX = "/api/v1"
+MOUNT = "/api"  # the sub-app serves every path under /api/: unknown ones get JSON errors too
+VERSION_PATH = "/v1"  # the sub-app's routes start here
+PREFIX = MOUNT + VERSION_PATH  # the path clients and openapi.yaml see
 # Resources whose responses carry the configuration version, and whose writes honour If-Match.
 CONFIG_PATHS = tuple(
     f"{PREFIX}/{name}"
@@ -94,12 +100,12 @@ def _if_match_ok(header: str, current: str) -> bool:
 
 
 def error_middleware(ctx: Context) -> Any:
-    """JSON errors, ETag and If-Match for everything under /api/."""
+    """JSON errors, ETag and If-Match for everything under /api/ (the REST sub-app's)."""
 
     @web.middleware
     async def rest_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not request.path.startswith("/api/"):
-            return await handler(request)
+        if not request.path.startswith(MOUNT + "/"):
+            return await handler(request)  # /api itself is an unknown page, not the API's
         config = _is_config(request.path)
         try:
             if config and request.method in WRITE_METHODS:
@@ -245,7 +251,8 @@ class RestApi:
         self.ctx = ctx
 
     def routes(self) -> list[web.RouteDef]:
-        p = PREFIX
+        """Relative to the sub-app's mount (``MOUNT``)."""
+        p = VERSION_PATH
         return [
             web.get(f"{p}/openapi.yaml", self.openapi),
             web.get(f"{p}/overview", self.overview),
@@ -509,16 +516,3 @@ class RestApi:
 def openapi_text() -> str:
     """The contract shipped inside the package (the top-level openapi.yaml links to it)."""
     return resources.files("amqpprox").joinpath("openapi.yaml").read_text(encoding="utf-8")
-
-
-def setup(app: web.Application, ctx: Context) -> None:
-    """Add the REST routes, its error middleware and (with a token set) the token check."""
-    settings = ctx.settings
-    if settings.admin_token:
-        app.middlewares.append(
-            security.token_middleware(
-                settings.admin_token, protect_reads=settings.admin_token_for_reads
-            )
-        )
-    app.middlewares.append(error_middleware(ctx))
-    app.router.add_routes(RestApi(ctx).routes())

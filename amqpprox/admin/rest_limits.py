@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from amqpprox.admin.rest import PREFIX, load_body
+from amqpprox.admin.rest import VERSION_PATH, load_body
 from amqpprox.core import limits as lim
 from amqpprox.core.context import Context
 from amqpprox.core.definitions import (
@@ -32,7 +32,7 @@ class LimitsApi:
         self.ctx = ctx
 
     def routes(self) -> list[web.RouteDef]:
-        p = PREFIX
+        p = VERSION_PATH  # relative to the REST sub-app's mount
         return [
             web.get(f"{p}/limits", self.list_limits),
             web.get(f"{p}/limits/default", self.get_default),
@@ -107,8 +107,3 @@ class LimitsApi:
         body = await load_body(request, AuthFields())
         config = lim.set_auth(self.ctx, auth_from_json(body))
         return web.json_response(auth_json(config))
-
-
-def setup(app: web.Application, ctx: Context) -> None:
-    """Add the routes (after ``admin.rest.setup``: its middleware handles errors and ETags)."""
-    app.router.add_routes(LimitsApi(ctx).routes())

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from amqpprox.admin.rest import PREFIX, load_body
+from amqpprox.admin.rest import VERSION_PATH, load_body
 from amqpprox.core import operations as ops
 from amqpprox.core.context import Context
 from amqpprox.core.definitions import TlsFields, tls_from_json, tls_json
@@ -36,7 +36,7 @@ class TlsApi:
         self.ctx = ctx
 
     def routes(self) -> list[web.RouteDef]:
-        p = PREFIX
+        p = VERSION_PATH  # relative to the REST sub-app's mount
         return [
             web.get(f"{p}/tls/{{direction}}", self.get_tls),
             web.put(f"{p}/tls/{{direction}}", self.put_tls),
@@ -55,8 +55,3 @@ class TlsApi:
     async def get_ciphers(self, request: web.Request) -> web.Response:
         direction = _direction(request)
         return web.json_response({"ciphers": ops.tls_ciphers(self.ctx, direction)})
-
-
-def setup(app: web.Application, ctx: Context) -> None:
-    """Add the routes (after ``admin.rest.setup``: its middleware handles errors and ETags)."""
-    app.router.add_routes(TlsApi(ctx).routes())

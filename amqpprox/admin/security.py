@@ -2,13 +2,15 @@
 
 With a token set, every mutating request (anything but GET, HEAD and OPTIONS) needs
 ``Authorization: Bearer <token>``; with ``--adminTokenForReads`` reads need it too,
-except the health probes ``/healthz`` and ``/readyz``. Tokens are compared in constant
-time. Without a token the middleware is not installed at all.
+except the health probes ``/healthz`` and ``/readyz``, and except what the caller
+exempts (the dashboard's pages, which have their own login). Tokens are compared in
+constant time. Without a token the middleware is not installed at all.
 """
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -38,14 +40,22 @@ def unauthorized() -> web.Response:
     )
 
 
-def token_middleware(token: str, *, protect_reads: bool = False) -> Middleware:
+def token_middleware(
+    token: str,
+    *,
+    protect_reads: bool = False,
+    exempt: Callable[[web.Request], bool] = lambda request: False,
+) -> Middleware:
+    """Refuse requests without the bearer token, except the probes and ``exempt`` ones."""
     if not token:
         raise ValueError("the admin token must not be empty")
 
     @web.middleware
     async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if needs_token(request, protect_reads=protect_reads) and not token_matches(
-            request.headers.get("Authorization", ""), token
+        if (
+            needs_token(request, protect_reads=protect_reads)
+            and not exempt(request)
+            and not token_matches(request.headers.get("Authorization", ""), token)
         ):
             return unauthorized()
         return await handler(request)

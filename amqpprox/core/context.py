@@ -1,7 +1,10 @@
 """The Context every front end works through: settings, state, sessions, listeners.
 
-``runtime`` builds exactly one. The listener manager is described here as a Protocol
-so that ``core`` and ``admin`` never import the data plane.
+``runtime`` builds exactly one. It also owns the per-process state that is not
+configuration: the statistics (``stats``, a ``core.stats.StatsHub``) and the admission
+limiters (``admission``, a ``core.limits.Admission``). The listener manager is described
+here as a Protocol so that ``core`` and ``admin`` never import the data plane.
+``core.stats`` and ``core.limits`` import this module only for type checking.
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from amqpprox.core.hostnames import HostnameMapper
+from amqpprox.core.limits import Admission
 from amqpprox.core.model import ListenerSpec
 from amqpprox.core.sessions import SessionRegistry
 from amqpprox.core.state import ProxyState
+from amqpprox.core.stats import StatsHub
 from amqpprox.core.tls import NoTls, TlsControl
 
 
@@ -101,6 +106,10 @@ class Context:
         # The data plane's TLS contexts (proxy.tls.TlsContexts); settings only without it.
         self.tls: TlsControl = tls if tls is not None else NoTls()
         self.hostnames = HostnameMapper()
+        # Interval baselines, STAT/statsd sinks, latency histograms, connect failures.
+        self.stats = StatsHub()
+        # Connection-rate windows and admitted-session counts (LIMIT, REST limits).
+        self.admission = Admission()
         self.started_at = time.time()
         self.shutdown = asyncio.Event()
         self.ready = asyncio.Event()

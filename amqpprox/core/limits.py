@@ -17,14 +17,16 @@ what they are.
 from __future__ import annotations
 
 import logging
-import weakref
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
-from amqpprox.core.context import Context
 from amqpprox.core.model import LIMIT_FIELDS, AuthConfig, AuthFormat, Limits
 from amqpprox.errors import InvalidArgument, NotFound
+
+if TYPE_CHECKING:  # the Context holds the Admission: it imports this module
+    from amqpprox.core.context import Context
 
 log = logging.getLogger("amqpprox.limits")
 
@@ -65,7 +67,7 @@ class _Window:
 
 
 class Admission:
-    """Per-process limiter state; one per Context (``limits_of``)."""
+    """Per-process limiter state; one per Context (``ctx.admission``)."""
 
     def __init__(self) -> None:
         self._rate: dict[str, _Window] = {}
@@ -151,16 +153,6 @@ class Admission:
             hook()
 
 
-_ADMISSIONS: weakref.WeakKeyDictionary[Context, Admission] = weakref.WeakKeyDictionary()
-
-
-def limits_of(ctx: Context) -> Admission:
-    admission = _ADMISSIONS.get(ctx)
-    if admission is None:
-        admission = _ADMISSIONS[ctx] = Admission()
-    return admission
-
-
 # -- operations ------------------------------------------------------------------------------
 def _check_field(name: str) -> None:
     if name not in LIMIT_FIELDS:
@@ -177,7 +169,7 @@ def set_limit(ctx: Context, vhost: str | None, name: str, value: int | None) -> 
     else:
         limits = replace(state.vhost_limits.get(vhost) or Limits(), **{name: value})
         state.set_vhost_limits(vhost, limits)
-    limits_of(ctx).changed()
+    ctx.admission.changed()
     return limits
 
 
@@ -187,7 +179,7 @@ def default_limits(ctx: Context) -> Limits:
 
 def put_default_limits(ctx: Context, limits: Limits) -> Limits:
     ctx.state.set_default_limits(limits)
-    limits_of(ctx).changed()
+    ctx.admission.changed()
     return limits
 
 
@@ -211,7 +203,7 @@ def put_vhost_limits(ctx: Context, vhost: str, limits: Limits) -> bool:
     """Replace a vhost's own limits; returns whether it had none before."""
     created = vhost not in ctx.state.vhost_limits
     ctx.state.set_vhost_limits(vhost, limits)
-    limits_of(ctx).changed()
+    ctx.admission.changed()
     return created
 
 
@@ -219,7 +211,7 @@ def delete_vhost_limits(ctx: Context, vhost: str) -> bool:
     existed = vhost in ctx.state.vhost_limits
     if existed:
         ctx.state.set_vhost_limits(vhost, Limits())
-        limits_of(ctx).changed()
+        ctx.admission.changed()
     return existed
 
 

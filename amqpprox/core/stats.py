@@ -27,14 +27,15 @@ import logging
 import os
 import resource
 import time
-import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from amqpprox.core.context import Context
 from amqpprox.core.sessions import CloseReason, SessionBase, SessionRegistry, SessionState, Totals
+
+if TYPE_CHECKING:  # the Context holds the StatsHub: it imports this module
+    from amqpprox.core.context import Context
 
 log = logging.getLogger("amqpprox.stats")
 
@@ -410,17 +411,6 @@ def _slot(table: dict[str, ConnectionStats], key: str) -> ConnectionStats:
     if stats is None:
         stats = table[key] = zero_stats()
     return stats
-
-
-_HUBS: weakref.WeakKeyDictionary[Context, StatsHub] = weakref.WeakKeyDictionary()
-
-
-def stats_of(ctx: Context) -> StatsHub:
-    """The statistics state of one Context (created on first use)."""
-    hub = _HUBS.get(ctx)
-    if hub is None:
-        hub = _HUBS[ctx] = StatsHub()
-    return hub
 
 
 # -- cumulative totals per (vhost, backend) ----------------------------------------------

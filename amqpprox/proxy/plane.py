@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from amqpprox import __version__
-from amqpprox.core.limits import Refusal, limits_of
-from amqpprox.core.stats import BufferFigures, stats_of
+from amqpprox.core.limits import Refusal
+from amqpprox.core.stats import BufferFigures
 from amqpprox.proxy import auth, shaping
 from amqpprox.proxy.connector import Resolver
 from amqpprox.proxy.session import Session
@@ -36,13 +36,13 @@ class DataPlane:
         self.ctx = ctx
         self.version = __version__
         self.resolver = Resolver(ctx.settings.dns_cache_seconds)
-        stats = stats_of(ctx)
+        stats = ctx.stats
         # One Counter, shared with the statistics (read at scrape time, never copied).
         self.connect_failures: Counter[str] = stats.connect_failures
         stats.buffer_probe = probe_buffers
         self._tasks: set[asyncio.Task[None]] = set()
         self._a_session_finished = asyncio.Event()
-        self.admission = limits_of(ctx)
+        self.admission = ctx.admission
         self.admission.on_change.append(self._limits_changed)
 
     def open_session(

@@ -18,7 +18,6 @@ import pytest
 
 from amqpprox.amqp.frames import encode_frame
 from amqpprox.amqp.methods import ConnectionClose, ConnectionCloseOk, ConnectionOpenOk
-from amqpprox.core.limits import limits_of
 from tests.conftest import RunningProxy, ctl, running_proxy
 from tests.polling import until
 from tests.rawamqp import CHANNEL_OPEN, CHANNEL_OPEN_OK_IDS, OPEN_CLIENTS, RawClient
@@ -124,7 +123,7 @@ async def test_concurrent_cap_refuses_the_next_and_admits_again_when_one_leaves(
     assert "limit of 2 concurrent connections" in refused.reply_text
     assert isinstance(await first.close(), ConnectionCloseOk)
     first.writer.close()  # as a client does after CloseOk
-    admission = limits_of(limited.ctx)
+    admission = limited.ctx.admission
     await until(lambda: admission.live_of("/") == 1, "the closed session to leave")
     _, again = await open_client(limited)
     assert isinstance(again, ConnectionOpenOk)

@@ -27,7 +27,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from amqpprox import _build
 from amqpprox.admin import stats as statfmt
 from amqpprox.amqp.frames import NeedData
-from amqpprox.core.stats import stats_of
 from amqpprox.runtime import Runtime, SimpleMode
 from tests.conftest import (
     BROKER_HOST,
@@ -202,7 +201,7 @@ def statsd_value(grams: list[str], name: str, tag: str) -> int:
 async def test_known_traffic_is_counted_exactly_and_identically_everywhere(
     proxy: RunningProxy,
 ) -> None:
-    hub = stats_of(proxy.ctx)
+    hub = proxy.ctx.stats
     json_stream = await Stream.open(proxy.control_socket, "STAT LISTEN json overall")
     human_stream = await Stream.open(proxy.control_socket, "STAT LISTEN human overall")
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -313,7 +312,7 @@ async def test_stat_listen_json_streams_one_line_per_interval(fast_proxy: Runnin
         assert doc["sources"]["127.0.0.1"]["activeConnectionCount"] == 1
         assert doc["backends"][f"127.0.0.1_{BROKER_PORT}"]["activeConnectionCount"] == 1
         assert doc["process"]["mem_rss_kb"] > 0
-    hub = stats_of(fast_proxy.ctx)
+    hub = fast_proxy.ctx.stats
     await wait_for(lambda: not hub.listeners)  # the reader went away: the listener is dropped
     raw.abort()
 
@@ -339,8 +338,8 @@ async def test_stat_listen_human_all_and_per_source_toggle(fast_proxy: RunningPr
         assert report[5].startswith("Spilt to heap: 0, Pools (Current/Peak): ")
         assert report[report.index("Sources:") + 1].startswith("127.0.0.1: Paused: 0 Active: 1 ")
         assert await ctl(path, "STAT DISABLE per-source") == "DISABLE per-source applied.\n"
-        stats_of(fast_proxy.ctx).last = None
-        await wait_for(lambda: stats_of(fast_proxy.ctx).last is not None)
+        fast_proxy.ctx.stats.last = None
+        await wait_for(lambda: fast_proxy.ctx.stats.last is not None)
         while True:  # reports already queued may predate the change
             report = await stream.human_report()
             sources = report.index("Sources:")
@@ -415,14 +414,14 @@ async def test_stat_send_errors_never_stop_the_control_socket(proxy: RunningProx
         "Filters aren't supported when sending metrics.\n"
     )
     assert await ctl(path, "STAT SEND 127.0.0.1 8125 bogus") == "Filter specified incorrectly.\n"
-    assert stats_of(proxy.ctx).senders == []
+    assert proxy.ctx.stats.senders == []
     # Nothing listens on this port: sending is best effort, the interval still completes.
     dead = free_closed_port()
     assert await ctl(path, f"STAT SEND 127.0.0.1 {dead}") == f"Sending stats on 127.0.0.1:{dead}\n"
     proxy.runtime.cleanup_once()
     proxy.runtime.cleanup_once()
     assert await ctl(path, "STAT STOP SEND") == "Stopped sending stats.\n"
-    assert stats_of(proxy.ctx).senders == []
+    assert proxy.ctx.stats.senders == []
     assert await ctl(path, "DATACENTER PRINT") == "\n"
 
 

@@ -28,7 +28,6 @@ from amqpprox.amqp.frames import FrameReader, NeedData, encode_frame
 from amqpprox.amqp.scanner import FrameScanner, PyFrameScanner, Scanner
 from amqpprox.core.context import Context, Settings
 from amqpprox.core.model import ListenerSpec
-from amqpprox.core.stats import stats_of
 from amqpprox.errors import InvalidState
 from amqpprox.proxy import proxy_protocol as pp
 
@@ -384,7 +383,7 @@ def test_any_control_line_finishes_and_never_raises(
             if line.strip("\r\n").lstrip(" ").partition(" ")[0].upper() not in control.COMMANDS:
                 assert reply == control.help_text(), line
             assert "Internal error" not in reply, line
-        stats_of(ctx).stop_senders()
+        ctx.stats.stop_senders()
     finally:
         socket.getaddrinfo = real
         loop.close()

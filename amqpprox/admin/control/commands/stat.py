@@ -16,7 +16,6 @@ from amqpprox.admin.control.output import ControlOutput
 from amqpprox.admin.control.registry import command
 from amqpprox.core.context import Context
 from amqpprox.core.digits import ascii_digits
-from amqpprox.core.stats import stats_of
 from amqpprox.errors import InvalidArgument
 
 _STAT_SUBCOMMANDS = "Only LISTEN, SEND, STOP, ENABLE, and DISABLE subcommands are supported.\n"
@@ -30,7 +29,7 @@ _STAT_SUBCOMMANDS = "Only LISTEN, SEND, STOP, ENABLE, and DISABLE subcommands ar
     "statistics. Applies to all send/listeners",
 )
 async def _stat(ctx: Context, args: list[str], out: ControlOutput) -> None:
-    hub = stats_of(ctx)
+    hub = ctx.stats
     sub = args[0].upper() if args else ""
     if sub == "LISTEN":
         output = arg(args, 1)
@@ -91,7 +90,7 @@ async def _stat_listen(
     ctx: Context, output: str, flt: statfmt.StatFilter, out: ControlOutput
 ) -> None:
     """Stream one report per cleanup interval until the reader goes away."""
-    hub = stats_of(ctx)
+    hub = ctx.stats
     if not out.streaming:
         # Not a socket (a startup script, say): nothing could stop a stream; one report.
         snapshot = hub.last or hub.collect(ctx.sessions, ctx.hostnames.cached, commit=False)
