@@ -7,6 +7,7 @@ only partly configured, 3 for a console verbosity above 5.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -109,7 +110,30 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="Apply this definitions document (as GET /api/v1/definitions gives) at startup",
     )
+    # Deadlines of the data plane (docs/architecture.md, "Deadlines and settings").
+    for flag, setting, what in DEADLINE_FLAGS:
+        parser.add_argument(
+            flag,
+            type=float,
+            default=_DEFAULTS[setting],
+            metavar="SECONDS",
+            help=f"{what} (default %(default)s)",
+        )
     return parser
+
+
+_DEFAULTS = {field.name: field.default for field in dataclasses.fields(Settings)}
+# (flag, Settings field, what it bounds): each a positive number of seconds.
+DEADLINE_FLAGS = (
+    ("--clientHandshakeTimeout", "client_handshake_timeout", "from accept to the client's Open"),
+    ("--connectTimeout", "connect_timeout", "each TCP connect (and name lookup) to a broker"),
+    ("--brokerHandshakeTimeout", "broker_handshake_timeout", "a broker's answer to the handshake"),
+    (
+        "--gracefulCloseTimeout",
+        "graceful_close_timeout",
+        "a CloseOk after the proxy's Close, and flushing a socket after the end",
+    ),
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -131,6 +155,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0 <= args.coalesceReadsMs <= 100:
         print("--coalesceReadsMs must be between 0 and 100")
         return 2
+    for flag, _setting, _what in DEADLINE_FLAGS:
+        value = getattr(args, flag[2:])
+        if not 0 < value <= 3600:
+            print(f"{flag} must be more than 0 and at most 3600 seconds")
+            return 2
     if args.adminTokenForReads and not args.adminToken:
         print("--adminTokenForReads needs --adminToken (or AMQPPROX_ADMIN_TOKEN)")
         return 2
@@ -145,6 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         admin_token_for_reads=args.adminTokenForReads,
         definitions_file=args.definitions,
         coalesce_reads_ms=args.coalesceReadsMs,
+        **{setting: getattr(args, flag[2:]) for flag, setting, _what in DEADLINE_FLAGS},
     )
     configure(settings.log_directory, settings.console_verbosity)
     print(

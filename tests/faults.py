@@ -51,6 +51,10 @@ class _Pair:
     limit: int | None = None  # ... after which the pair is cut (DROP/RESET)
     how: Fault = Fault.DROP
     frozen: asyncio.Event = field(default_factory=asyncio.Event)  # set: forward nothing
+    reading: asyncio.Event = field(default_factory=asyncio.Event)  # clear: read nothing
+
+    def __post_init__(self) -> None:
+        self.reading.set()
 
 
 class FaultyForwarder:
@@ -95,6 +99,13 @@ class FaultyForwarder:
         """Open connections stop forwarding either way (a broker that hangs mid-session)."""
         for pair in self._pairs:
             pair.frozen.set()
+
+    def hang(self) -> None:
+        """Open connections stop reading either way, as a SIGSTOPped broker: the sockets
+        stay open and silent, and what the proxy writes piles up in its buffers."""
+        for pair in self._pairs:
+            pair.frozen.set()
+            pair.reading.clear()
 
     @property
     def open_connections(self) -> int:
@@ -161,6 +172,7 @@ class FaultyForwarder:
     ) -> None:
         try:
             while True:
+                await pair.reading.wait()
                 chunk = await reader.read(65536)
                 if not chunk:
                     return

@@ -39,6 +39,7 @@ class CloseReason(enum.Enum):
     CLIENT_GRACEFUL = "client_graceful"
     CLIENT_SNAPPED = "client_snapped"
     BROKER_SNAPPED = "broker_snapped"
+    BROKER_UNRESPONSIVE = "broker_unresponsive"  # nothing from it for two heartbeats
     PROXY_GRACEFUL = "proxy_graceful"
     PROXY_FORCED = "proxy_forced"
     AUTH_DENIED = "auth_denied"
@@ -109,6 +110,11 @@ class SessionBase:
     @property
     def finished(self) -> bool:
         return self.close_reason is not None
+
+    @property
+    def lingering(self) -> bool:
+        """Finished, but a socket is still being flushed: kept listed until it closes."""
+        return False
 
     @property
     def handshake_seconds(self) -> float | None:
@@ -236,7 +242,7 @@ class SessionRegistry:
 
     def cleanup(self) -> list[SessionBase]:
         """Remove finished sessions, folding their counters into their route's totals."""
-        done = [s for s in self._sessions.values() if s.finished]
+        done = [s for s in self._sessions.values() if s.finished and not s.lingering]
         for session in done:
             del self._sessions[session.id]
             route = (session.vhost, session.backend_name or "")

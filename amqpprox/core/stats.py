@@ -75,6 +75,7 @@ REMOVED_BY_REASON: dict[CloseReason, str] = {
     CloseReason.NO_BACKEND: "removedConnectionGraceful",
     CloseReason.HANDSHAKE_TIMEOUT: "removedConnectionGraceful",
     CloseReason.BROKER_SNAPPED: "removedConnectionBrokerSnapped",
+    CloseReason.BROKER_UNRESPONSIVE: "removedConnectionBrokerSnapped",
     CloseReason.CLIENT_SNAPPED: "removedConnectionClientSnapped",
     CloseReason.PROTOCOL_ERROR: "removedConnectionClientSnapped",
 }

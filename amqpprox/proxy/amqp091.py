@@ -33,6 +33,7 @@ ACCESS_REFUSED = 403
 FRAME_ERROR = 501
 RESOURCE_ERROR = 506
 BROKER_LOST_TEXT = "CONNECTION_FORCED - broker connection lost"
+BROKER_SILENT_TEXT = "CONNECTION_FORCED - broker stopped responding"
 _CLOSE_OK = encode_method(ConnectionCloseOk())
 
 
@@ -58,6 +59,7 @@ class Amqp091:
             version=session.plane.version,
         )
         self.client_hs: hs.ClientHandshake | None = None
+        self.heartbeat = 0  # seconds, as the client's TuneOk set it for both sides
 
     # -- the client handshake (we play the broker) -------------------------------------
     @property
@@ -171,6 +173,8 @@ class Amqp091:
         """The handshakes are over: drop them; the client bytes pipelined after Open."""
         server = self.server
         pending = server.pending_bytes() if server is not None else b""
+        if server is not None and server.tune_ok is not None:
+            self.heartbeat = server.tune_ok.heartbeat
         self.server = None
         self.client_hs = None
         return pending
@@ -200,6 +204,14 @@ class Amqp091:
             # Tell the client why, rather than leaving it a bare TCP close.
             return CloseReason.BROKER_SNAPPED, close_frame(CONNECTION_FORCED, BROKER_LOST_TEXT)
         return CloseReason.BROKER_SNAPPED, b""
+
+    def silence_limit(self) -> float | None:
+        """How long the broker may say nothing before it counts as stopped: two heartbeat
+        intervals (AMQP 0-9-1 §4.2.7), or None when heartbeats are off."""
+        return 2.0 * self.heartbeat if self.heartbeat > 0 else None
+
+    def silent_broker_frame(self) -> bytes:
+        return close_frame(CONNECTION_FORCED, BROKER_SILENT_TEXT)
 
     def violation_frame(self, reason: str) -> bytes:
         return close_frame(FRAME_ERROR, f"FRAME_ERROR - {reason}")

@@ -1,5 +1,6 @@
-"""The connect loop of one session: ask the auth service, then try each candidate
-backend address in the route's order until a broker handshake completes.
+"""From a client's Connection.Open to its broker's OpenOk: admission (LIMIT), the
+route, the auth service, then each candidate backend address in the route's order until
+a broker handshake completes.
 
 Every step has a deadline (name resolution, TCP connect, TLS, the broker handshake); a
 candidate that fails is counted (``DataPlane.connect_failed``) and the next one tried. A
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING
 from amqpprox.core.sessions import CloseReason
 from amqpprox.proxy import proxy_protocol
 from amqpprox.proxy.connector import open_connection
+from amqpprox.proxy.lifecycle import Phase
 from amqpprox.proxy.tls import contexts_of
 from amqpprox.proxy.transports import BrokerSide
 
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("amqpprox.session")
 _monotonic = time.monotonic
 
-__all__ = ["Outcome", "run"]
+__all__ = ["Outcome", "run", "start"]
 
 
 class Outcome(enum.Enum):
@@ -43,6 +45,24 @@ class Outcome(enum.Enum):
     FAILED = 3  # no AMQP answer (refused, reset, timeout, garbage): try the next candidate
     TIMED_OUT = 4  # the broker handshake deadline passed (then treated as FAILED)
     ABANDONED = 5  # the session ended meanwhile (client gone, refused, disconnected)
+
+
+def start(session: Session) -> None:
+    """Admit the session (LIMIT), find its route, and start connecting it."""
+    refusal = session.plane.admit(session)
+    if refusal is not None:
+        session.limited_refusal(refusal.code, refusal.text)
+        return
+    route = session.plane.ctx.state.route(session.vhost)
+    if route is None:
+        log.error("No mapping available for vhost=%s", session.vhost)
+        session.refuse(CloseReason.NO_MAPPING, f"No known broker mapping for vhost {session.vhost}")
+        return
+    if route.kind == "farm":
+        session.farm_name = route.name
+    session.move(Phase.CONNECTING)
+    # The plane keeps the task until done; the session need not.
+    session.plane.track(asyncio.get_running_loop().create_task(run(session, route)))
 
 
 async def run(session: Session, route: Route) -> None:

@@ -29,13 +29,13 @@ from amqpprox.proxy.gate import Hold, ReadGate
 from amqpprox.proxy.graceful import GracefulClose
 from amqpprox.proxy.lifecycle import PUBLIC, Phase, check_move
 from amqpprox.proxy.relay import Relay
-from amqpprox.proxy.transports import BrokerSide, ClientSide, discard
+from amqpprox.proxy.transports import BrokerSide, ClientSide, discard, peer_address
+from amqpprox.proxy.watch import BrokerSilence
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from amqpprox.amqp.methods import ConnectionStartOk
-    from amqpprox.core.limits import Refusal
     from amqpprox.proxy.plane import DataPlane
     from amqpprox.proxy.shaping import Shaper
 
@@ -47,13 +47,6 @@ _monotonic = time.monotonic
 _HANDSHAKING = frozenset({Phase.HANDSHAKE, Phase.HELD, Phase.CONNECTING, Phase.REFUSING})
 _RELAYING = frozenset({Phase.ACTIVE, Phase.PAUSED})
 _CLOSING = frozenset({Phase.CLOSING_CLIENT, Phase.CLOSING_BROKER})
-
-
-def _peer(transport: asyncio.BaseTransport, key: str) -> tuple[str, int]:
-    address = transport.get_extra_info(key)
-    if isinstance(address, tuple) and len(address) >= 2:
-        return str(address[0]), int(address[1])
-    return ("0.0.0.0", 0)
 
 
 class Session(SessionBase):
@@ -72,8 +65,8 @@ class Session(SessionBase):
         ctx = plane.ctx
         super().__init__(
             ctx.sessions.next_id(),
-            client or _peer(transport, "peername"),
-            _peer(transport, "sockname"),
+            client or peer_address(transport, "peername"),
+            peer_address(transport, "sockname"),
             secure=secure,
         )
         self.plane = plane
@@ -83,9 +76,11 @@ class Session(SessionBase):
         self.phase = Phase.HANDSHAKE
         self.client_side = side
         self.broker_side: BrokerSide | None = None
-        self.client_gate = ReadGate()
+        self.client_gate = ReadGate(on_peer_gone=self._client_vanished)
         self.client_gate.attach(transport)
-        self.broker_gate = ReadGate()
+        self.broker_gate = ReadGate(on_peer_gone=self._broker_vanished)
+        self._client_gone = False  # the client socket's connection_lost has come
+        self._silence: BrokerSilence | None = None  # heartbeats on: the broker's silence
         side.peer_gate = self.broker_gate  # the client's full write buffer stops the broker
         side.on_lost = self.client_lost
         self.adapter = Amqp091(self)
@@ -123,6 +118,11 @@ class Session(SessionBase):
     def relaying(self) -> bool:
         """Client bytes flow to the broker now (live, not paused, no close under way)."""
         return self.phase is Phase.ACTIVE and self.closing is None
+
+    @property
+    def lingering(self) -> bool:
+        """Finished, but the client socket is still open (flushing): it stays listed."""
+        return self.finished and not self._client_gone
 
     @property
     def ended(self) -> bool:
@@ -187,7 +187,7 @@ class Session(SessionBase):
     def deliver_client(self, data: bytes) -> None:
         """Hand client bytes a feature held back to what the phase wants, past that
         feature (a shaper's backlog when the session stopped relaying, say)."""
-        if self.phase is Phase.ACTIVE and self.relay is not None:
+        if self.relaying and self.relay is not None:
             self.relay.client_data(data)
         else:
             self.client_side.on_data(data)
@@ -226,25 +226,9 @@ class Session(SessionBase):
             self.paused = True
             self.move(Phase.HELD)
             return
-        self._start_connecting()
+        connect.start(self)
 
-    def _start_connecting(self) -> None:
-        refusal = self.plane.admit(self)
-        if refusal is not None:
-            self._refuse_limited(refusal)
-            return
-        route = self.plane.ctx.state.route(self.vhost)
-        if route is None:
-            log.error("No mapping available for vhost=%s", self.vhost)
-            self.refuse(CloseReason.NO_MAPPING, f"No known broker mapping for vhost {self.vhost}")
-            return
-        if route.kind == "farm":
-            self.farm_name = route.name
-        self.move(Phase.CONNECTING)
-        # The plane keeps the task until done; the session need not.
-        self.plane.track(self._loop.create_task(connect.run(self, route)))
-
-    def _refuse_limited(self, refusal: Refusal) -> None:
+    def limited_refusal(self, code: int, text: str) -> None:
         """LIMIT: after a delay (the original's 750 ms, against reconnect storms), Close."""
         self.limited = True
         self.finish(CloseReason.LIMITED)
@@ -252,7 +236,7 @@ class Session(SessionBase):
         def refuse() -> None:
             self._deadline = None
             if self.phase is not Phase.DEAD:
-                self.reject(refusal.code, refusal.text, CloseReason.LIMITED)
+                self.reject(code, text, CloseReason.LIMITED)
 
         self._arm_deadline(self.settings.limit_close_delay, refuse)
 
@@ -267,8 +251,8 @@ class Session(SessionBase):
         side.on_lost = lambda exc: self.broker_lost(side)
         side.peer_gate = self.client_gate
         self.broker_gate.attach(transport)
-        self.egress_local = _peer(transport, "sockname")
-        self.egress_remote = _peer(transport, "peername")
+        self.egress_local = peer_address(transport, "sockname")
+        self.egress_remote = peer_address(transport, "peername")
         self._attempt = self._loop.create_future()
         self.route()
         transport.write(self.adapter.broker_greeting(self.egress_local[1]))
@@ -345,10 +329,14 @@ class Session(SessionBase):
         pending = adapter.went_live()
         if pending:
             self.client_side.on_data(pending)
+        limit = adapter.silence_limit()
+        if limit is not None:
+            self._silence = BrokerSilence(self, self.broker_gate, limit, self.broker_silent)
         log.debug("session %d: vhost %s open on %s", self.id, self.vhost, self.backend_name)
 
     # -- transport events -----------------------------------------------------------------
     def client_lost(self, exc: Exception | None) -> None:
+        self._client_gone = True
         phase = self.phase
         closing = self.closing
         if self.close_reason is None and closing is not None and phase in _CLOSING:
@@ -362,6 +350,8 @@ class Session(SessionBase):
         broker = self.broker_transport
         if broker is not None:
             broker.close()  # flushes what the client sent last (its Close, say)
+            if broker.get_write_buffer_size():  # a broker that does not read: bounded
+                self._arm_deadline(self.settings.graceful_close_timeout, self._linger_over)
 
     def broker_lost(self, side: BrokerSide) -> None:
         if side is not self.broker_side:
@@ -377,7 +367,7 @@ class Session(SessionBase):
                 self.client_transport.write(notice)
         self.move(Phase.DEAD)
         self.cancel_deadline()
-        self.client_transport.close()
+        self._close_client()
 
     def violation(self, reason: str, from_client: bool) -> None:
         """A side broke the protocol's framing: tell the client if it was the culprit, end."""
@@ -389,7 +379,7 @@ class Session(SessionBase):
         if from_client:
             self.client_transport.write(self.adapter.violation_frame(reason))
         self._abort_broker()
-        self.client_transport.close()
+        self._close_client()
 
     # -- control actions --------------------------------------------------------------------
     def pause(self) -> None:
@@ -421,7 +411,7 @@ class Session(SessionBase):
         if self.phase is not Phase.HELD or self.finished:
             return
         self.paused = False
-        self._start_connecting()
+        connect.start(self)
 
     def force_disconnect(self) -> None:
         if self.close_reason is None:
@@ -512,7 +502,7 @@ class Session(SessionBase):
             return
         self.finish(CloseReason.AUTH_DENIED)
         self.move(Phase.DEAD)
-        self.client_transport.close()
+        self._close_client()
 
     def end(self, reason: CloseReason) -> None:
         """The client is done (its Close, its CloseOk, a header we do not speak): close."""
@@ -521,7 +511,7 @@ class Session(SessionBase):
         self.cancel_deadline()
         self.settle_attempt(connect.Outcome.ABANDONED)
         self._abort_broker()
-        self.client_transport.close()
+        self._close_client()
 
     def _handshake_timeout(self) -> None:
         self._deadline = None
@@ -532,11 +522,59 @@ class Session(SessionBase):
             self.client_transport.abort()
 
     def finish(self, reason: CloseReason) -> None:
+        if self._silence is not None:
+            self._silence.stop()
+            self._silence = None
         if self.close_reason is None:
             self.close_reason = reason
             self.closed_at = time.time()
             self.state = SessionState.CLOSED
             self.plane.session_finished(self)
+
+    def _close_client(self) -> None:
+        """Close the client's socket once its buffer is flushed, within the close deadline:
+        a client that does not read is not left holding a socket with no session."""
+        transport = self.client_transport
+        transport.close()
+        if not self._client_gone and transport.get_write_buffer_size():
+            self._arm_deadline(self.settings.graceful_close_timeout, self._linger_over)
+
+    def _linger_over(self) -> None:
+        self._deadline = None
+        if not self._client_gone:
+            log.info("session %d: client not reading after the end, closing its socket", self.id)
+            self.client_transport.abort()
+        self._abort_broker()
+
+    def broker_silent(self, seconds: float) -> None:
+        """The broker said nothing for two heartbeat intervals (``watch.BrokerSilence``)."""
+        log.warning(
+            "session %d: broker %s sent nothing for %.0f s: closing",
+            self.id,
+            self.backend_name,
+            seconds,
+        )
+        self.finish(CloseReason.BROKER_UNRESPONSIVE)
+        self.move(Phase.DEAD)
+        self.cancel_deadline()
+        self.client_transport.write(self.adapter.silent_broker_frame())
+        self._abort_broker()
+        self._close_client()
+
+    def _client_vanished(self) -> None:
+        """The client left while we were not reading it (its broker not reading, say)."""
+        log.info("session %d: the client closed its socket while not being read", self.id)
+        self.client_transport.abort()  # connection_lost follows: client_lost ends it
+
+    def _broker_vanished(self) -> None:
+        """The broker left while we were not reading it (its client not reading, say)."""
+        side = self.broker_side
+        if side is None or side.transport is None:
+            return
+        log.info("session %d: the broker closed its socket while not being read", self.id)
+        side.on_lost = None
+        self.broker_lost(side)
+        side.transport.abort()
 
     def _abort_broker(self) -> None:
         broker = self.broker_transport

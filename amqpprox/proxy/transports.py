@@ -17,7 +17,14 @@ from amqpprox.proxy.gate import Hold, ReadGate
 if TYPE_CHECKING:
     from amqpprox.proxy.plane import DataPlane
 
-__all__ = ["WRITE_BUFFER_HIGH", "WRITE_BUFFER_LOW", "BrokerSide", "ClientSide", "discard"]
+__all__ = [
+    "WRITE_BUFFER_HIGH",
+    "WRITE_BUFFER_LOW",
+    "BrokerSide",
+    "ClientSide",
+    "discard",
+    "peer_address",
+]
 
 # Backpressure thresholds of each side's write buffer: large enough to keep a 1 MiB
 # message moving in few reads, small enough to bound memory per session.
@@ -27,6 +34,14 @@ WRITE_BUFFER_LOW = 256 * 1024
 
 def discard(data: bytes) -> None:
     """Where a side's bytes go when nobody wants them any more."""
+
+
+def peer_address(transport: asyncio.BaseTransport, key: str) -> tuple[str, int]:
+    """``peername`` or ``sockname`` of a transport as (host, port); zeros if unknown."""
+    address = transport.get_extra_info(key)
+    if isinstance(address, tuple) and len(address) >= 2:
+        return str(address[0]), int(address[1])
+    return ("0.0.0.0", 0)
 
 
 class _Side(asyncio.Protocol):

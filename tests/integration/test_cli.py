@@ -30,6 +30,10 @@ def test_help_prints_usage_and_exits_1() -> None:
         "--controlSocket",
         "--adminPort",
         "--coalesceReadsMs",
+        "--clientHandshakeTimeout",
+        "--connectTimeout",
+        "--brokerHandshakeTimeout",
+        "--gracefulCloseTimeout",
     ):
         assert flag in result.stdout
 
@@ -60,6 +64,20 @@ def test_coalesce_window_out_of_range_exits_2(value: str) -> None:
     result = run(PY, "-m", "amqpprox", "--coalesceReadsMs", value)
     assert result.returncode == 2
     assert result.stdout.strip() == "--coalesceReadsMs must be between 0 and 100"
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--connectTimeout", "0"),
+        ("--gracefulCloseTimeout", "-1"),
+        ("--clientHandshakeTimeout", "nan"),
+    ],
+)
+def test_deadline_out_of_range_exits_2(flag: str, value: str) -> None:
+    result = run(PY, "-m", "amqpprox", flag, value)
+    assert result.returncode == 2
+    assert result.stdout.strip() == f"{flag} must be more than 0 and at most 3600 seconds"
 
 
 def test_coalesce_window_not_a_number_exits_1() -> None:
