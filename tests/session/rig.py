@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from amqpprox.amqp.frames import FRAME_BODY, FRAME_HEADER, FRAME_METHOD, encode_frame
 from amqpprox.amqp.methods import ConnectionOpenOk, ConnectionStart, ConnectionTune, Method
 from tests.conftest import RunningProxy, ctl, running_proxy
-from tests.rawamqp import RawClient, handshake_bytes
+from tests.rawamqp import OPEN_CLIENTS, RawClient, handshake_bytes
 from tests.scripted_broker import BrokerConnection, ScriptedBroker
 
 # Every wait of the proxy is short, so a test of a deadline lasts a fraction of a second.
@@ -109,7 +109,12 @@ async def rig_for(
         rig = Rig(proxy, broker)
         await rig.add_backend("scripted", broker.port)
         await rig.ok("MAP BACKEND / scripted")
-        yield rig
+        try:
+            yield rig
+        finally:
+            # Clients gone first: the proxy's shutdown then has no session to drain.
+            for client in OPEN_CLIENTS:
+                client.abort()
 
 
 # -- reading the client's side byte for byte ------------------------------------------------

@@ -30,7 +30,9 @@ from tests.session.rig import Rig, message, open_answer, read_to_eof, rig_for
 REFUSALS = {
     "403 after StartOk": (
         Stage.START_OK,
-        Close(403, "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN", 10, 11),
+        Close(
+            403, "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN", 10, 11
+        ),
     ),
     "503 after TuneOk": (
         Stage.TUNE_OK,
