@@ -21,6 +21,7 @@ from tests.scripted_broker import (
     Close,
     Drop,
     Garbage,
+    Hold,
     Script,
     ScriptedBroker,
     Stage,
@@ -148,3 +149,22 @@ async def test_a_vhost_without_a_mapping_gets_close_506(rig: Rig, broker: Script
     await client.close_ok()
     assert await read_to_eof(client) == b""
     assert broker.connections == []
+
+
+async def test_backend_disconnect_while_connecting_moves_on_to_the_next_member(
+    tmp_socket_dir: str, broker: ScriptedBroker
+) -> None:
+    async with ScriptedBroker(default=Script(at=Stage.OPEN, do=Hold())) as holding:
+        members = [("holding", holding.port), ("good", broker.port)]
+        async with farm_rig(tmp_socket_dir, members, broker) as rig:
+            client = await rig.client()
+            await client.send(handshake_bytes("/") + CHANNEL_OPEN)
+            attempt = await holding.connection(0)
+            await attempt.until(lambda: attempt.held, "the first member to hold at Open")
+            await rig.ok("VHOST BACKEND_DISCONNECT /")
+            assert await open_answer(client) == ConnectionOpenOk("")
+            good = await broker.opened(0)
+            assert await good.received_at_least(len(CHANNEL_OPEN)) == CHANNEL_OPEN
+            await attempt.wait_lost()
+            fields = await rig.conn_until(client, disconnected="N")
+            assert fields["egressRemote"] == f"127.0.0.1:{broker.port}"

@@ -25,7 +25,7 @@ from amqpprox.amqp.methods import (
 )
 from tests.rawamqp import CHANNEL_OPEN, handshake_bytes, start_ok
 from tests.scripted_broker import Close, Hold, Script, ScriptedBroker, Stage
-from tests.session.rig import Rig, message, open_answer, read_to_eof, rig_for
+from tests.session.rig import FAST, Rig, message, open_answer, read_to_eof, rig_for
 
 REFUSALS = {
     "403 after StartOk": (
@@ -182,3 +182,53 @@ async def test_frames_pipelined_before_open_ok_reach_the_broker_once_in_order(
     assert await connection.received_at_least(len(first + second) + 8) == (
         first + second + HEARTBEAT_FRAME
     )
+
+
+async def test_bad_frame_end_during_the_handshake_gets_501_then_a_close_at_the_deadline(
+    rig: Rig, broker: ScriptedBroker
+) -> None:
+    bad_start_ok = encode_method(start_ok())[:-1] + b"\x00"
+    client = await rig.client()
+    await client.send(PROTOCOL_HEADER + bad_start_ok)
+    assert isinstance(await client.read_method(), ConnectionStart)
+    assert await client.read_method() == ConnectionClose(
+        501, "frame end octet is 0x00, not 0xCE", 0, 0
+    )
+    loop = asyncio.get_running_loop()
+    answered = loop.time()
+    await client.close_ok()  # framing is lost: the proxy cannot see it
+    assert await read_to_eof(client) == b""
+    assert loop.time() - answered >= FAST["graceful_close_timeout"]  # type: ignore[operator]
+    await rig.conn_until(client, disconnected="Y")
+    assert broker.connections == []
+
+
+async def test_more_than_1_mib_before_open_ok_gets_506_and_the_attempt_is_dropped(
+    rig: Rig, broker: ScriptedBroker
+) -> None:
+    broker.plan(Script(at=Stage.OPEN, do=Hold()))
+    client = await rig.client()
+    await client.send(handshake_bytes("/"))
+    connection = await broker.connection(0)
+    await connection.until(lambda: connection.held, "the broker to hold at Open")
+    await client.send(message(1, b"x" * (1 << 20)))
+    assert await open_answer(client) == ConnectionClose(
+        506, "more than 1048576 bytes sent before Connection.OpenOk", 0, 0
+    )
+    await connection.wait_lost()
+    assert connection.received == b""
+    assert await read_to_eof(client) == b""
+    await rig.conn_until(client, disconnected="Y")
+
+
+async def test_a_client_gone_while_the_broker_opens_closes_the_broker_socket(
+    rig: Rig, broker: ScriptedBroker
+) -> None:
+    broker.plan(Script(at=Stage.OPEN, do=Hold()))
+    client = await rig.client()
+    await client.send(handshake_bytes("/"))
+    connection = await broker.connection(0)
+    await connection.until(lambda: connection.held, "the broker to hold at Open")
+    client.abort()
+    await connection.wait_lost()
+    await rig.conn_until(client, disconnected="Y")
