@@ -68,7 +68,7 @@ class Close:
 
 @dataclass(frozen=True)
 class Stall:
-    """Say nothing more, ever (the socket stays open and unread)."""
+    """Say nothing more, ever (the socket stays open; what arrives is ignored)."""
 
 
 @dataclass(frozen=True)
@@ -282,6 +282,7 @@ class BrokerConnection(asyncio.Protocol):
                     self.server.close(action.code, action.text, action.class_id, action.method_id)
                 )
             self._phase = _Phase.CLOSING
+            self._closing(b"")  # the frames already read may hold the CloseOk
         elif isinstance(action, Garbage):
             self.transport.write(action.data)
             self._phase = _Phase.SILENT
@@ -291,6 +292,7 @@ class BrokerConnection(asyncio.Protocol):
         elif isinstance(action, Hold):
             self._held_at = stage
             self._phase = _Phase.HELD
+            self._held_input += self._splitter.take_buffered()
         else:
             self._phase = _Phase.SILENT
         return False
@@ -308,10 +310,10 @@ class BrokerConnection(asyncio.Protocol):
         self._splitter.feed(data)
         # One frame at a time, so that a deviation after StartOk replaces exactly its Tune.
         while self._phase is _Phase.HANDSHAKE:
-            frame = self._splitter.next_frame()
-            if frame is NEED_DATA:
-                return
             try:
+                frame = self._splitter.next_frame()
+                if frame is NEED_DATA:
+                    return
                 events = self.server.receive_data(encode_frame(*frame))
             except ProtocolError as error:
                 self.handshake_error = error
@@ -320,10 +322,6 @@ class BrokerConnection(asyncio.Protocol):
                 return
             for event in events:
                 if not self._on_event(event):
-                    if self._phase is _Phase.CLOSING:  # the frames after it wait for CloseOk
-                        self._closing(self._splitter.take_buffered())
-                    elif self._phase is _Phase.HELD and self._held_at is Stage.OPEN:
-                        self._held_input += self._splitter.take_buffered()
                     return
             self.transport.write(self.server.data_to_send())
 
@@ -385,15 +383,26 @@ class BrokerConnection(asyncio.Protocol):
             self.close_ok_received.set_result(None)
 
     def _closing(self, data: bytes) -> None:
-        try:
-            events = self.server.receive_data(data)
-        except ProtocolError:
-            return
-        for event in events:
-            if isinstance(event, hs.ClientCloseOk) and not self.close_ok_received.done():
+        """After our Close: every frame is skipped but the proxy's Close and CloseOk."""
+        if len(self.header) < len(PROTOCOL_HEADER):  # closed before the header came
+            missing = len(PROTOCOL_HEADER) - len(self.header)
+            self.header += data[:missing]
+            data = data[missing:]
+        self._splitter.feed(data)
+        while True:
+            try:
+                frame = self._splitter.next_frame()
+            except ProtocolError:
+                return
+            if frame is NEED_DATA:
+                return
+            if frame.type != 1 or frame.channel != 0:
+                continue
+            method = decode_method(frame.payload)
+            if isinstance(method, ConnectionCloseOk) and not self.close_ok_received.done():
                 self.close_ok_received.set_result(None)
-            elif isinstance(event, hs.ClientClosed) and not self.close_received.done():
-                self.close_received.set_result(event.close)
+            elif isinstance(method, ConnectionClose) and not self.close_received.done():
+                self.close_received.set_result(method)
 
 
 @dataclass(eq=False)

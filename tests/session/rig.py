@@ -20,12 +20,13 @@ from tests.conftest import RunningProxy, ctl, running_proxy
 from tests.rawamqp import OPEN_CLIENTS, RawClient, handshake_bytes
 from tests.scripted_broker import BrokerConnection, ScriptedBroker
 
-# Every wait of the proxy is short, so a test of a deadline lasts a fraction of a second.
+# Every wait of the proxy is short, so a test of a deadline lasts a second at most.
+CLOSE_DEADLINE = 1.0
 FAST: dict[str, object] = {
     "client_handshake_timeout": 2.0,
     "connect_timeout": 1.0,
     "broker_handshake_timeout": 2.0,
-    "graceful_close_timeout": 0.5,
+    "graceful_close_timeout": CLOSE_DEADLINE,
 }
 TIMEOUT = 5.0
 

@@ -22,7 +22,15 @@ from amqpprox.amqp.methods import (
 )
 from tests.rawamqp import CHANNEL_OPEN, handshake_bytes
 from tests.scripted_broker import Hold, Script, ScriptedBroker, Stage
-from tests.session.rig import FAST, Live, Rig, message, open_answer, read_exactly, read_to_eof
+from tests.session.rig import (
+    CLOSE_DEADLINE,
+    Live,
+    Rig,
+    message,
+    open_answer,
+    read_exactly,
+    read_to_eof,
+)
 
 CLOSE_200 = ConnectionClose(200, "OK", 0, 0)
 
@@ -117,7 +125,7 @@ async def test_disconnect_graceful_cuts_both_sockets_when_the_client_never_answe
     await rig.ok(f"SESSION {live.id} DISCONNECT_GRACEFUL")
     assert await live.client.read_method() == CLOSE_200
     assert await read_to_eof(live.client) == b""
-    assert loop.time() - started >= FAST["graceful_close_timeout"]  # type: ignore[operator]
+    assert loop.time() - started >= CLOSE_DEADLINE
     await live.broker.wait_lost()
     assert live.broker.received == b""  # the broker never got a Close
     await rig.conn_until(live.client, disconnected="Y")

@@ -29,7 +29,7 @@ from tests.scripted_broker import (
 )
 from tests.session.rig import Rig, open_answer, read_to_eof, rig_for
 
-BROKER_HANDSHAKE_TIMEOUT = 0.3
+BROKER_HANDSHAKE_TIMEOUT = 0.5
 
 BAD_BROKERS: dict[str, tuple[Stage, Action]] = {
     "stalls at accept": (Stage.ACCEPT, Stall()),
@@ -96,9 +96,9 @@ async def test_no_member_left_gets_close_506(tmp_socket_dir: str, broker: Script
             assert await open_answer(client) == ConnectionClose(
                 506, "No broker reachable for vhost /", 0, 0
             )
-            await rig.conn_until(client, disconnected="Y")
             await client.close_ok()
             assert await read_to_eof(client) == b""
+            await rig.conn_until(client, disconnected="Y")
             for tried in (stalling, garbage):
                 assert len(tried.connections) == 1
                 await tried.connections[0].wait_lost()
@@ -115,9 +115,9 @@ async def test_a_broker_close_is_final_no_other_member_is_tried(
             client = await rig.client()
             await client.send(handshake_bytes("/"))
             assert await open_answer(client) == refusal.method
-            await rig.conn_until(client, disconnected="Y")
             await client.close_ok()
             assert await read_to_eof(client) == b""
+            await rig.conn_until(client, disconnected="Y")
             assert broker.connections == []
 
 
@@ -144,10 +144,10 @@ async def test_a_vhost_without_a_mapping_gets_close_506(rig: Rig, broker: Script
     assert await open_answer(client) == ConnectionClose(
         506, "No known broker mapping for vhost elsewhere", 0, 0
     )
-    fields = await rig.conn_until(client, disconnected="Y")
-    assert fields["vhost"] == "elsewhere"
     await client.close_ok()
     assert await read_to_eof(client) == b""
+    fields = await rig.conn_until(client, disconnected="Y")
+    assert fields["vhost"] == "elsewhere"
     assert broker.connections == []
 
 
