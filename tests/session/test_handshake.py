@@ -12,7 +12,7 @@ import asyncio
 
 import pytest
 
-from amqpprox.amqp.frames import HEARTBEAT_FRAME, PROTOCOL_HEADER
+from amqpprox.amqp.frames import HEARTBEAT_FRAME, LEGACY_PROTOCOL_HEADER, PROTOCOL_HEADER
 from amqpprox.amqp.methods import (
     ConnectionClose,
     ConnectionCloseOk,
@@ -236,3 +236,16 @@ async def test_a_client_gone_while_the_broker_opens_closes_the_broker_socket(
     client.abort()
     await connection.wait_lost()
     await rig.conn_until(client, disconnected="Y")
+
+
+async def test_legacy_header_and_early_heartbeats_are_not_passed_to_the_broker(
+    rig: Rig, broker: ScriptedBroker
+) -> None:
+    client = await rig.client()
+    rest = handshake_bytes("/")[len(PROTOCOL_HEADER) :]
+    # Heartbeats before Open are dropped; the broker gets the 0-9-1 header.
+    await client.send(LEGACY_PROTOCOL_HEADER + HEARTBEAT_FRAME + rest + HEARTBEAT_FRAME)
+    assert await open_answer(client) == ConnectionOpenOk("")
+    connection = await broker.opened(0)
+    assert connection.header == PROTOCOL_HEADER
+    assert await connection.received_at_least(8) == HEARTBEAT_FRAME  # the one after Open
