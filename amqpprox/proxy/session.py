@@ -408,10 +408,13 @@ class Session(SessionBase):
             self.client_gate.release(Hold.PAUSED)
 
     def release_held(self) -> None:
-        if self.phase is not Phase.HELD or self.finished:
+        """VHOST UNPAUSE for a session not live yet: held at Open, it connects out; paused
+        on its way (handshake, connecting), it goes live unpaused."""
+        if self.finished or self.phase not in _HANDSHAKING:
             return
         self.paused = False
-        connect.start(self)
+        if self.phase is Phase.HELD:
+            connect.start(self)
 
     def force_disconnect(self) -> None:
         if self.close_reason is None:

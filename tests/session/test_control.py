@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from amqpprox.amqp.frames import FRAME_BODY, HEARTBEAT_FRAME, PROTOCOL_HEADER, encode_frame
 from amqpprox.amqp.methods import (
     ConnectionClose,
@@ -295,12 +293,6 @@ async def test_session_paused_while_connecting_holds_its_frames_until_unpause(
     assert await connection.received_at_least(len(expected)) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="VHOST UNPAUSE skips a session paused (by VHOST PAUSE) while it was connecting: "
-    "neither held nor established, it goes live paused and its client's frames never "
-    "reach the broker although the vhost is unpaused",
-)
 async def test_vhost_unpause_releases_a_session_paused_while_connecting(
     rig: Rig, broker: ScriptedBroker
 ) -> None:
