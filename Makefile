@@ -3,55 +3,48 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# The modules setup.py compiles with mypyc (the handshake codec, the session; listed in
-# amqpprox/_build.py), and the stamp of their build.
-NATIVE := $(shell $(PYTHON) amqpprox/_build.py)
-COMPILED := $(VENV)/.compiled
+# The relay's C frame scanner, built in place beside amqpprox/amqp/scanner.py; with
+# AMQPPROX_NO_EXTENSIONS set, setup.py builds nothing and the scanner runs in Python.
+FRAMESCAN := $(VENV)/.framescan
 
 .PHONY: venv run test unit lint bench soak sanitize audit clean
 
-venv: $(STAMP) $(COMPILED)
+venv: $(STAMP) $(FRAMESCAN)
 
-# The editable install also compiles the relay's C frame walk (amqpprox/amqp/_framescan.c)
-# and, with mypyc, the handshake codec and the session (setup.py), in place beside their
-# sources.
-$(STAMP): pyproject.toml setup.py amqpprox/amqp/_framescan.c
+$(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --upgrade pip setuptools
 	$(PY) -m pip install --quiet -e '.[test]'
-	touch $(STAMP) $(COMPILED)
+	touch $(STAMP)
 
-# A compiled module shadows its .py: after an edit, compile again before anything runs.
-# The build keeps the library's old date when the generated code did not change (a
-# source touched, not edited): touch it, so that the tests' staleness check agrees.
-$(COMPILED): $(STAMP) $(NATIVE)
+# Built afresh: no extension stays from an earlier build with the switch off, nor from a
+# mypyc build (before its removal), which Python would load instead of the .py files.
+$(FRAMESCAN): $(STAMP) amqpprox/amqp/_framescan.c
+	rm -f amqpprox_native__mypyc*.so && find amqpprox -name '*.so' -delete
 	$(PY) setup.py --quiet build_ext --inplace
-	touch "$$($(PY) amqpprox/_build.py --library)" $(COMPILED)
+	touch $(FRAMESCAN)
 
 # Simple mode, as the original's getting-started: every vhost on :5673 goes to the local broker.
 run: venv
 	$(PY) -m amqpprox --listenPort 5673 --destinationDNS localhost --destinationPort 5672 \
 		--adminHost 127.0.0.1 --adminPort 15673 --consoleVerbosity 3
 
-# The whole suite against the compiled modules, then the unit tests and the proxy's
-# integration tests against their source.
+# One run over the sources (the scanner tests cover both the C and the Python walk).
 test: venv lint
 	$(PY) -m pytest
-	AMQPPROX_PURE_PYTHON=1 $(PY) -m pytest -q tests/unit tests/integration
 
 unit: venv
 	$(PY) -m pytest tests/unit
 
 # Long forms of the reliability tests (RELIABILITY.md): 5,000 silent connections, 200
-# no-loss clients, 1,000 control clients, hypothesis at 20,000 examples (against the
-# compiled modules), atheris (against the source: coverage guidance needs Python bytecode).
+# no-loss clients, 1,000 control clients, hypothesis at 20,000 examples, atheris.
 SOAK_RUNS ?= 500000
 soak: venv
 	$(PY) -m pip install --quiet -e '.[test,soak]'
 	$(PY) -m pytest -m soak --timeout 1800 tests
 	AMQPPROX_FUZZ_EXAMPLES=20000 $(PY) -m pytest --timeout 1800 tests/unit/test_fuzz_parsers.py
 	for target in frames table proxy handshake; do \
-		AMQPPROX_PURE_PYTHON=1 $(PY) -m tests.atheris_fuzz $$target -runs=$(SOAK_RUNS) -print_final_stats=1 || exit 1; \
+		$(PY) -m tests.atheris_fuzz $$target -runs=$(SOAK_RUNS) -print_final_stats=1 || exit 1; \
 	done
 	$(MAKE) sanitize SANITIZE_EXAMPLES=10000
 
@@ -88,3 +81,4 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache
+	rm -f amqpprox_native__mypyc*.so && find amqpprox -name '*.so' -delete

@@ -10,46 +10,16 @@ import asyncio
 import contextlib
 import os
 import socket
-import sysconfig
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import quote, urlparse
 
 import pytest
 
-from amqpprox import _build
 from amqpprox.core.context import Settings
 from amqpprox.core.model import ListenerSpec
 from amqpprox.runtime import Runtime, SimpleMode
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """Refuse to run against a compiled module older than its source.
-
-    A compiled module is imported in preference to its ``.py``: after an edit, the tests
-    would otherwise exercise the old code. ``make test`` compiles again first.
-    """
-    del config
-    if _build.pure_python_requested():
-        return
-    suffix = sysconfig.get_config_var("EXT_SUFFIX")
-    # A rebuild may leave a module's shim untouched: the code is in the group's library.
-    library = Path(_build.native_library())
-    built_at = library.stat().st_mtime if library.is_file() else 0.0
-    stale = []
-    for name in _build.COMPILED_MODULES:
-        base = _build.module_base(name)
-        compiled, source = Path(base + suffix), Path(base + ".py")
-        if compiled.is_file() and source.stat().st_mtime > max(compiled.stat().st_mtime, built_at):
-            stale.append(name)
-    if stale:
-        raise pytest.UsageError(
-            f"compiled modules older than their source: {', '.join(stale)}; "
-            "run `make venv` (or set AMQPPROX_PURE_PYTHON=1)"
-        )
-
 
 BROKER_URL = os.environ.get("AMQPPROX_TEST_BROKER", "amqp://guest:guest@127.0.0.1:5672/")
 _parsed = urlparse(BROKER_URL)

@@ -56,8 +56,8 @@ class AmqpproxCollector(Collector):
 
         info = GaugeMetricFamily(
             "amqpprox_build_info",
-            "amqpprox build information; build is compiled (mypyc) or python.",
-            labels=["version", "build"],
+            "amqpprox build information; scanner is the relay's frame scanner, c or python.",
+            labels=["version", "scanner"],
         )
         info.add_metric([__version__, build()], 1)
         yield info

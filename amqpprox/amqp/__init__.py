@@ -5,8 +5,8 @@ where a connection is open. Nothing in this package does I/O: it must not import
 asyncio, socket, ssl or any other part of amqpprox (a test enforces it). pamqp is not
 used; the codec is small and needs exact control over errors and the RabbitMQ errata.
 
-Four of its modules are compiled with mypyc when the package is built (setup.py and
-``amqpprox._build``); their source is the reference and the fallback.
+One native part: the relay's frame walk in C (``_framescan``, optional; ``scanner``
+runs the same walk in Python when it is not built or ``AMQPPROX_NO_EXTENSIONS`` is set).
 """
 
 from amqpprox.amqp.errors import ProtocolError

@@ -180,8 +180,7 @@ class ConnectionStartOk:
     mechanism: str
     response: bytes
     locale: str
-    # One slot: the decoded table once read. A list, not functools.cached_property, so
-    # the class stays frozen and compiles with mypyc (which has no instance __dict__).
+    # One slot: the decoded table once read, so the frozen class can cache it.
     _decoded: list[dict[str, FieldValue]] = field(
         default_factory=list, init=False, repr=False, compare=False
     )
@@ -436,8 +435,8 @@ _DECODERS: Final[dict[int, Callable[[_Args], Method]]] = {
     61: lambda _: ConnectionUnblocked(),
 }
 
-# Each modelled method's id within class 10, by its dataclass. A table rather than a
-# ClassVar on each dataclass: mypyc takes a dataclass's ClassVars for fields.
+# Each modelled method's id within class 10, by its dataclass (the dataclasses hold only
+# their fields).
 _METHOD_ID_OF: Final[dict[type, int]] = {
     ConnectionStart: 10,
     ConnectionStartOk: 11,

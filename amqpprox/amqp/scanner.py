@@ -5,10 +5,17 @@ same bytes with offsets to count complete frames, enforce the frame-size bound a
 0xCE end octet (AMQP 0-9-1 §4.2.3), and spot channel-0 ``Connection.Close`` and
 ``Connection.CloseOk``, without allocating an object per frame. It never buffers more
 than the few header bytes of a frame split across two reads.
+
+Two implementations of the same walk: the C extension ``_framescan`` (built by
+``pip install`` when a compiler is there) and the Python one here, its reference and
+fallback. ``AMQPPROX_NO_EXTENSIONS`` (set, and neither empty nor ``0``; read at import)
+makes this module ignore the extension even when it was built; :data:`IMPLEMENTATION`
+says which one the relay runs, ``"c"`` or ``"python"``.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from struct import Struct
 from typing import Protocol
@@ -65,16 +72,6 @@ def scan_py(data: bytes, pos: int, max_size: int) -> ScanResult:
         frames += 1
         pos = end + 1
     return status, pos, frames, need, close_flags, close_offset
-
-
-scan: Callable[[bytes, int, int], ScanResult] = scan_py
-IMPLEMENTATION = "Python"
-try:
-    from amqpprox.amqp._framescan import scan as _scan_c
-except ImportError:  # not built (no compiler at install time): the same walk in Python
-    pass
-else:
-    scan, IMPLEMENTATION = _scan_c, "C"
 
 
 class Scanner(Protocol):
@@ -202,11 +199,23 @@ class PyFrameScanner:
         return self._need if self._need <= len(data) else -1
 
 
-# What sessions construct: the C type when the extension is built.
+NO_EXTENSIONS_ENV = "AMQPPROX_NO_EXTENSIONS"
+
+
+def extensions_disabled() -> bool:
+    """True when ``AMQPPROX_NO_EXTENSIONS`` is set to anything but ``""`` or ``"0"``."""
+    return os.environ.get(NO_EXTENSIONS_ENV, "") not in ("", "0")
+
+
+# What sessions construct and the walk PyFrameScanner uses by default: the C ones when
+# the extension is built and not switched off.
 FrameScanner: Callable[[int], Scanner] = PyFrameScanner
-try:
-    from amqpprox.amqp._framescan import FrameScanner as _FrameScannerC
-except ImportError:
-    pass
-else:
-    FrameScanner = _FrameScannerC
+scan: Callable[[bytes, int, int], ScanResult] = scan_py
+IMPLEMENTATION = "python"
+if not extensions_disabled():
+    try:
+        from amqpprox.amqp import _framescan
+    except ImportError:  # not built (no compiler at install time): the walk in Python
+        pass
+    else:
+        FrameScanner, scan, IMPLEMENTATION = _framescan.FrameScanner, _framescan.scan, "c"

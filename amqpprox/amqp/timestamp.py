@@ -1,8 +1,7 @@
-"""The ``T`` field value type, kept out of the compiled codec modules.
+"""The ``T`` field value type.
 
-Owns :class:`Timestamp`. It subclasses ``int``, which mypyc cannot compile as a native
-class, so it lives in a module of its own that stays interpreted while the rest of
-``amqpprox.amqp`` may be compiled (setup.py). Sans-IO, imports nothing of ours.
+Owns :class:`Timestamp`, an ``int`` subclass that field tables decode ``T`` values to and
+encode back as ``T``. Sans-IO, imports nothing of ours.
 """
 
 from __future__ import annotations

@@ -16,8 +16,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from mypy_extensions import mypyc_attr
-
 ZERO_ENDPOINT = ("0.0.0.0", 0)
 
 
@@ -50,9 +48,6 @@ class CloseReason(enum.Enum):
     PROTOCOL_ERROR = "protocol_error"
 
 
-# Compiled with mypyc (setup.py): these two stay open to interpreted subclasses (the
-# statistics' RouteTotals, the tests' fake sessions).
-@mypyc_attr(allow_interpreted_subclasses=True)
 class SessionBase:
     """One client connection paired with at most one broker connection."""
 
@@ -151,7 +146,6 @@ class SessionBase:
         raise NotImplementedError
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)
 @dataclass
 class Totals:
     """Counters folded in from sessions already removed from the registry."""

@@ -24,8 +24,8 @@ from pamqp import frame as pframe
 from pamqp import header as pheader
 from prometheus_client.parser import text_string_to_metric_families
 
-from amqpprox import _build
 from amqpprox.admin import stats as statfmt
+from amqpprox.amqp import scanner
 from amqpprox.amqp.frames import NeedData
 from amqpprox.runtime import Runtime, SimpleMode
 from tests.conftest import (
@@ -443,14 +443,10 @@ async def test_metrics_families_and_labels(proxy: RunningProxy) -> None:
 
     samples = await scrape(proxy.admin_url)
     labels = {"vhost": "/", "backend": BACKEND}
-    # compiled unless this run asked for the sources (test_native_build checks the rest)
-    expected_build = (
-        "python"
-        if _build.pure_python_requested() or os.environ.get("AMQPPROX_NO_MYPYC")
-        else "compiled"
-    )
+    # c or python, as this run's build and AMQPPROX_NO_EXTENSIONS (test_native_build checks them)
     version = proxy.runtime.plane.version
-    assert value(samples, "amqpprox_build_info", version=version, build=expected_build) == 1
+    in_use = scanner.IMPLEMENTATION
+    assert value(samples, "amqpprox_build_info", version=version, scanner=in_use) == 1
     assert value(samples, "amqpprox_sessions", state="paused", **labels) == 1
     assert value(samples, "amqpprox_sessions", state="active", **labels) == 0
     assert value(samples, "amqpprox_backend_connect_failures_total", backend="dead") >= 1

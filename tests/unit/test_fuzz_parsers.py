@@ -71,20 +71,33 @@ def _wire(spec: tuple[int, int, bytes, str]) -> bytes:
     return bytes(data)
 
 
-WALKS = {"c": frame_walks.scan, "python": frame_walks.scan_py}
-# Every scanner the relay can run: the C type it uses, and the Python class (its
-# reference and fallback) over either walk.
+# The C extension, imported here whatever AMQPPROX_NO_EXTENSIONS says (that only decides
+# what the relay runs); its tests are skipped where it was not built (no compiler).
+try:
+    from amqpprox.amqp import _framescan
+except ImportError:
+    _framescan = None  # type: ignore[assignment]
+needs_c = pytest.mark.skipif(_framescan is None, reason="amqpprox.amqp._framescan was not built")
+
+# Every scanner the relay can run: the C type, and the Python class (its reference and
+# fallback) over either walk.
 SCANNERS: dict[str, Callable[[], Scanner]] = {
-    "c-type": lambda: FrameScanner(MAX_FRAME),
-    "python-c-walk": lambda: PyFrameScanner(MAX_FRAME, frame_walks.scan),
+    "c-type": lambda: _framescan.FrameScanner(MAX_FRAME),
+    "python-c-walk": lambda: PyFrameScanner(MAX_FRAME, _framescan.scan),
     "python-python-walk": lambda: PyFrameScanner(MAX_FRAME, frame_walks.scan_py),
 }
+SCANNER_KINDS = [
+    pytest.param(kind, marks=[] if kind == "python-python-walk" else [needs_c])
+    for kind in sorted(SCANNERS)
+]
 
 
-def test_the_c_frame_walk_is_built() -> None:
+@needs_c
+def test_the_relay_runs_the_c_scanner_when_built() -> None:
     """`pip install` compiled amqpprox/amqp/_framescan.c: the relay does not fall back."""
-    assert frame_walks.IMPLEMENTATION == "C"
-    assert FrameScanner is not PyFrameScanner  # sessions get the C type
+    expected = "python" if frame_walks.extensions_disabled() else "c"
+    assert expected == frame_walks.IMPLEMENTATION
+    assert (FrameScanner is _framescan.FrameScanner) == (expected == "c")
 
 
 def _observed(scanner: Scanner) -> tuple[object, ...]:
@@ -98,6 +111,7 @@ def _observed(scanner: Scanner) -> tuple[object, ...]:
     )
 
 
+@needs_c
 @FUZZ
 @given(
     st.lists(frame_specs, max_size=8),
@@ -114,7 +128,7 @@ def test_c_and_python_scanners_agree_read_by_read(
     and split frames included, on any frame-max.
     """
     stream = b"".join(_wire(s) for s in specs) + noise
-    c_scanner, py_scanner = FrameScanner(max_frame), PyFrameScanner(max_frame)
+    c_scanner, py_scanner = _framescan.FrameScanner(max_frame), PyFrameScanner(max_frame)
     assert c_scanner.max_frame == py_scanner.max_frame == max_frame
     for chunk in _chunks(stream, cuts):
         assert c_scanner.boundary_offset(chunk) == py_scanner.boundary_offset(chunk)
@@ -124,6 +138,7 @@ def test_c_and_python_scanners_agree_read_by_read(
     assert _observed(c_scanner) == _observed(py_scanner)
 
 
+@needs_c
 @FUZZ
 @given(
     st.binary(max_size=300),
@@ -141,10 +156,10 @@ def test_c_and_python_frame_walks_agree(
         b"".join(_wire(s) for s in specs) + noise,
     ):
         start = min(pos, len(data))
-        assert frame_walks.scan(data, start, max_size) == frame_walks.scan_py(data, start, max_size)
+        assert _framescan.scan(data, start, max_size) == frame_walks.scan_py(data, start, max_size)
 
 
-@pytest.mark.parametrize("kind", sorted(SCANNERS))
+@pytest.mark.parametrize("kind", SCANNER_KINDS)
 @FUZZ
 @given(st.lists(frame_specs, max_size=10), st.lists(st.integers(0, 2000), max_size=10))
 def test_scanner_agrees_with_the_frame_reader_under_any_chunking(
@@ -197,7 +212,7 @@ def test_scanner_agrees_with_the_frame_reader_under_any_chunking(
     assert frame_scanner.close_ok_seen == (b"\x00\x0a\x00\x33" in closes)
 
 
-@pytest.mark.parametrize("kind", sorted(SCANNERS))
+@pytest.mark.parametrize("kind", SCANNER_KINDS)
 @FUZZ
 @given(st.binary(max_size=600), st.lists(st.integers(0, 600), max_size=12))
 def test_scanner_never_raises_and_reports_offsets_inside_the_chunk(
@@ -397,7 +412,7 @@ async def _context(directory: str) -> Context:
 
 
 # -- crashers found by the properties above, kept as regression tests ------------------------
-@pytest.mark.parametrize("kind", sorted(SCANNERS))
+@pytest.mark.parametrize("kind", SCANNER_KINDS)
 @pytest.mark.parametrize("payload", [b"", b"\x00", b"\x00\x0a", b"\x00\x0a\x00"])
 def test_scanner_counts_a_short_channel_0_method_frame_at_once(kind: str, payload: bytes) -> None:
     """Found by the scanner/reader agreement property: a complete channel-0 method frame

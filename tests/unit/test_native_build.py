@@ -1,13 +1,15 @@
-"""The two builds of the compiled modules: mypyc (what `make venv` installs) and Python.
+"""The one native part, the C frame scanner, and its switch ``AMQPPROX_NO_EXTENSIONS``.
 
-`make test` runs the whole suite against the compiled build, then the unit and
-integration tests again with ``AMQPPROX_PURE_PYTHON=1``; these tests check that each run
-got the build it asked for, so a build that silently stopped compiling cannot pass as
-one that did.
+The extension is optional (a build without a compiler runs the Python walk), and the
+switch turns it off at build time (setup.py) and at run time (``amqpprox.amqp.scanner``).
+These tests check what a run gets: the C scanner exactly when it was built and not
+switched off, nothing else compiled in the package, and an ``import amqpprox`` that
+leaves the import machinery alone.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -17,70 +19,71 @@ from pathlib import Path
 import pytest
 
 import amqpprox
-import amqpprox.proxy.session  # the last of the compiled modules, so all are loaded
-from amqpprox import _build
+from amqpprox.amqp import scanner
 
 PACKAGE_DIR = Path(amqpprox.__file__).parent
 SUFFIX = sysconfig.get_config_var("EXT_SUFFIX")
-PURE = _build.pure_python_requested()
-NOT_BUILT = bool(os.environ.get("AMQPPROX_NO_MYPYC"))
+C_BUILT = importlib.util.find_spec("amqpprox.amqp._framescan") is not None
+SWITCHED_OFF = os.environ.get("AMQPPROX_NO_EXTENSIONS", "") not in ("", "0")
+needs_c = pytest.mark.skipif(not C_BUILT, reason="amqpprox.amqp._framescan was not built")
 
 
-def _file_of(name: str) -> Path:
-    return Path(_build.module_base(name))
-
-
-def _loaded_in_subprocess(pure: bool) -> list[str]:
-    env = {k: v for k, v in os.environ.items() if k != _build.PURE_PYTHON_ENV}
-    if pure:
-        env[_build.PURE_PYTHON_ENV] = "1"
-    script = (
-        "import amqpprox, amqpprox.proxy.session as s, amqpprox.amqp.fields as f\n"
-        "print(amqpprox.build()); print(s.__file__); print(f.__file__)"
-    )
+def _run(script: str, **env: str) -> list[str]:
+    """``script``'s output lines in a fresh interpreter, AMQPPROX_NO_EXTENSIONS from ``env``."""
+    environ = {k: v for k, v in os.environ.items() if k != "AMQPPROX_NO_EXTENSIONS"}
+    environ.update(env)
     done = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", script], env=environ, capture_output=True, text=True, check=True
     )
     return done.stdout.split()
 
 
-@pytest.mark.skipif(NOT_BUILT, reason="built with AMQPPROX_NO_MYPYC=1: nothing compiled")
-def test_setup_compiles_exactly_what_the_switch_covers() -> None:
-    # A compiled module outside the list would escape AMQPPROX_PURE_PYTHON.
-    compiled = {
-        ".".join(path.relative_to(PACKAGE_DIR).parts).removesuffix(SUFFIX)
-        for path in PACKAGE_DIR.rglob(f"*{SUFFIX}")
-    }
-    assert compiled - {"amqp._framescan"} == set(_build.COMPILED_MODULES)
+_WHICH = (
+    "import sys, amqpprox, amqpprox.amqp.scanner as s\n"
+    "print(s.IMPLEMENTATION, amqpprox.build(), type(s.FrameScanner(4096)).__name__,\n"
+    "      s.scan.__module__, 'amqpprox.amqp._framescan' in sys.modules)"
+)
+PYTHON_WALK = ["python", "python", "PyFrameScanner", "amqpprox.amqp.scanner", "False"]
 
 
-def test_this_run_has_the_build_it_asked_for() -> None:
-    for name in _build.COMPILED_MODULES:
-        module = sys.modules[f"amqpprox.{name}"]
-        assert module.__file__ is not None
-        expected = ".py" if PURE or NOT_BUILT else SUFFIX
-        assert module.__file__ == str(_file_of(name)) + expected
-    assert amqpprox.build() == ("python" if PURE or NOT_BUILT else "compiled")
+def test_this_run_has_the_scanner_it_asked_for() -> None:
+    expected = "c" if C_BUILT and not SWITCHED_OFF else "python"
+    assert expected == scanner.IMPLEMENTATION
+    assert amqpprox.build() == expected
+    assert (scanner.FrameScanner is scanner.PyFrameScanner) == (expected == "python")
 
 
-@pytest.mark.skipif(NOT_BUILT, reason="built with AMQPPROX_NO_MYPYC=1: nothing compiled")
-def test_compiled_modules_are_built_beside_their_sources() -> None:
-    for name in _build.COMPILED_MODULES:
-        assert Path(str(_file_of(name)) + SUFFIX).is_file(), name
-    # The shared library of the group sits beside the package: mypyc derives each
-    # compiled module's __file__ from its place.
-    assert Path(_build.native_library()).is_file()
+def test_the_only_extension_in_the_package_is_the_frame_scanner() -> None:
+    # A leftover of the mypyc build (before its removal) would shadow its .py file.
+    extensions = {path.relative_to(PACKAGE_DIR).as_posix() for path in PACKAGE_DIR.rglob("*.so")}
+    extensions |= {path.name for path in PACKAGE_DIR.parent.glob("amqpprox*.so")}
+    assert extensions <= {f"amqp/_framescan{SUFFIX}"}, "leftovers: run `make clean venv`"
 
 
-def test_pure_python_switch_loads_the_sources() -> None:
-    build, session_file, fields_file = _loaded_in_subprocess(pure=True)
-    assert build == "python"
-    assert session_file == str(_file_of("proxy.session")) + ".py"
-    assert fields_file == str(_file_of("amqp.fields")) + ".py"
+@needs_c
+def test_the_built_extension_is_what_the_relay_runs_by_default() -> None:
+    assert _run(_WHICH) == ["c", "c", "FrameScanner", "amqpprox.amqp._framescan", "True"]
+    assert _run(_WHICH, AMQPPROX_NO_EXTENSIONS="0") == _run(_WHICH)
+    assert _run(_WHICH, AMQPPROX_NO_EXTENSIONS="") == _run(_WHICH)
 
 
-@pytest.mark.skipif(NOT_BUILT, reason="built with AMQPPROX_NO_MYPYC=1: nothing compiled")
-def test_default_import_loads_the_compiled_build() -> None:
-    build, session_file, _fields_file = _loaded_in_subprocess(pure=False)
-    assert build == "compiled"
-    assert session_file == str(_file_of("proxy.session")) + SUFFIX
+@pytest.mark.parametrize("value", ["1", "yes"])
+def test_no_extensions_switch_runs_the_python_walk_even_when_built(value: str) -> None:
+    # The extension is not even imported, though it is there to import.
+    assert _run(_WHICH, AMQPPROX_NO_EXTENSIONS=value) == PYTHON_WALK
+    found = "import importlib.util as u; print(u.find_spec('amqpprox.amqp._framescan') is not None)"
+    assert _run(found, AMQPPROX_NO_EXTENSIONS=value) == [str(C_BUILT)]
+
+
+@pytest.mark.parametrize(
+    "env", [{}, {"AMQPPROX_NO_EXTENSIONS": "1"}, {"AMQPPROX_PURE_PYTHON": "1"}]
+)
+def test_import_amqpprox_installs_no_import_hook(env: dict[str, str]) -> None:
+    script = (
+        "import sys\n"
+        "hooks = (list(sys.meta_path), list(sys.path_hooks), list(sys.path))\n"
+        "import amqpprox\n"
+        "print(hooks == (sys.meta_path, sys.path_hooks, sys.path))\n"
+        "print(sorted(m for m in sys.modules if m.startswith('amqpprox')))"
+    )
+    assert _run(script, **env) == ["True", "['amqpprox']"]
