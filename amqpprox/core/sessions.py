@@ -28,6 +28,7 @@ class SessionState(enum.Enum):
     ACTIVE = "active"  # relaying frames
     PAUSED = "paused"  # relaying broker->client only
     CLOSING = "closing"  # a graceful close is in progress
+    BROKER_DISCONNECTED = "broker_disconnected"  # BACKEND_DISCONNECT: the client stays
     CLOSED = "closed"
 
 
@@ -40,6 +41,7 @@ class CloseReason(enum.Enum):
     BROKER_UNRESPONSIVE = "broker_unresponsive"  # nothing from it for two heartbeats
     PROXY_GRACEFUL = "proxy_graceful"
     PROXY_FORCED = "proxy_forced"
+    BACKEND_DISCONNECTED = "backend_disconnected"  # BACKEND_DISCONNECT, then the client left
     AUTH_DENIED = "auth_denied"
     LIMITED = "limited"
     NO_MAPPING = "no_mapping"

@@ -69,6 +69,7 @@ REMOVED_BY_REASON: dict[CloseReason, str] = {
     CloseReason.CLIENT_GRACEFUL: "removedConnectionGraceful",
     CloseReason.PROXY_GRACEFUL: "removedConnectionGraceful",
     CloseReason.PROXY_FORCED: "removedConnectionGraceful",
+    CloseReason.BACKEND_DISCONNECTED: "removedConnectionGraceful",
     CloseReason.AUTH_DENIED: "removedConnectionGraceful",
     CloseReason.LIMITED: "removedConnectionGraceful",
     CloseReason.NO_MAPPING: "removedConnectionGraceful",
@@ -422,9 +423,10 @@ STATE_LABEL: dict[SessionState, str | None] = {
     SessionState.ACTIVE: "active",
     SessionState.PAUSED: "paused",
     SessionState.CLOSING: "closing",
+    SessionState.BROKER_DISCONNECTED: "broker_disconnected",
     SessionState.CLOSED: None,  # finished, waiting for cleanup: not a live session
 }
-SESSION_STATES = ("handshaking", "active", "paused", "closing")
+SESSION_STATES = ("handshaking", "active", "paused", "closing", "broker_disconnected")
 
 
 @dataclass

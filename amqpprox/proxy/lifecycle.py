@@ -51,7 +51,7 @@ PUBLIC: dict[Phase, SessionState] = {
     Phase.CLOSING_CLIENT: SessionState.CLOSING,
     Phase.CLOSING_BROKER: SessionState.CLOSING,
     Phase.REFUSING: SessionState.CLOSED,
-    Phase.CUT: SessionState.ACTIVE,
+    Phase.CUT: SessionState.BROKER_DISCONNECTED,
     Phase.DEAD: SessionState.CLOSED,
 }
 

@@ -21,7 +21,7 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING
 
-from amqpprox.core.sessions import CloseReason, SessionBase, SessionState
+from amqpprox.core.sessions import ZERO_ENDPOINT, CloseReason, SessionBase, SessionState
 from amqpprox.proxy import connect
 from amqpprox.proxy.amqp091 import ACCESS_REFUSED, RESOURCE_ERROR, Amqp091
 from amqpprox.proxy.coalescing import ReadCoalescer, wrap_pair
@@ -343,7 +343,10 @@ class Session(SessionBase):
             closing.client_gone()
             return
         if self.close_reason is None:
-            self.finish(self.adapter.client_left(phase))
+            cut = phase is Phase.CUT  # the operator's BACKEND_DISCONNECT ended it, not the client
+            self.finish(
+                CloseReason.BACKEND_DISCONNECTED if cut else self.adapter.client_left(phase)
+            )
         self.move(Phase.DEAD)
         self.cancel_deadline()
         self.settle_attempt(connect.Outcome.ABANDONED)
@@ -435,6 +438,7 @@ class Session(SessionBase):
             return
         if self.phase in _RELAYING:
             self.move(Phase.CUT)  # the client's bytes have nowhere to go now
+            self.egress_local = self.egress_remote = ZERO_ENDPOINT
         # The client stays (a closing one still completes its close without a broker).
         self.broker_side = None
         self.broker_gate.attach(None)

@@ -10,6 +10,7 @@ BACKEND_DISCONNECT`` (docs/sessions.md).
 from __future__ import annotations
 
 import asyncio
+import json
 
 from amqpprox.amqp.frames import FRAME_BODY, HEARTBEAT_FRAME, PROTOCOL_HEADER, encode_frame
 from amqpprox.amqp.methods import (
@@ -230,11 +231,46 @@ async def test_vhost_backend_disconnect_closes_only_the_broker_socket(rig: Rig) 
     await live.client.send(HEARTBEAT_FRAME)  # goes nowhere, and does not end the session
     await rig.conn()
     assert not live.client.reader.at_eof()
-    assert (await rig.conn_until(live.client))["disconnected"] == "N"
+    fields = await rig.conn_until(live.client)
+    assert fields["disconnected"] == "N"
+    # No broker endpoint is shown any more, and REST says what happened.
+    assert (fields["egressLocal"], fields["egressRemote"]) == ("0.0.0.0:0", "0.0.0.0:0")
+    assert await rest_state(rig, live.id) == "broker_disconnected"
     # Only a later action ends the client's side; it was told nothing in between.
     await rig.ok(f"SESSION {live.id} FORCE_DISCONNECT")
     assert await read_to_eof(live.client) == b""
     await rig.conn_until(live.client, disconnected="Y")
+
+
+async def test_a_client_that_leaves_after_backend_disconnect_counts_the_operators_reason(
+    rig: Rig,
+) -> None:
+    live = await rig.open_session("/")
+    await rig.ok("VHOST BACKEND_DISCONNECT /")
+    await live.broker.wait_lost()
+    await rig.conn_until(live.client, egressRemote="0.0.0.0:0")
+    live.client.abort()  # the client goes without a word: not its fault, the operator's
+    await rig.conn_until(live.client, disconnected="Y")
+    rig.proxy.runtime.cleanup_once()
+    metrics = await http_get(rig, "/metrics")
+    assert 'reason="backend_disconnected",vhost="/"} 1.0' in metrics
+    assert 'reason="client_snapped"' not in metrics
+
+
+async def rest_state(rig: Rig, session_id: int) -> str:
+    body = json.loads(await http_get(rig, f"/api/v1/sessions/{session_id}"))
+    state = body["state"]
+    assert isinstance(state, str)
+    return state
+
+
+async def http_get(rig: Rig, path: str) -> str:
+    reader, writer = await asyncio.open_connection("127.0.0.1", rig.proxy.runtime.admin_port)
+    writer.write(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    head, _, body = (await reader.read()).decode().partition("\r\n\r\n")
+    writer.close()
+    assert head.split(" ", 2)[1] == "200", head
+    return body
 
 
 async def test_disconnect_graceful_answers_a_crossing_client_close(rig: Rig) -> None:
