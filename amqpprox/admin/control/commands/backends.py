@@ -5,7 +5,7 @@ Imports the registry and ``core``, never ``amqpprox.proxy``.
 
 from __future__ import annotations
 
-from amqpprox.admin.control.helpers import arg, tcp_port
+from amqpprox.admin.control.helpers import arg, shown, tcp_port
 from amqpprox.admin.control.output import ControlOutput
 from amqpprox.admin.control.registry import command
 from amqpprox.core import operations as ops
@@ -29,7 +29,7 @@ async def _backend(ctx: Context, args: list[str], out: ControlOutput) -> None:
             return
         ops.delete_backend(ctx, name)
     elif sub == "PRINT":
-        await out.write("".join(b.describe() + "\n" for b in ops.list_backends(ctx)))
+        await out.write("".join(shown(b.describe()) + "\n" for b in ops.list_backends(ctx)))
     else:
         await out.write(f"Subcommand '{sub}' not recognized.")
 
