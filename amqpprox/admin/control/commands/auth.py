@@ -32,6 +32,8 @@ def auth_line(ctx: Context) -> str:
     "AUTH",
     "(SERVICE hostname port target | ALWAYS_ALLOW | PRINT) - Change authentication "
     "mechanism for connecting clients",
+    "SERVICE hostname port target (PROTOBUF | JSON) - Send the auth service the original's "
+    "protobuf body (the default) or its JSON mapping",
 )
 async def _auth(ctx: Context, args: list[str], out: ControlOutput) -> None:
     if not args:

@@ -17,6 +17,8 @@ from amqpprox.errors import InvalidArgument
     "BACKEND",
     "(ADD name datacenter host port [SEND-PROXY] [TLS] | ADD_DNS name datacenter address port "
     "[SEND-PROXY] [TLS] | DELETE name | PRINT) - Change backend servers",
+    "(ADD | ADD_DNS) name datacenter host port SEND-PROXY-V2 [TLS] - Send the backend a "
+    "binary PROXY protocol v2 header instead of the v1 text line",
 )
 async def _backend(ctx: Context, args: list[str], out: ControlOutput) -> None:
     sub = args[0].upper() if args else ""

@@ -63,6 +63,12 @@ def _number(text: str | None, high: int) -> int | None:
     "DISABLE (CONN_RATE_ALARM | CONN_RATE | DATA_RATE_ALARM | DATA_RATE) (VHOST vhostName | "
     "DEFAULT) - Disable configured limit thresholds",
     "PRINT [vhostName] - Print the configured default limits or specific vhost limits",
+    "CONNECTIONS (VHOST vhostName | DEFAULT | TOTAL) numberOfConnections - Configure the "
+    "most concurrent client connections of a vhost, of each vhost, or of all together",
+    "OUT_DATA_RATE (DEFAULT | VHOST vhostName) BytesPerSecond - Configure data rate limits "
+    "for outgoing data to clients",
+    "DISABLE (CONNECTIONS | OUT_DATA_RATE) (VHOST vhostName | DEFAULT | TOTAL) - Disable "
+    "concurrent connection or outgoing data rate limits (TOTAL: CONNECTIONS only)",
 )
 async def _limit(ctx: Context, args: list[str], out: ControlOutput) -> None:
     if not args:
