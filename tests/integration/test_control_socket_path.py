@@ -12,6 +12,7 @@ The owner checks ``chown`` a socket to uid 65534 (``nobody``): they need root, a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -42,7 +43,7 @@ def proxy_args(control: str, tmp: str) -> list[str]:
 def start_refused(control: str, tmp: str) -> subprocess.CompletedProcess[str]:
     """Run the proxy expecting it to refuse its start; its output."""
     return subprocess.run(
-        proxy_args(control, tmp), capture_output=True, text=True, timeout=30, check=False
+        proxy_args(control, tmp), capture_output=True, text=True, timeout=20, check=False
     )
 
 
@@ -52,15 +53,16 @@ def run_ctl(control: str, *words: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture
-def foreign_socket(tmp_socket_dir: str) -> Iterator[tuple[str, socket.socket]]:
-    """A listening socket file owned by uid 65534, not by us."""
+@contextlib.contextmanager
+def foreign_socket(directory: str, *, listening: bool) -> Iterator[tuple[str, socket.socket]]:
+    """A socket file owned by uid 65534, not by us; not listening, it looks left over."""
     if os.geteuid() != 0:
         pytest.fail("the owner checks chown a socket to another uid: run as root (as CI does)")
-    path = os.path.join(tmp_socket_dir, "ctl")
+    path = os.path.join(directory, "ctl")
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
         server.bind(path)
-        server.listen()
+        if listening:
+            server.listen()
         server.setblocking(False)
         os.chown(path, NOBODY, NOBODY)
         yield path, server
@@ -78,32 +80,28 @@ def test_a_regular_file_at_the_path_is_kept_and_the_start_refused(tmp_socket_dir
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
 
 
-def test_a_socket_of_another_user_is_not_taken(
-    foreign_socket: tuple[str, socket.socket], tmp_socket_dir: str
-) -> None:
-    path, server = foreign_socket
-    result = start_refused(path, tmp_socket_dir)
-    assert result.returncode != 0
-    assert f"control socket {path} is owned by uid {NOBODY}" in result.stdout
-    found = os.lstat(path)
-    assert found.st_uid == NOBODY  # still there, still theirs
-    with pytest.raises(BlockingIOError):
-        server.accept()  # and the proxy did not talk to it either
+def test_a_socket_of_another_user_is_not_taken(tmp_socket_dir: str) -> None:
+    # Nobody accepts on it: before the fix the proxy deleted it as stale and took the path.
+    with foreign_socket(tmp_socket_dir, listening=False) as (path, _server):
+        inode = os.lstat(path).st_ino
+        result = start_refused(path, tmp_socket_dir)
+        assert result.returncode != 0
+        assert f"control socket {path} is owned by uid {NOBODY}" in result.stdout
+        found = os.lstat(path)
+        assert (found.st_ino, found.st_uid) == (inode, NOBODY)  # still there, still theirs
 
 
-def test_ctl_refuses_a_socket_of_another_user_and_a_non_socket(
-    foreign_socket: tuple[str, socket.socket], tmp_socket_dir: str
-) -> None:
-    path, server = foreign_socket
-    result = run_ctl(path, "VHOST", "PAUSE", "secret")
-    assert result.returncode == 2
-    assert result.stdout == ""
-    assert result.stderr == (
-        f"Exception: refusing control socket '{path}' is owned by uid {NOBODY}, "
-        f"neither root nor you (uid {os.geteuid()})\n"
-    )
-    with pytest.raises(BlockingIOError):
-        server.accept()  # nothing was sent: not even a connection
+def test_ctl_refuses_a_socket_of_another_user_and_a_non_socket(tmp_socket_dir: str) -> None:
+    with foreign_socket(tmp_socket_dir, listening=True) as (path, server):
+        result = run_ctl(path, "VHOST", "PAUSE", "secret")
+        assert result.returncode == 2
+        assert result.stdout == ""
+        assert result.stderr == (
+            f"Exception: refusing control socket '{path}' is owned by uid {NOBODY}, "
+            f"neither root nor you (uid {os.geteuid()})\n"
+        )
+        with pytest.raises(BlockingIOError):
+            server.accept()  # nothing was sent: not even a connection
     plain = Path(tmp_socket_dir, "plain")
     plain.write_text("x")
     result = run_ctl(str(plain), "HELP")
