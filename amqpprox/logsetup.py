@@ -18,7 +18,16 @@ are deleted to keep the directory under 1 GiB.
 A session's vhost and connection id come from the record: ``extra={"vhost": ...,
 "conn_id": ...}`` (what :class:`SessionLogAdapter` adds), else the :data:`session_context`
 context variable, else the ``"session %d ..."`` message convention of the data plane
-(connection id only). Imports nothing of ours.
+(connection id only).
+
+Untrusted text (a vhost or ``connection_name`` an AMQP client sent, a name from the REST
+API) must never start a line of its own nor reach a terminal as an escape sequence:
+:func:`escape_controls` renders control characters visibly (``\\n``, ``\\r``, ``\\t``,
+``\\x1b``, ``\\u2028``...), leaving printable text, non-ASCII letters and backslashes
+byte-identical. Both formatters apply it to the whole line after %-formatting, so every
+record is one physical line; a traceback follows as continuation lines, each starting
+with ``CONTINUATION`` (never with a record's prefix). The control socket's replies use
+the same helper. Imports nothing of ours.
 """
 
 from __future__ import annotations
@@ -70,6 +79,62 @@ def level_for_any(verbosity: int) -> int:
     if verbosity > 5:
         return 1
     return _VERBOSITY_LEVELS[verbosity]
+
+
+# -- untrusted text ------------------------------------------------------------------------
+# C0 controls (incl. \n \r \t ESC), DEL, C1 controls, the Unicode line and paragraph
+# separators, and lone surrogates (which no UTF-8 encoder can write).
+UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+# The same but the line feed: for text made of several lines, each already escaped.
+_UNSAFE_BUT_LF = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+CONTINUATION = "  | "
+
+
+def _escape_one(match: re.Match[str]) -> str:
+    char = match.group()
+    named = _NAMED.get(char)
+    if named is not None:
+        return named
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every control character, line separator and lone surrogate escaped.
+
+    Printable text (non-ASCII letters and the backslash included) is returned unchanged,
+    so a name without such characters prints byte for byte as it is.
+    """
+    if text.isprintable():  # the fast path: none of UNSAFE is printable
+        return text
+    return UNSAFE.sub(_escape_one, text)
+
+
+def escape_lines(text: str) -> str:
+    """As :func:`escape_controls`, but line feeds are kept: for text made of lines."""
+    return _UNSAFE_BUT_LF.sub(_escape_one, text)
+
+
+def has_controls(text: str) -> bool:
+    """Whether ``text`` holds a character :func:`escape_controls` would escape."""
+    return UNSAFE.search(text) is not None
+
+
+def _one_line(line: str, record: logging.LogRecord, formatter: logging.Formatter) -> str:
+    """The escaped record line, then its traceback or stack as marked continuation lines."""
+    text = escape_controls(line)
+    extra = []
+    if record.exc_info and not record.exc_text:
+        record.exc_text = formatter.formatException(record.exc_info)
+    if record.exc_text:
+        extra.append(record.exc_text)
+    if record.stack_info:
+        extra.append(formatter.formatStack(record.stack_info))
+    for block in extra:
+        for part in block.split("\n"):
+            text += "\n" + CONTINUATION + escape_controls(part)
+    return text
 
 
 # -- session attributes --------------------------------------------------------------------
@@ -146,7 +211,9 @@ class ConsoleFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         if not hasattr(record, "session_tag"):
             SessionFields().filter(record)
-        return super().format(record)
+        record.message = record.getMessage()
+        line = self.formatMessage(record)
+        return _one_line(line, record, self)
 
 
 class FileFormatter(logging.Formatter):
@@ -168,10 +235,7 @@ class FileFormatter(logging.Formatter):
             f"{stamp}.{micros:06d}Z {line_id} {record.process}-{record.thread} "
             f"{record.levelname}{tag}: "
         )
-        text = head + record.getMessage()
-        if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
-        return text
+        return _one_line(head + record.getMessage(), record, self)
 
 
 # -- files ---------------------------------------------------------------------------------

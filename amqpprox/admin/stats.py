@@ -25,6 +25,7 @@ from amqpprox.core.stats import (
     zero_stats,
 )
 from amqpprox.errors import InvalidArgument
+from amqpprox.logsetup import escape_controls
 
 log = logging.getLogger("amqpprox.stats")
 
@@ -177,7 +178,10 @@ def human_bufferpool(buffers: BufferFigures) -> str:
 
 
 def _human_table(table: dict[str, ConnectionStats]) -> str:
-    return "".join(f"{key}: {human_counters(table[key])}\n" for key in sorted(table))
+    # A key is a vhost a client sent, or a host: escaped so it stays one field of one line.
+    return "".join(
+        f"{escape_controls(key)}: {human_counters(table[key])}\n" for key in sorted(table)
+    )
 
 
 def render_human(snapshot: StatSnapshot, flt: StatFilter = StatFilter()) -> str:

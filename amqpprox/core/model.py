@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from amqpprox.errors import InvalidArgument
+from amqpprox.logsetup import has_controls
 
 ROUND_ROBIN = "round-robin"
 SELECTORS = frozenset({ROUND_ROBIN})
@@ -18,13 +19,36 @@ DATACENTER_AFFINITY = "datacenter-affinity"
 PARTITION_POLICIES = frozenset({DATACENTER_AFFINITY})
 
 _NAME = re.compile(r"^[^\s]{1,255}$")
+MAX_NAME = 255
 
 
 def validate_name(kind: str, name: str) -> str:
-    """A name is 1..255 characters without white space (the text protocol splits on it)."""
-    if not _NAME.match(name):
-        raise InvalidArgument(f"{kind} name must be 1..255 characters without spaces: {name!r}")
+    """A backend or farm name: 1..255 printable characters without white space.
+
+    White space is refused because the control protocol splits on it; control characters
+    (C0, DEL, C1), the line and paragraph separators and lone surrogates because a name is
+    printed on a line of its own kind (logs, CONN, BACKEND PRINT...). Everything else the
+    original accepts, non-ASCII letters and punctuation included, is kept.
+    """
+    if not _NAME.match(name) or has_controls(name):
+        raise InvalidArgument(
+            f"{kind} name must be 1..255 printable characters without spaces: {name!r}"
+        )
     return name
+
+
+def validate_label(kind: str, text: str, *, allow_empty: bool = False) -> str:
+    """A vhost or datacenter name: up to 255 characters, spaces allowed, no control character.
+
+    A vhost is whatever a client may ask RabbitMQ for (spaces included); a datacenter may
+    be empty (DATACENTER SET without a name, as the original).
+    """
+    if (not text and not allow_empty) or len(text) > MAX_NAME or has_controls(text):
+        low = 0 if allow_empty else 1
+        raise InvalidArgument(
+            f"{kind} name must be {low}..255 characters without control characters: {text!r}"
+        )
+    return text
 
 
 def validate_port(port: int, *, allow_zero: bool = False) -> int:
@@ -53,6 +77,7 @@ class Backend:
 
     def __post_init__(self) -> None:
         validate_name("backend", self.name)
+        validate_label("datacenter", self.datacenter, allow_empty=True)
         validate_port(self.port)
         if not self.host:
             raise InvalidArgument("backend host must not be empty")
@@ -113,6 +138,9 @@ class Mapping:
     vhost: str
     kind: TargetKind
     target: str
+
+    def __post_init__(self) -> None:
+        validate_label("vhost", self.vhost)
 
     def describe(self) -> str:
         """MAP PRINT's line for this mapping."""

@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amqpprox.core.model import AuthConfig, Backend, Farm, Limits, Mapping, TargetKind
+from amqpprox.core.model import (
+    AuthConfig,
+    Backend,
+    Farm,
+    Limits,
+    Mapping,
+    TargetKind,
+    validate_label,
+)
 from amqpprox.core.selection import ConnectionPlan, RoundRobin, SingleBackendPlan, partition_members
 from amqpprox.errors import AlreadyExists, InvalidArgument, InvalidState, NotFound
 
@@ -130,7 +138,7 @@ class ProxyState:
 
     # -- datacenter -----------------------------------------------------------------
     def set_datacenter(self, name: str) -> None:
-        self.datacenter = name
+        self.datacenter = validate_label("datacenter", name, allow_empty=True)
         for farm in self.farms.values():
             self._repartition(farm)
         self._changed()
@@ -157,18 +165,21 @@ class ProxyState:
         to a missing farm or backend is no route (the default is not a fallback then).
         """
         mapping = self.mappings.get(vhost)
-        if mapping is None:
-            if self.default_farm is None:
+        if mapping is not None:
+            kind, target = mapping.kind, mapping.target
+        elif self.default_farm is not None:
+            # No Mapping is built: a client's vhost is not a name we validate (any text).
+            kind, target = "farm", self.default_farm
+        else:
+            return None
+        if kind == "backend":
+            if target not in self.backends:
                 return None
-            mapping = Mapping(vhost, "farm", self.default_farm)
-        if mapping.kind == "backend":
-            if mapping.target not in self.backends:
-                return None
-            return Route("backend", mapping.target, SingleBackendPlan(mapping.target))
-        selector = self._selectors.get(mapping.target)
+            return Route("backend", target, SingleBackendPlan(target))
+        selector = self._selectors.get(target)
         if selector is None:
             return None
-        return Route("farm", mapping.target, selector.plan())
+        return Route("farm", target, selector.plan())
 
     # -- vhost pause state ----------------------------------------------------------
     def set_vhost_paused(self, vhost: str, paused: bool) -> None:

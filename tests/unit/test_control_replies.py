@@ -6,7 +6,9 @@ clients, each with the exact bytes it answered. The replay sends the same lines 
 through the real Unix socket of a fresh in-process proxy and compares bytes, except:
 
 * hash-ordered outputs (BACKEND PRINT) are compared as sets of lines;
-* our deliberate differences (docs/control.md) are asserted with our text.
+* our deliberate differences (docs/control.md) are asserted with our text;
+* HELP is the original's lines, byte for byte, plus our lines (``ADDED_HELP_LINES``),
+  each after the original lines of its verb.
 
 The other tests cover every error string of the reference §4 the replay does not reach.
 """
@@ -23,6 +25,8 @@ import pytest
 
 from amqpprox import logsetup
 from amqpprox.admin import control
+from amqpprox.admin.control.commands.limits import print_limits
+from amqpprox.core import limits as lim
 from amqpprox.core import operations as ops
 from amqpprox.runtime import Runtime
 from tests.conftest import RunningProxy, ctl, free_closed_port, make_settings
@@ -37,6 +41,35 @@ DIFFERENCES: dict[tuple[str, int], str] = {
 }
 # Replies whose lines come in hash order upstream: compared as sets of lines.
 UNORDERED = {"BACKEND PRINT", "CONN"}
+
+# A deliberate difference: HELP lists our additions too, each on a line of its own after
+# the original's lines of the same verb (whose bytes do not change).
+ADDED_HELP_LINES = (
+    "AUTH SERVICE hostname port target (PROTOBUF | JSON) - Send the auth service the "
+    "original's protobuf body (the default) or its JSON mapping",
+    "BACKEND (ADD | ADD_DNS) name datacenter host port SEND-PROXY-V2 [TLS] - Send the backend "
+    "a binary PROXY protocol v2 header instead of the v1 text line",
+    "LIMIT CONNECTIONS (VHOST vhostName | DEFAULT | TOTAL) numberOfConnections - Configure the "
+    "most concurrent client connections of a vhost, of each vhost, or of all together",
+    "LIMIT OUT_DATA_RATE (DEFAULT | VHOST vhostName) BytesPerSecond - Configure data rate "
+    "limits for outgoing data to clients",
+    "LIMIT DISABLE (CONNECTIONS | OUT_DATA_RATE) (VHOST vhostName | DEFAULT | TOTAL) - Disable "
+    "concurrent connection or outgoing data rate limits (TOTAL: CONNECTIONS only)",
+    "LISTEN (START | START_SECURE) port PROXY - Listen for clients behind a load balancer that "
+    "sends a PROXY protocol (v1 or v2) header",
+    "LISTEN PRINT - Print the listeners: port, address, TLS or not, PROXY protocol or not",
+    "SESSION id# UNPAUSE - Resume a paused session, or release one held at Open",
+)
+
+
+def our_help(original: str) -> str:
+    """The original's HELP with ``ADDED_HELP_LINES`` after the last line of their verb."""
+    lines = original.splitlines(keepends=True)
+    for added in ADDED_HELP_LINES:
+        verb = added.split(" ", 1)[0]
+        last = max(i for i, line in enumerate(lines) if line.split(" ", 1)[0] == verb)
+        lines.insert(last + 1, added + "\n")
+    return "".join(lines)
 
 
 def parse_replies(text: str) -> list[tuple[str, str]]:
@@ -86,18 +119,28 @@ def test_reference_file_parses() -> None:
     assert pairs[2] == ("BOGUS", pairs[0][1])
 
 
-def test_help_is_byte_identical_to_the_original() -> None:
-    assert control.help_text() == load_replies()[0][1]
+def test_help_is_the_originals_lines_plus_ours() -> None:
+    original = load_replies()[0][1]
+    ours = control.help_text()
+    assert ours == our_help(original)
+    # Every original line is there, byte for byte and in its order; ours are only added.
+    assert [line for line in ours.splitlines() if line not in ADDED_HELP_LINES] == (
+        original.splitlines()
+    )
 
 
 async def test_replay_the_original_replies_in_order(fresh: RunningProxy) -> None:
     seen: dict[str, int] = {}
     mismatches: list[str] = []
+    original_help = load_replies()[0][1]
     for command, expected in load_replies():
         seen[command] = seen.get(command, 0) + 1
         got = await ctl(fresh.control_socket, command)
         key = (command, seen[command])
-        if key in DIFFERENCES:
+        if expected == original_help:
+            want = our_help(original_help)
+            ok = got == want
+        elif key in DIFFERENCES:
             want = DIFFERENCES[key]
             assert sorted(want.split()) == sorted(expected.split()), "difference must be order only"
             ok = got == want
@@ -221,8 +264,12 @@ async def test_listen_start_stop_and_busy_port(fresh: RunningProxy) -> None:
     assert await ctl(path, f"LISTEN START {port}") == f"Already listening on port: {port}\n"
     assert await ctl(path, "LISTEN START 0") == "Invalid port provided.\n"
     assert await ctl(path, "LISTEN START_SECURE") == "Invalid port provided.\n"
-    assert await ctl(path, "LISTEN PRINT") == "Unknown subcommand.\n"
+    assert await ctl(path, "LISTEN PRINT") == (
+        f"port={port} address=0.0.0.0 tls=N proxyProtocol=N\n"
+    )
+    assert await ctl(path, "LISTEN BOGUS") == "Unknown subcommand.\n"
     assert await ctl(path, "LISTEN STOP") == ""
+    assert await ctl(path, "LISTEN PRINT") == ""
     assert fresh.ctx.listeners.specs() == []
 
 
@@ -319,3 +366,69 @@ async def test_tls_lines_answer_the_originals_bytes(fresh: RunningProxy) -> None
     assert len(tls_lines) == 11
     for command, expected in tls_lines:
         assert await ctl(fresh.control_socket, command) == expected, command
+
+
+async def test_listen_print_one_line_per_listener_by_port(fresh: RunningProxy) -> None:
+    path = fresh.control_socket
+    low, high = sorted((free_closed_port(), free_closed_port()))
+    assert low != high
+    assert await ctl(path, f"LISTEN START {high} proxy") == ""
+    assert await ctl(path, f"LISTEN START {low}") == ""
+    assert await ctl(path, "listen print") == (
+        f"port={low} address=0.0.0.0 tls=N proxyProtocol=N\n"
+        f"port={high} address=0.0.0.0 tls=N proxyProtocol=Y\n"
+    )
+    assert await ctl(path, "LISTEN STOP") == ""
+
+
+# -- names from outside: escaped in replies, refused with control characters ---------------
+async def test_names_with_control_characters_are_refused(fresh: RunningProxy) -> None:
+    path = fresh.control_socket
+    esc = "x\x1b]0;pwned\x07"
+    await ctl(path, "BACKEND ADD r1 dc 127.0.0.1 5672")
+    assert await ctl(path, f"MAP BACKEND {esc} r1") == (
+        "vhost name must be 1..255 characters without control characters: 'x\\x1b]0;pwned\\x07'"
+    )
+    assert await ctl(path, "MAP FARM v\x9bw f") == (
+        "vhost name must be 1..255 characters without control characters: 'v\\x9bw'"
+    )
+    assert await ctl(path, f"BACKEND ADD {esc} dc 127.0.0.1 5672") == (
+        "Arguments not correctly provided"
+    )
+    assert await ctl(path, "BACKEND ADD r2 d\x1bc 127.0.0.1 5672") == (
+        "Arguments not correctly provided"
+    )
+    assert (await ctl(path, f"FARM ADD {esc} round-robin r1")).startswith(
+        "farm name must be 1..255 printable characters without spaces: 'x\\x1b"
+    )
+    assert (await ctl(path, f"DATACENTER SET {esc}")).startswith(
+        "datacenter name must be 0..255 characters without control characters: 'x\\x1b"
+    )
+    assert await ctl(path, "MAP PRINT") == ""
+    assert await ctl(path, "FARM PRINT") == ""
+    assert await ctl(path, "DATACENTER PRINT") == "\n"
+    assert [b.name for b in ops.list_backends(fresh.ctx)] == ["r1"]
+    # What the original accepts and is printable stays accepted, byte for byte.
+    for line in (
+        "MAP BACKEND vh\u00e9-\u00fc\\x r1",
+        "BACKEND ADD r\u00e9 dc\u00e9 127.0.0.1 5673",
+    ):
+        assert await ctl(path, line) == "", line
+    assert await ctl(path, "MAP PRINT") == '"vh\u00e9-\u00fc\\x" => Backend:r1\n'
+
+
+async def test_outside_names_are_escaped_in_every_reply(fresh: RunningProxy) -> None:
+    """A client's vhost (not ours to refuse) never adds a line nor a raw escape to a reply."""
+    path = fresh.control_socket
+    vhost = "a\nid=4242 vhost=forged\r\x1b]0;pwned\x07\u2028\ud800"
+    shown = "a\\nid=4242 vhost=forged\\r\\x1b]0;pwned\\x07\\u2028\\ud800"
+    ops.pause_vhost(fresh.ctx, vhost)
+    assert await ctl(path, "VHOST PRINT") == f"{shown} = PAUSED\n"
+    lim.set_limit(fresh.ctx, vhost, "connections", 3)
+    assert print_limits(fresh.ctx, vhost) == (
+        f"For vhost {shown}, allow at most 3 concurrent connections.\n"
+    )
+    # Whatever a command writes, no control character but the line feed gets through.
+    out = control.ControlOutput()
+    await out.write("one\x1b[2J\r\ntwo\t\n")
+    assert out.parts == ["one\\x1b[2J\\r\ntwo\\t\n"]

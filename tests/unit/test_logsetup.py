@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -167,3 +168,65 @@ def test_old_files_are_pruned_to_the_directory_cap(tmp_path: Path) -> None:
     total = sum(os.path.getsize(tmp_path / n) for n in os.listdir(tmp_path))
     assert total <= 250
     assert not (tmp_path / "amqpprox_20200101_00000.log").exists()
+
+
+# -- untrusted text ------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("plain / vhost", "plain / vhost"),
+        ("caf\u00e9 \u65e5\u672c \\n stays", "caf\u00e9 \u65e5\u672c \\n stays"),  # printable
+        ("nbsp\u00a0zwsp\u200b", "nbsp\u00a0zwsp\u200b"),  # not controls: kept
+        ("a\nb\rc\td", "a\\nb\\rc\\td"),
+        ("\x00\x1b]0;pwned\x07\x7f", "\\x00\\x1b]0;pwned\\x07\\x7f"),
+        ("c1\x80\x85\x9b\x9f", "c1\\x80\\x85\\x9b\\x9f"),
+        ("ls\u2028ps\u2029", "ls\\u2028ps\\u2029"),
+        ("lone\ud800\udfff", "lone\\ud800\\udfff"),
+    ],
+)
+def test_escape_controls_is_visible_and_keeps_printable_text(raw: str, shown: str) -> None:
+    assert logsetup.escape_controls(raw) == shown
+    assert logsetup.has_controls(raw) == (raw != shown)
+    assert logsetup.escape_lines(raw).replace("\n", "\\n") == shown  # all but the LF
+
+
+FORGED = "x\n2030-01-01T00:00:00.000000Z 1 1-1 INFO 4242: forged\r\x1b]0;pwned\x07\u2028"
+
+
+def test_a_forged_vhost_or_message_stays_on_its_record_line(configured: Path) -> None:
+    logger = logging.getLogger("amqpprox.test-forge")
+    adapter = logsetup.SessionLogAdapter(logger, _Session(5, FORGED))
+    adapter.info('Starting connection for: connectionName="%s" vhost=%s', FORGED, FORGED)
+    sink = logsetup.sink("file")
+    assert sink is not None
+    sink.flush()
+    (name,) = os.listdir(configured)
+    raw = (configured / name).read_bytes()
+    lines = raw.decode().split("\n")
+    assert lines[-1] == "" and len(lines) == 2  # one record: one line and its terminator
+    line = lines[0]
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z 1 \d+-\d+ INFO \[x\\n2030", line)
+    for byte in (b"\r", b"\x1b", b"\x07", "\u2028".encode()):
+        assert byte not in raw
+    shown = logsetup.escape_controls(FORGED)
+    assert line.endswith(f'connectionName="{shown}" vhost={shown}')
+
+
+def test_console_line_is_escaped_and_a_traceback_is_marked_continuation() -> None:
+    formatter = logsetup.ConsoleFormatter()
+    try:
+        raise ValueError(FORGED)
+    except ValueError:
+        record = logging.LogRecord(
+            "amqpprox.x", logging.ERROR, __file__, 1, "failed %s", (FORGED,), sys.exc_info()
+        )
+    record.__dict__.update(vhost="v\x1bh", conn_id=3)
+    logsetup.SessionFields().filter(record)
+    text = formatter.format(record)
+    first, *rest = text.split("\n")
+    assert first == f"ERROR [v\\x1bh] 3: failed {logsetup.escape_controls(FORGED)}"
+    assert rest and all(line.startswith(logsetup.CONTINUATION) for line in rest)
+    assert "ValueError: x" in text
+    assert not logsetup.has_controls(text.replace("\n", ""))
+    file_text = logsetup.FileFormatter().format(record)
+    assert file_text.split("\n")[1:] == rest

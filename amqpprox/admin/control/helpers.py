@@ -1,6 +1,11 @@
 """Small parsing and rendering helpers the command modules share, and CONN's line layout.
 
-Keeps no state. Imports ``core`` only, never ``amqpprox.proxy``.
+:func:`shown` is how every name from outside (a vhost a client sent, a backend, farm or
+datacenter name, a host) is rendered in a reply: control characters escaped
+(``logsetup.escape_controls``), printable text byte-identical, so one name is never more
+than one field of one line.
+
+Keeps no state. Imports ``core`` and ``logsetup`` only, never ``amqpprox.proxy``.
 """
 
 from __future__ import annotations
@@ -9,6 +14,9 @@ from collections.abc import Callable
 
 from amqpprox.core.digits import ascii_digits
 from amqpprox.core.sessions import SessionBase
+from amqpprox.logsetup import escape_controls
+
+shown = escape_controls
 
 
 def yn(flag: bool) -> str:
@@ -33,11 +41,15 @@ def conn_line(session: SessionBase, now: float, name: Callable[[str], str] = str
     ih, ip = session.client
     eh, ep = session.egress_local
     rh, rp = session.egress_remote
+
+    def host(address: str) -> str:  # a reverse-DNS answer is text from outside too
+        return shown(name(address))
+
     return (
-        f"id={session.id} vhost={session.vhost} disconnected={yn(session.finished)} "
+        f"id={session.id} vhost={shown(session.vhost)} disconnected={yn(session.finished)} "
         f"paused={yn(session.paused)} authDenied={yn(session.auth_denied)} "
-        f"ingressRemote={name(ih)}:{ip} ingressLocal={name(session.local[0])} "
-        f"egressLocal={name(eh)}:{ep} egressRemote={name(rh)}:{rp} "
+        f"ingressRemote={host(ih)}:{ip} ingressLocal={host(session.local[0])} "
+        f"egressLocal={host(eh)}:{ep} egressRemote={host(rh)}:{rp} "
         f"inBytes={session.in_bytes} inFrames={session.in_frames} inPackets={session.in_packets} "
         f"outBytes={session.out_bytes} outFrames={session.out_frames} "
         f"outPackets={session.out_packets} "

@@ -4,7 +4,11 @@
 away (``closed``); only then may a command keep writing (STAT LISTEN). An in-memory
 output (startup scripts, tests) is never streaming: a command writes one reply and returns.
 
-Imports nothing of ours.
+Every reply is written through :func:`logsetup.escape_lines`: whatever a command renders,
+no control character but the line feed reaches the reader's terminal (names are escaped
+field by field before, see ``helpers.shown``, so they cannot add a line either).
+
+Imports ``logsetup`` only.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import ClassVar
+
+from amqpprox.logsetup import escape_lines
 
 log = logging.getLogger("amqpprox.control")
 
@@ -30,7 +36,7 @@ class ControlOutput:
         return False
 
     async def write(self, text: str) -> None:
-        self.parts.append(text)
+        self.parts.append(escape_lines(text))
 
 
 class StreamOutput(ControlOutput):
@@ -49,7 +55,7 @@ class StreamOutput(ControlOutput):
 
     async def write(self, text: str) -> None:
         if text and not self._writer.is_closing():
-            self._writer.write(text.encode())
+            self._writer.write(escape_lines(text).encode())
             try:
                 # A reader that stops reading (say, a stalled STAT LISTEN) is dropped.
                 await asyncio.wait_for(self._writer.drain(), self._write_timeout)

@@ -8,7 +8,7 @@ Keeps no state. Imports the registry and ``core``, never ``amqpprox.proxy``.
 
 from __future__ import annotations
 
-from amqpprox.admin.control.helpers import tcp_port
+from amqpprox.admin.control.helpers import shown, tcp_port
 from amqpprox.admin.control.output import ControlOutput
 from amqpprox.admin.control.registry import command
 from amqpprox.core import limits as lim
@@ -24,15 +24,16 @@ def auth_line(ctx: Context) -> str:
             "will be made.\n"
         )
     suffix = " (JSON)" if config.format == "json" else ""
-    return (
-        f"HTTP Auth service will be used to authn/authz client connections: {config.url}{suffix}\n"
-    )
+    url = shown(config.url)
+    return f"HTTP Auth service will be used to authn/authz client connections: {url}{suffix}\n"
 
 
 @command(
     "AUTH",
     "(SERVICE hostname port target | ALWAYS_ALLOW | PRINT) - Change authentication "
     "mechanism for connecting clients",
+    "SERVICE hostname port target (PROTOBUF | JSON) - Send the auth service the original's "
+    "protobuf body (the default) or its JSON mapping",
 )
 async def _auth(ctx: Context, args: list[str], out: ControlOutput) -> None:
     if not args:

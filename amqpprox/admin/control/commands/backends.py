@@ -5,7 +5,7 @@ Imports the registry and ``core``, never ``amqpprox.proxy``.
 
 from __future__ import annotations
 
-from amqpprox.admin.control.helpers import arg, tcp_port
+from amqpprox.admin.control.helpers import arg, shown, tcp_port
 from amqpprox.admin.control.output import ControlOutput
 from amqpprox.admin.control.registry import command
 from amqpprox.core import operations as ops
@@ -17,6 +17,8 @@ from amqpprox.errors import InvalidArgument
     "BACKEND",
     "(ADD name datacenter host port [SEND-PROXY] [TLS] | ADD_DNS name datacenter address port "
     "[SEND-PROXY] [TLS] | DELETE name | PRINT) - Change backend servers",
+    "(ADD | ADD_DNS) name datacenter host port SEND-PROXY-V2 [TLS] - Send the backend a "
+    "binary PROXY protocol v2 header instead of the v1 text line",
 )
 async def _backend(ctx: Context, args: list[str], out: ControlOutput) -> None:
     sub = args[0].upper() if args else ""
@@ -29,7 +31,7 @@ async def _backend(ctx: Context, args: list[str], out: ControlOutput) -> None:
             return
         ops.delete_backend(ctx, name)
     elif sub == "PRINT":
-        await out.write("".join(b.describe() + "\n" for b in ops.list_backends(ctx)))
+        await out.write("".join(shown(b.describe()) + "\n" for b in ops.list_backends(ctx)))
     else:
         await out.write(f"Subcommand '{sub}' not recognized.")
 

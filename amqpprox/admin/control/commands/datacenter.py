@@ -5,7 +5,7 @@ Imports the registry and ``core``, never ``amqpprox.proxy``.
 
 from __future__ import annotations
 
-from amqpprox.admin.control.helpers import arg
+from amqpprox.admin.control.helpers import arg, shown
 from amqpprox.admin.control.output import ControlOutput
 from amqpprox.admin.control.registry import command
 from amqpprox.core import operations as ops
@@ -21,6 +21,6 @@ async def _datacenter(ctx: Context, args: list[str], out: ControlOutput) -> None
     if sub == "SET":
         ops.set_datacenter(ctx, arg(args, 1) or "")
     elif sub == "PRINT":
-        await out.write(ops.get_datacenter(ctx) + "\n")
+        await out.write(shown(ops.get_datacenter(ctx)) + "\n")
     else:
         await out.write("Unknown subcommand.\n")

@@ -5,7 +5,7 @@ Imports the registry and ``core``, never ``amqpprox.proxy``.
 
 from __future__ import annotations
 
-from amqpprox.admin.control.helpers import arg
+from amqpprox.admin.control.helpers import arg, shown
 from amqpprox.admin.control.output import ControlOutput
 from amqpprox.admin.control.registry import command
 from amqpprox.core import operations as ops
@@ -39,7 +39,7 @@ async def _farm(ctx: Context, args: list[str], out: ControlOutput) -> None:
     elif sub == "PRINT":
         await out.write(
             "".join(
-                f"{f.name}: " + "".join(m + " " for m in f.members) + "\n"
+                shown(f"{f.name}: " + "".join(m + " " for m in f.members)) + "\n"
                 for f in ops.list_farms(ctx)
             )
         )

@@ -12,6 +12,7 @@ Keeps no state. Imports the registry and ``core``, never ``amqpprox.proxy``.
 
 from __future__ import annotations
 
+from amqpprox.admin.control.helpers import shown
 from amqpprox.admin.control.output import ControlOutput
 from amqpprox.admin.control.registry import command
 from amqpprox.core import limits as lim
@@ -62,6 +63,12 @@ def _number(text: str | None, high: int) -> int | None:
     "DISABLE (CONN_RATE_ALARM | CONN_RATE | DATA_RATE_ALARM | DATA_RATE) (VHOST vhostName | "
     "DEFAULT) - Disable configured limit thresholds",
     "PRINT [vhostName] - Print the configured default limits or specific vhost limits",
+    "CONNECTIONS (VHOST vhostName | DEFAULT | TOTAL) numberOfConnections - Configure the "
+    "most concurrent client connections of a vhost, of each vhost, or of all together",
+    "OUT_DATA_RATE (DEFAULT | VHOST vhostName) BytesPerSecond - Configure data rate limits "
+    "for outgoing data to clients",
+    "DISABLE (CONNECTIONS | OUT_DATA_RATE) (VHOST vhostName | DEFAULT | TOTAL) - Disable "
+    "concurrent connection or outgoing data rate limits (TOTAL: CONNECTIONS only)",
 )
 async def _limit(ctx: Context, args: list[str], out: ControlOutput) -> None:
     if not args:
@@ -106,10 +113,11 @@ def _set_reply(sub: str, vhost: str | None, n: int) -> str:
         "The limiter will only log at warning level with AMQPPROX_CONNECTION_LIMIT as a "
         "substring and the relevant limit details, when the new incoming connection violates "
     )
+    v = "" if vhost is None else shown(vhost)
     if sub == "CONN_RATE":
         if vhost is None:
             return f"Default connection rate limit is set to {n} connections per second.\n"
-        return f"For vhost {vhost}, Allow average {n} number of connections per 1 seconds\n"
+        return f"For vhost {v}, Allow average {n} number of connections per 1 seconds\n"
     if sub == "CONN_RATE_ALARM":
         if vhost is None:
             return (
@@ -117,7 +125,7 @@ def _set_reply(sub: str, vhost: str | None, n: int) -> str:
                 f"only mode.\n{alarm_note}the default limit for all vhosts.\n"
             )
         return (
-            f"For vhost {vhost}, Allow average {n} number of connections per 1 seconds in alarm "
+            f"For vhost {v}, Allow average {n} number of connections per 1 seconds in alarm "
             f"only mode.\n{alarm_note}the specified limit.\n"
         )
     if sub == "CONNECTIONS":
@@ -132,13 +140,15 @@ def _connections_line(vhost: str | None, n: int) -> str:
         return f"Total limit for all vhosts, allow at most {n} concurrent connections."
     if vhost is None:
         return f"Default limit for any vhost, allow at most {n} concurrent connections."
-    return f"For vhost {vhost}, allow at most {n} concurrent connections."
+    v = shown(vhost)
+    return f"For vhost {v}, allow at most {n} concurrent connections."
 
 
 def _out_rate_line(vhost: str | None, n: int) -> str:
     if vhost is None:
         return f"Default data limit for any vhost, allow max {n} bytes per second to clients."
-    return f"For vhost {vhost}, allow max {n} bytes per second to clients."
+    v = shown(vhost)
+    return f"For vhost {v}, allow max {n} bytes per second to clients."
 
 
 async def _disable(ctx: Context, args: list[str], out: ControlOutput) -> None:
@@ -177,7 +187,7 @@ def _disable_reply(sub: str, vhost: str | None) -> str:
     if vhost is None:
         # The original's stray space after the newline is kept for its two replies.
         return f"Successfully disabled default {name}\n" + (" " if sub in COUNTS[:2] else "")
-    return f"Successfully disabled specific {name} for vhost {vhost}\n"
+    return f"Successfully disabled specific {name} for vhost {shown(vhost)}\n"
 
 
 def print_limits(ctx: Context, vhost: str | None) -> str:
@@ -214,37 +224,37 @@ def print_limits(ctx: Context, vhost: str | None) -> str:
             lines.append("No default limit configured for any vhost.")
         return "".join(f"{line}\n" for line in lines)
     own = ctx.state.vhost_limits.get(vhost) or Limits()
+    v = shown(vhost)
     if own.conn_rate_alarm is not None:
         lines.append(
-            f"Alarm only limit, for vhost {vhost}, Allow average {own.conn_rate_alarm} number "
+            f"Alarm only limit, for vhost {v}, Allow average {own.conn_rate_alarm} number "
             "of connections per 1 seconds."
         )
     elif default.conn_rate_alarm is not None:
         lines.append(
-            f"Alarm only limit, for vhost {vhost}, allow average {default.conn_rate_alarm} "
+            f"Alarm only limit, for vhost {v}, allow average {default.conn_rate_alarm} "
             "number of connections per second."
         )
     if own.conn_rate is not None:
         lines.append(
-            f"For vhost {vhost}, Allow average {own.conn_rate} number of connections per 1 seconds."
+            f"For vhost {v}, Allow average {own.conn_rate} number of connections per 1 seconds."
         )
     elif default.conn_rate is not None:
         lines.append(
-            f"For vhost {vhost}, allow average {default.conn_rate} number of connections per "
-            "second."
+            f"For vhost {v}, allow average {default.conn_rate} number of connections per second."
         )
     limits = own.over(default)
     if limits.data_rate_alarm is not None:
         lines.append(
-            f"Alarm only data limit, for vhost {vhost}, allow max {limits.data_rate_alarm} "
+            f"Alarm only data limit, for vhost {v}, allow max {limits.data_rate_alarm} "
             "bytes per second."
         )
     if limits.data_rate is not None:
-        lines.append(f"For vhost {vhost}, allow max {limits.data_rate} bytes per second.")
+        lines.append(f"For vhost {v}, allow max {limits.data_rate} bytes per second.")
     if limits.connections is not None:
         lines.append(_connections_line(vhost, limits.connections))
     if limits.out_data_rate is not None:
         lines.append(_out_rate_line(vhost, limits.out_data_rate))
     if not lines:
-        lines.append(f"No limit configured for vhost {vhost}.")
+        lines.append(f"No limit configured for vhost {v}.")
     return "".join(f"{line}\n" for line in lines)

@@ -1,4 +1,7 @@
-"""LISTEN: start (plain or TLS, optionally reading a PROXY header) and stop AMQP listeners.
+"""LISTEN: start (plain or TLS, optionally reading a PROXY header), stop and print listeners.
+
+``LISTEN PRINT`` (ours) prints one line per listener, by port:
+``port=<port> address=<address> tls=<Y|N> proxyProtocol=<Y|N>``.
 
 Imports the registry and ``core``, never ``amqpprox.proxy``: listeners are reached through
 ``core.operations``.
@@ -6,15 +9,30 @@ Imports the registry and ``core``, never ``amqpprox.proxy``: listeners are reach
 
 from __future__ import annotations
 
-from amqpprox.admin.control.helpers import arg, tcp_port
+from amqpprox.admin.control.helpers import arg, shown, tcp_port, yn
 from amqpprox.admin.control.output import ControlOutput
 from amqpprox.admin.control.registry import command
 from amqpprox.core import operations as ops
 from amqpprox.core.context import Context
+from amqpprox.core.model import ListenerSpec
 from amqpprox.errors import AmqpproxError
 
 
-@command("LISTEN", "START port | START_SECURE port | STOP [port]")
+def listener_line(spec: ListenerSpec) -> str:
+    """LISTEN PRINT's line for one listener."""
+    return (
+        f"port={spec.port} address={shown(spec.host)} tls={yn(spec.tls)} "
+        f"proxyProtocol={yn(spec.proxy_protocol)}"
+    )
+
+
+@command(
+    "LISTEN",
+    "START port | START_SECURE port | STOP [port]",
+    "(START | START_SECURE) port PROXY - Listen for clients behind a load balancer that "
+    "sends a PROXY protocol (v1 or v2) header",
+    "PRINT - Print the listeners: port, address, TLS or not, PROXY protocol or not",
+)
 async def _listen(ctx: Context, args: list[str], out: ControlOutput) -> None:
     if not args:
         await out.write("No subcommand provided.\n")
@@ -37,5 +55,8 @@ async def _listen(ctx: Context, args: list[str], out: ControlOutput) -> None:
             await out.write(f"{error.message}\n")
     elif sub == "STOP":
         await ops.stop_listener(ctx, port)  # no or an invalid port: every listener
+    elif sub == "PRINT":
+        specs = sorted(ops.list_listeners(ctx), key=lambda spec: spec.port)
+        await out.write("".join(listener_line(spec) + "\n" for spec in specs))
     else:
         await out.write("Unknown subcommand.\n")

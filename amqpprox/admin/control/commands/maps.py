@@ -5,7 +5,7 @@ Imports the registry and ``core``, never ``amqpprox.proxy``.
 
 from __future__ import annotations
 
-from amqpprox.admin.control.helpers import arg
+from amqpprox.admin.control.helpers import arg, shown
 from amqpprox.admin.control.output import ControlOutput
 from amqpprox.admin.control.registry import command
 from amqpprox.core import operations as ops
@@ -44,6 +44,6 @@ async def _map(ctx: Context, args: list[str], out: ControlOutput) -> None:
     elif sub == "REMOVE_DEFAULT":
         ops.set_default_farm(ctx, None)
     elif sub == "PRINT":
-        await out.write("".join(m.describe() + "\n" for m in ops.list_mappings(ctx)))
+        await out.write("".join(shown(m.describe()) + "\n" for m in ops.list_mappings(ctx)))
     else:
         await out.write("Unrecognized subcommand.")

@@ -28,14 +28,16 @@ async def _conn(ctx: Context, args: list[str], out: ControlOutput) -> None:
 
 _SESSION_ACTIONS: dict[str, Callable[[Context, int], SessionBase]] = {
     "PAUSE": ops.pause_session,
-    "UNPAUSE": ops.unpause_session,  # our addition; not in HELP, which stays the original's
+    "UNPAUSE": ops.unpause_session,  # our addition, on its own HELP line
     "DISCONNECT_GRACEFUL": ops.disconnect_session,
     "FORCE_DISCONNECT": ops.force_disconnect_session,
 }
 
 
 @command(
-    "SESSION", " id# (PAUSE|DISCONNECT_GRACEFUL|FORCE_DISCONNECT) - Control a particular session"
+    "SESSION",
+    " id# (PAUSE|DISCONNECT_GRACEFUL|FORCE_DISCONNECT) - Control a particular session",
+    "id# UNPAUSE - Resume a paused session, or release one held at Open",
 )
 async def _session(ctx: Context, args: list[str], out: ControlOutput) -> None:
     id_text = arg(args, 0)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from amqpprox.admin.control.helpers import arg
+from amqpprox.admin.control.helpers import arg, shown
 from amqpprox.admin.control.output import ControlOutput
 from amqpprox.admin.control.registry import command
 from amqpprox.core import operations as ops
@@ -30,7 +30,10 @@ async def _vhost(ctx: Context, args: list[str], out: ControlOutput) -> None:
     if sub == "PRINT":
         states = ops.vhost_states(ctx)
         await out.write(
-            "".join(f"{v} = {'PAUSED' if paused else 'UNPAUSED'}\n" for v, paused in states.items())
+            "".join(
+                f"{shown(v)} = {'PAUSED' if paused else 'UNPAUSED'}\n"
+                for v, paused in states.items()
+            )
         )
         return
     vhost = arg(args, 1)
