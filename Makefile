@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# What running needs, without the test toolchain (make run installs only this).
+RUNTIME := $(VENV)/.runtime
 # The relay's C frame scanner, built in place beside amqpprox/amqp/scanner.py; with
 # AMQPPROX_NO_EXTENSIONS set, setup.py builds nothing and the scanner runs in Python.
 FRAMESCAN := $(VENV)/.framescan
@@ -11,21 +13,25 @@ FRAMESCAN := $(VENV)/.framescan
 
 venv: $(STAMP) $(FRAMESCAN)
 
-$(STAMP): pyproject.toml setup.py
+$(RUNTIME): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools
+	$(PY) -m pip install --quiet -e .
+	touch $(RUNTIME)
+
+$(STAMP): $(RUNTIME)
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
 # Built afresh: no extension stays from an earlier build with the switch off, nor from a
 # mypyc build (before its removal), which Python would load instead of the .py files.
-$(FRAMESCAN): $(STAMP) amqpprox/amqp/_framescan.c
+$(FRAMESCAN): $(RUNTIME) amqpprox/amqp/_framescan.c
 	rm -f amqpprox_native__mypyc*.so && find amqpprox -name '*.so' -delete
 	$(PY) setup.py --quiet build_ext --inplace
 	touch $(FRAMESCAN)
 
 # Simple mode, as the original's getting-started: every vhost on :5673 goes to the local broker.
-run: venv
+run: $(RUNTIME) $(FRAMESCAN)
 	$(PY) -m amqpprox --listenPort 5673 --destinationDNS localhost --destinationPort 5672 \
 		--adminHost 127.0.0.1 --adminPort 15673 --consoleVerbosity 3
 

@@ -49,6 +49,17 @@ class AuthDecision:
     reason: str
     mechanism: str | None = None
     credentials: bytes | None = None
+    # The service failed (unreachable, silent, a bad answer): what went wrong, for the log
+    # only. The client is told no more than UNAVAILABLE (the reason): the service's
+    # address and its errors are the operator's business.
+    fault: str | None = None
+
+
+UNAVAILABLE = "Authentication service unavailable"
+
+
+def _fault(detail: str) -> AuthDecision:
+    return AuthDecision(False, UNAVAILABLE, fault=detail)
 
 
 def encode_request(request: AuthRequest, fmt: str) -> bytes:
@@ -72,7 +83,7 @@ def decode_response(body: bytes, fmt: str) -> AuthDecision:
         else:
             response.ParseFromString(body)
     except (DecodeError, json_format.ParseError, UnicodeDecodeError, ValueError) as error:
-        return AuthDecision(False, f"Auth service response could not be parsed: {error}")
+        return _fault(f"Auth service response could not be parsed: {error}")
     if response.result == pb.AuthResponse.ALLOW:
         if response.HasField("authData"):
             data = response.authData
@@ -80,7 +91,7 @@ def decode_response(body: bytes, fmt: str) -> AuthDecision:
         return AuthDecision(True, response.reason)
     if response.result == pb.AuthResponse.DENY:
         return AuthDecision(False, response.reason)
-    return AuthDecision(False, f"Auth service returned an unknown result {response.result}")
+    return _fault(f"Auth service returned an unknown result {response.result}")
 
 
 async def ask(config: AuthConfig, request: AuthRequest, timeout: float) -> AuthDecision:
@@ -103,12 +114,12 @@ async def ask(config: AuthConfig, request: AuthRequest, timeout: float) -> AuthD
                 payload = await response.content.read(MAX_BODY + 1)
                 status = response.status
     except TimeoutError:
-        return AuthDecision(False, f"Auth service {config.url} did not answer within {timeout}s")
+        return _fault(f"Auth service {config.url} did not answer within {timeout}s")
     except (aiohttp.ClientError, OSError, ValueError) as error:
         text = str(error) or type(error).__name__
-        return AuthDecision(False, f"Unable to reach auth service {config.url}: {text}")
+        return _fault(f"Unable to reach auth service {config.url}: {text}")
     if not 200 <= status < 300:
-        return AuthDecision(False, f"Auth service {config.url} answered HTTP {status}")
+        return _fault(f"Auth service {config.url} answered HTTP {status}")
     if len(payload) > MAX_BODY:
-        return AuthDecision(False, f"Auth service response larger than {MAX_BODY} bytes")
+        return _fault(f"Auth service response larger than {MAX_BODY} bytes")
     return decode_response(payload, config.format)

@@ -74,6 +74,13 @@ async def run(session: Session, route: Route) -> None:
         if session.finished:
             return
         if not decision.allow:
+            if decision.fault is not None:
+                log.warning(
+                    "session %d: auth service failed for vhost %s: %s",
+                    session.id,
+                    session.vhost,
+                    decision.fault,
+                )
             session.deny(start_ok, decision.reason)
             return
         if decision.mechanism is not None:
