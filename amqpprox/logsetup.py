@@ -32,6 +32,7 @@ the same helper. Imports nothing of ours.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import io
 import itertools
@@ -247,6 +248,9 @@ def _utc_day(now: float) -> str:
     return time.strftime("%Y%m%d", time.gmtime(now))
 
 
+LOG_FILE_MODE = 0o640
+
+
 class SequencedFileHandler(logging.handlers.BaseRotatingHandler):
     """Writes ``amqpprox_<YYYYMMDD>_<NNNNN>.log``; the next number at ``max_bytes`` or a new day."""
 
@@ -313,6 +317,9 @@ class SequencedFileHandler(logging.handlers.BaseRotatingHandler):
 
     def _open(self) -> io.TextIOWrapper:
         stream = super()._open()
+        # Owner and group only: the log names clients, vhosts and backends.
+        with contextlib.suppress(OSError):
+            os.fchmod(stream.fileno(), LOG_FILE_MODE)
         try:
             self._size = os.fstat(stream.fileno()).st_size
         except OSError:

@@ -55,6 +55,9 @@ class ListenerCounters:
     tls_handshake_failures: int = 0
 
 
+TLS_LOG_INTERVAL = 10.0
+
+
 class _Listener:
     """One listening port: an asyncio server, or a socket with our own accept loop."""
 
@@ -70,6 +73,10 @@ class _Listener:
         self.server = server
         self.sock = sock
         self.task: asyncio.Task[None] | None = None
+        # Failed TLS handshakes are logged at most once per TLS_LOG_INTERVAL (a port scan
+        # must not flood the log); the counter has them all.
+        self.tls_logged_at = -TLS_LOG_INTERVAL
+        self.tls_unlogged = 0
 
     async def close(self) -> None:
         if self.server is not None:
@@ -223,11 +230,17 @@ class ListenerManager:
         except (ssl.SSLError, OSError, TimeoutError) as error:
             listener.counters.tls_handshake_failures += 1
             self.totals.tls_handshake_failures += 1
-            log.error(
-                "port %d: TLS handshake with %s failed: %s",
+            now = loop.time()
+            if now - listener.tls_logged_at < TLS_LOG_INTERVAL:
+                listener.tls_unlogged += 1
+                return
+            more, listener.tls_unlogged, listener.tls_logged_at = listener.tls_unlogged, 0, now
+            log.info(
+                "port %d: TLS handshake with %s failed: %s%s",
                 spec.port,
                 peer,
                 str(error) or type(error).__name__,
+                f" (and {more} more since the last such line)" if more else "",
             )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import ssl
 import subprocess
 import tempfile
@@ -226,6 +227,23 @@ async def test_failed_handshakes_are_counted_and_the_listener_carries_on(
     assert await asyncio.to_thread(_pika_roundtrip, secure.port, _client_context(pki)) == (
         b"over TLS"
     )
+
+
+async def test_a_port_scan_is_counted_but_logged_once_and_not_as_an_error(
+    secure: RunningProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="amqpprox.listener")
+    listeners = _listeners(secure.runtime)
+    for _ in range(20):  # what a scanner does: connect, say something that is not TLS, go
+        reader, writer = await asyncio.open_connection("127.0.0.1", secure.port)
+        writer.write(b"GET / HTTP/1.0\r\n\r\n")
+        with contextlib.suppress(ConnectionResetError):
+            await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+    await until(lambda: listeners.counters(secure.port)["tls_handshake_failures"] == 20)
+    lines = [r for r in caplog.records if "TLS handshake with" in r.getMessage()]
+    assert len(lines) == 1
+    assert lines[0].levelno == logging.INFO
 
 
 async def test_client_certificates_required(secure: RunningProxy, pki: Pki) -> None:

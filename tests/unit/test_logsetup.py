@@ -230,3 +230,16 @@ def test_console_line_is_escaped_and_a_traceback_is_marked_continuation() -> Non
     assert not logsetup.has_controls(text.replace("\n", ""))
     file_text = logsetup.FileFormatter().format(record)
     assert file_text.split("\n")[1:] == rest
+
+
+def test_log_files_are_readable_by_owner_and_group_only(tmp_path: Path) -> None:
+    handler = logsetup.SequencedFileHandler(str(tmp_path), max_bytes=200)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    try:
+        for _ in range(5):  # a rotation too: every file the handler opens
+            handler.emit(_record("x" * 80))
+    finally:
+        handler.close()
+    files = sorted(tmp_path.iterdir())
+    assert len(files) >= 2
+    assert {f.stat().st_mode & 0o777 for f in files} == {0o640}
