@@ -120,17 +120,17 @@ async def test_heartbeats_pass_through(tmp_socket_dir: str) -> None:
     assert _heartbeats(to_client) <= _heartbeats(from_broker)
 
 
-def _frames(stream: bytes) -> list[Frame]:
+def _frames(stream: bytes | bytearray) -> list[Frame]:
     """The frames of one direction of a recorded connection (after any protocol header)."""
     reader = FrameReader(1 << 20)
-    reader.feed(stream.removeprefix(PROTOCOL_HEADER))
+    reader.feed(bytes(stream).removeprefix(PROTOCOL_HEADER))
     frames = []
     while not isinstance(frame := reader.next_frame(), NeedData):
         frames.append(frame)
     return frames
 
 
-def _heartbeats(stream: bytes) -> int:
+def _heartbeats(stream: bytes | bytearray) -> int:
     return sum(frame.type == FRAME_HEARTBEAT for frame in _frames(stream))
 
 
