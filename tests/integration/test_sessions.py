@@ -324,21 +324,48 @@ async def test_vhost_force_disconnect_only_touches_that_vhost(proxy: RunningProx
 
 
 # -- MAPHOSTNAME DNS ------------------------------------------------------------------------------
-async def test_maphostname_dns_names_endpoints_in_conn(proxy: RunningProxy) -> None:
+MAPPED_NAME = "apx-mapped.test"  # what the resolver answers for 127.0.0.1 below
+
+
+@pytest.mark.parametrize("resolves", [True, False], ids=["resolves", "fails"])
+async def test_maphostname_dns_names_endpoints_in_conn(
+    proxy: RunningProxy,
+    resolves: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The reverse lookup is the test's: a name for 127.0.0.1, or a failure, whatever this
+    machine's resolver would say. A failed lookup shows the IP text itself, and is logged."""
+    loop = asyncio.get_running_loop()
+    asked: list[tuple[tuple[str, int], int]] = []
+
+    async def getnameinfo(sockaddr: tuple[str, int], flags: int = 0) -> tuple[str, str]:
+        asked.append((sockaddr, flags))
+        if resolves and sockaddr[0] == "127.0.0.1":
+            return MAPPED_NAME, str(sockaddr[1])
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(loop, "getnameinfo", getnameinfo)
     conn = await asyncio.to_thread(connect, proxy.port)
     try:
         session = await until(session_of(proxy, "/", SessionState.ACTIVE), "an active session")
         before = conn_line_of(await ctl(proxy.control_socket, "CONN"), session.id)
         assert f"ingressRemote=127.0.0.1:{session.client[1]} " in before
-        try:
-            name = socket.getnameinfo(("127.0.0.1", 0), socket.NI_NAMEREQD)[0]
-        except OSError:
-            name = "127.0.0.1"
         reply = await ctl(proxy.control_socket, "MAPHOSTNAME DNS")
         assert reply == "Hostname mapper set for all current sessions.\n"
         after = conn_line_of(await ctl(proxy.control_socket, "CONN"), session.id)
+        assert (("127.0.0.1", 0), socket.NI_NAMEREQD) in asked  # CONN looked it up
+        name = MAPPED_NAME if resolves else "127.0.0.1"
         assert f"ingressRemote={name}:{session.client[1]} " in after
         assert f"ingressLocal={name} " in after
+        endpoints = ("ingressRemote", "ingressLocal", "egressLocal", "egressRemote")
+        shown = {k: v for k, _, v in (f.partition("=") for f in after.split()) if k in endpoints}
+        assert len(shown) == 4, after
+        if resolves:  # every endpoint is 127.0.0.1 here
+            assert all(v.startswith(MAPPED_NAME) for v in shown.values()), shown
+        else:
+            assert all(v.startswith("127.0.0.1") for v in shown.values()), shown
+            assert "Failed to map 127.0.0.1 to a hostname" in caplog.text
     finally:
         await asyncio.to_thread(_quietly_drop, conn)
 

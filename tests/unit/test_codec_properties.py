@@ -3,12 +3,17 @@ raises ProtocolError; field values and frames round-trip."""
 
 from __future__ import annotations
 
+import calendar
+import dataclasses
 import datetime as dt
 import itertools
+import math
 from decimal import Decimal
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from pamqp import decode as pamqp_decode
+from pamqp import frame as pamqp_frame
 
 from amqpprox.amqp.errors import ProtocolError
 from amqpprox.amqp.fields import FieldValue, Timestamp, decode_table, encode_table
@@ -30,14 +35,17 @@ from amqpprox.amqp.handshake import (
     ServerHandshake,
 )
 from amqpprox.amqp.methods import (
+    ConnectionClose,
     ConnectionOpen,
     ConnectionOpenOk,
     ConnectionStart,
     ConnectionStartOk,
     ConnectionTune,
     ConnectionTuneOk,
+    UnknownMethod,
     decode_method,
     encode_method,
+    encode_method_payload,
 )
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -93,13 +101,81 @@ def test_datetimes_encode_as_timestamps(value: dt.datetime) -> None:
     assert decoded.to_datetime() == value.replace(microsecond=0, tzinfo=dt.UTC)
 
 
+# ------------------------------------------------------- pamqp as an independent oracle
+def _same_value(ours: object, theirs: object) -> bool:
+    """Our decoded value and pamqp's for the same bytes: equal, up to representation
+    (pamqp gives a byte array as bytearray, a long string that is not UTF-8 as bytes where
+    we show it with replacement characters, a timestamp as a datetime)."""
+    if isinstance(theirs, dict):
+        return (
+            isinstance(ours, dict)
+            and ours.keys() == theirs.keys()
+            and all(_same_value(ours[k], theirs[k]) for k in ours)
+        )
+    if isinstance(theirs, list):
+        return (
+            isinstance(ours, list)
+            and len(ours) == len(theirs)
+            and all(_same_value(a, b) for a, b in zip(ours, theirs, strict=True))
+        )
+    if isinstance(theirs, bytearray):
+        return ours == bytes(theirs)
+    if isinstance(theirs, bytes):
+        return ours in (theirs, theirs.decode("utf-8", "replace"))
+    if isinstance(theirs, dt.datetime):
+        return isinstance(ours, Timestamp) and ours == calendar.timegm(theirs.utctimetuple())
+    if isinstance(theirs, float) and isinstance(ours, float) and math.isnan(theirs):
+        return math.isnan(ours)
+    return type(ours) is type(theirs) and ours == theirs
+
+
+def assert_pamqp_reads_the_same(data: bytes, table: object) -> None:
+    """``data`` (a table's contents, as ``decode_table`` reads them) was accepted as
+    ``table``: pamqp must accept it too, as the same table. pamqp does not know every
+    field type (it refuses 'U', for one) and insists on UTF-8 field names (we replace
+    what is not): then it has no say."""
+    try:
+        _used, theirs = pamqp_decode.field_table(len(data).to_bytes(4, "big") + data)
+    except UnicodeDecodeError:
+        return
+    except ValueError as error:
+        if str(error).startswith("Unknown type"):
+            return
+        raise AssertionError(f"accepted {data!r}, which pamqp refuses: {error}") from error
+    assert _same_value(table, theirs), (data, table, theirs)
+
+
+def _assert_pamqp_reads_the_same_method(payload: bytes, method: object) -> None:
+    """A Connection method we decoded from ``payload``: pamqp reads the same arguments."""
+    if isinstance(method, UnknownMethod):
+        return  # not ours to check: the relay passes other classes through
+    try:
+        theirs = pamqp_frame._unmarshal_method_frame(payload)
+    except UnicodeDecodeError:
+        return  # pamqp insists on UTF-8 where we replace (reply texts, field names)
+    except ValueError as error:
+        if "Unknown type" in str(error):
+            return
+        raise AssertionError(f"accepted {payload!r}, which pamqp refuses: {error}") from error
+    except Exception as error:
+        raise AssertionError(f"accepted {payload!r}, which pamqp refuses: {error!r}") from error
+    for item in dataclasses.fields(method):  # type: ignore[arg-type]
+        if item.name.startswith("_"):
+            continue
+        name = item.name.removesuffix("_raw")  # StartOk keeps its table's bytes
+        ours = getattr(method, name)
+        assert _same_value(ours, getattr(theirs, name)), (payload, name, ours, theirs)
+
+
 @FAST
 @given(st.binary(max_size=300))
 def test_decode_table_garbage_raises_only_protocol_error(data: bytes) -> None:
     try:
-        decode_table(data)
+        table = decode_table(data)
     except ProtocolError as exc:
         assert exc.reply_code == 502
+    else:
+        assert_pamqp_reads_the_same(data, table)
 
 
 @FAST
@@ -114,19 +190,27 @@ def test_decode_table_mutations_raise_only_protocol_error(
             wire[index] = data.draw(st.integers(0, 255))
     cut = data.draw(st.integers(0, len(wire)))
     try:
-        decode_table(bytes(wire[:cut]))
+        decoded = decode_table(bytes(wire[:cut]))
     except ProtocolError as exc:
         assert exc.reply_code == 502
+    else:
+        assert_pamqp_reads_the_same(bytes(wire[:cut]), decoded)
 
 
 @FAST
 @given(st.binary(max_size=200))
+@example(encode_method_payload(ConnectionClose(320, "CONNECTION_FORCED - bye", 10, 40)))
+@example(encode_method_payload(ConnectionOpen("/vhost", "", True)))
+@example(encode_method_payload(ConnectionTune(2047, 131072, 60))[2:])
+@example(encode_method_payload(ConnectionStart(0, 9, {"a": [1, "b"], "c": b"\xff"}))[2:])
 def test_decode_method_garbage_raises_only_protocol_error(payload: bytes) -> None:
     for candidate in (payload, b"\x00\x0a" + payload[:2] + payload[2:]):
         try:
-            decode_method(candidate)
+            method = decode_method(candidate)
         except ProtocolError as exc:
             assert exc.reply_code == 502
+        else:
+            _assert_pamqp_reads_the_same_method(candidate, method)
 
 
 # ------------------------------------------------------------------------ frames
@@ -161,18 +245,47 @@ def test_frames_round_trip_under_any_chunking(sent: list[Frame], cuts: list[int]
 
 @FAST
 @given(st.lists(st.binary(max_size=40), max_size=10), st.integers(8, 200))
+# After a good frame, one of a type the spec does not define (4), or not ended by 0xCE.
+@example([encode_frame(FRAME_HEARTBEAT, 0, b""), b"\x04\x00\x01\x00\x00\x00\x00\xce"], 100)
+@example([encode_frame(FRAME_BODY, 1, b"abc")[:-1] + b"\xcf"], 100)
 def test_frame_reader_garbage_raises_only_protocol_error(
     chunks: list[bytes], max_frame_size: int
 ) -> None:
     reader = FrameReader(max_frame_size)
+    expected, fault = _spec_frames(b"".join(chunks), max_frame_size)
+    got: list[Frame] = []
     try:
         for chunk in chunks:
             reader.feed(chunk)
             while (frame := reader.next_frame()) is not NEED_DATA:
                 assert len(frame.payload) + 8 <= max_frame_size
+                got.append(frame)
             assert reader.buffered <= max_frame_size + len(chunk)
     except ProtocolError as exc:
         assert exc.reply_code == 501
+        assert fault, f"refused a valid stream after {got}"
+    else:
+        assert not fault, f"accepted a frame that breaks §4.2.3 after {got}"
+    assert got == expected  # exactly the spec's frames, none invented, none dropped
+
+
+def _spec_frames(stream: bytes, max_frame_size: int) -> tuple[list[Frame], bool]:
+    """AMQP 0-9-1 §4.2.3 walked by hand: the whole frames before the first bad one, and
+    whether there is one (a type other than 1, 2, 3, 8; too large; end octet not 0xCE)."""
+    frames: list[Frame] = []
+    pos = 0
+    while len(stream) - pos >= 7:
+        kind, channel = stream[pos], int.from_bytes(stream[pos + 1 : pos + 3], "big")
+        size = int.from_bytes(stream[pos + 3 : pos + 7], "big")
+        if kind not in (1, 2, 3, 8) or size + 8 > max_frame_size:
+            return frames, True
+        if len(stream) - pos < size + 8:
+            break
+        if stream[pos + 7 + size] != 0xCE:
+            return frames, True
+        frames.append(Frame(kind, channel, stream[pos + 7 : pos + 7 + size]))
+        pos += size + 8
+    return frames, False
 
 
 # -------------------------------------------------------------------- handshakes
@@ -260,13 +373,20 @@ def test_server_mutated_stream_raises_only_protocol_error(
     garbage: bytes, data: st.DataObject
 ) -> None:
     stream = bytearray(CLIENT_STREAM)
-    index = data.draw(st.integers(0, len(stream) - 1))
-    stream[index] = data.draw(st.integers(0, 255))
+    # Half the time a known-bad byte: a frame's end octet (of the handshake's frames, up
+    # to Open) made anything but 0xCE, which must be refused as a frame error.
+    ends = _end_octets(CLIENT_STREAM, len(PROTOCOL_HEADER))[:-1]  # the pipelined frame is relayed
+    bad_end = data.draw(st.booleans())
+    index = data.draw(st.sampled_from(ends) if bad_end else st.integers(0, len(stream) - 1))
+    stream[index] = data.draw(st.integers(0, 255).filter(lambda b: b != 0xCE or not bad_end))
     server = ServerHandshake()
     try:
         server.receive_data(bytes(stream) + garbage)
     except ProtocolError as exc:
         assert 500 <= exc.reply_code <= 599
+        assert exc.reply_code == 501 or not bad_end, exc
+    else:
+        assert not bad_end, f"accepted a frame ending in 0x{stream[index]:02X}"
 
 
 @FAST
@@ -275,10 +395,26 @@ def test_client_mutated_stream_raises_only_protocol_error(
     garbage: bytes, data: st.DataObject
 ) -> None:
     stream = bytearray(BROKER_STREAM)
-    index = data.draw(st.integers(0, len(stream) - 1))
-    stream[index] = data.draw(st.integers(0, 255))
+    # Half the time a known-bad byte: a frame's end octet made anything but 0xCE.
+    bad_end = data.draw(st.booleans())
+    ends = _end_octets(BROKER_STREAM, 0)
+    index = data.draw(st.sampled_from(ends) if bad_end else st.integers(0, len(stream) - 1))
+    stream[index] = data.draw(st.integers(0, 255).filter(lambda b: b != 0xCE or not bad_end))
     client = ClientHandshake(START_OK, TUNE_OK, OPEN)
     try:
         client.receive_data(bytes(stream) + garbage)
     except ProtocolError as exc:
         assert 500 <= exc.reply_code <= 599
+        assert exc.reply_code == 501 or not bad_end, exc
+    else:
+        assert not bad_end, f"accepted a frame ending in 0x{stream[index]:02X}"
+
+
+def _end_octets(stream: bytes, start: int) -> list[int]:
+    """Offsets of the end octets of the whole frames in ``stream`` from ``start``."""
+    ends, pos = [], start
+    while pos + 7 <= len(stream):
+        pos += 7 + int.from_bytes(stream[pos + 3 : pos + 7], "big")
+        ends.append(pos)
+        pos += 1
+    return ends

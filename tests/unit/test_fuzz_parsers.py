@@ -12,7 +12,9 @@ or hits the internal-error path; an unknown verb gets HELP).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
+import re
 import socket
 from collections.abc import Callable, Iterator
 
@@ -23,13 +25,14 @@ from hypothesis import strategies as st
 from amqpprox.admin import control
 from amqpprox.amqp import scanner as frame_walks
 from amqpprox.amqp.errors import FRAME_ERROR, SYNTAX_ERROR, ProtocolError
-from amqpprox.amqp.fields import MAX_NESTING, decode_table
+from amqpprox.amqp.fields import MAX_NESTING, FieldValue, decode_table
 from amqpprox.amqp.frames import FrameReader, NeedData, encode_frame
 from amqpprox.amqp.scanner import FrameScanner, PyFrameScanner, Scanner
 from amqpprox.core.context import Context, Settings
 from amqpprox.core.model import ListenerSpec
 from amqpprox.errors import InvalidState
 from amqpprox.proxy import proxy_protocol as pp
+from tests.unit.test_codec_properties import assert_pamqp_reads_the_same
 
 EXAMPLES = int(os.environ.get("AMQPPROX_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(
@@ -215,10 +218,17 @@ def test_scanner_agrees_with_the_frame_reader_under_any_chunking(
 @pytest.mark.parametrize("kind", SCANNER_KINDS)
 @FUZZ
 @given(st.binary(max_size=600), st.lists(st.integers(0, 600), max_size=12))
+# Frames the spec refuses after good ones: a bad end octet, one byte over frame-max.
+@example(encode_frame(1, 0, b"\x00\x0a\x00\x0a") * 3 + encode_frame(3, 1, b"x")[:-1] + b"\x00", [9])
+@example(encode_frame(3, 1, bytes(MAX_FRAME - 8)) + encode_frame(3, 1, bytes(MAX_FRAME - 7)), [5])
 def test_scanner_never_raises_and_reports_offsets_inside_the_chunk(
     kind: str, data: bytes, cuts: list[int]
 ) -> None:
     scanner = SCANNERS[kind]()
+    # The spec's rule (AMQP 0-9-1 §4.2.3: size bound, 0xCE end octet) walked over the
+    # whole input: the scanner may accept no more frames than it, and must stop where it does.
+    fault_at, good = _spec_walk(data, MAX_FRAME)
+    consumed = 0
     for chunk in _chunks(data, cuts):
         before = scanner.at_boundary
         offset = scanner.boundary_offset(chunk)
@@ -228,7 +238,32 @@ def test_scanner_never_raises_and_reports_offsets_inside_the_chunk(
         bad = scanner.feed(chunk)
         assert bad == -1 or 0 <= bad <= len(chunk)
         if bad >= 0:
+            assert fault_at is not None, f"refused valid frames at {consumed + bad}"
+            assert consumed + bad == max(fault_at, consumed)
             break
+        consumed += len(chunk)
+    else:
+        assert fault_at is None, f"accepted a bad frame at offset {fault_at}"
+    assert scanner.frames == good
+
+
+def _spec_walk(data: bytes, max_frame: int) -> tuple[int | None, int]:
+    """Where the first frame breaking §4.2.3 starts (None: none does) and how many whole
+    frames come before it: a frame is type, channel, size, ``size`` bytes and 0xCE, at most
+    ``max_frame`` bytes in all."""
+    pos = frames = 0
+    while pos + 7 <= len(data):
+        size = int.from_bytes(data[pos + 3 : pos + 7], "big")
+        if size + 8 > max_frame:
+            return pos, frames
+        end = pos + 7 + size
+        if end >= len(data):
+            break
+        if data[end] != 0xCE:
+            return pos, frames
+        frames += 1
+        pos = end + 1
+    return None, frames
 
 
 # -- field tables ---------------------------------------------------------------------------
@@ -255,7 +290,12 @@ def test_deep_nesting_is_a_syntax_error_never_a_recursion_error(kind: bytes, dep
 @FUZZ
 @given(st.sampled_from([b"F", b"A"]), st.integers(1, MAX_NESTING))
 def test_nesting_within_the_limit_decodes(kind: bytes, depth: int) -> None:
-    assert isinstance(decode_table(_nest(kind, depth)), dict)
+    expected: FieldValue = {} if kind == b"F" else []
+    for _ in range(depth - 1):
+        expected = {"k": expected} if kind == b"F" else [expected]
+    assert decode_table(_nest(kind, depth)) == (
+        {"k": expected} if kind == b"F" else {"a": expected}
+    )
 
 
 @FUZZ
@@ -273,6 +313,8 @@ def test_declared_lengths_never_escape_the_container(tag: int, declared: int, re
         return
     assert declared <= len(rest)
     assert "k" in table
+    # Whatever is accepted, pamqp (an independent decoder) reads as the same table.
+    assert_pamqp_reads_the_same(data, table)
 
 
 # -- PROXY protocol ----------------------------------------------------------------------
@@ -305,17 +347,106 @@ _v2_headers = st.builds(
 
 @FUZZ
 @given(st.one_of(_v1_lines, _v2_headers), st.binary(max_size=8))
+@example(pp.encode_v1(("10.0.0.1", 1), ("10.0.0.2", 65535)), b"AMQP")
+@example(pp.encode_v1(("fe80::1", 0), ("::ffff:10.0.0.2", 5672)), b"")
+@example(pp.encode_v2(("10.0.0.1", 1), ("10.0.0.2", 2), ((1, b"h2"), (0x20, b""))), b"\x01")
+@example(pp.encode_v2(("2001:db8::1", 1), ("::1", 2)), b"")
+@example(pp.encode_v2_local(), b"AMQP")
+# One known-bad part each: a port past 65535, a leading zero, an IPv6 source for TCP4,
+# a doubled space, a bare LF.
+@example(b"PROXY TCP4 10.0.0.1 10.0.0.2 65536 5672\r\n", b"")
+@example(b"PROXY TCP4 10.0.0.1 10.0.0.2 01 5672\r\n", b"")
+@example(b"PROXY TCP4 ::1 10.0.0.2 1 5672\r\n", b"")
+@example(b"PROXY TCP6 ::1  ::2 1 5672\r\n", b"")
+@example(b"PROXY TCP4 10.0.0.1 10.0.0.2 1 5672\n", b"\r\n")
+@example(pp.V2_SIGNATURE + b"\x21\x31\x00\xd8" + b"/tmp/x".ljust(216, b"\0"), b"")
 def test_proxy_headers_built_from_plausible_parts(header: bytes, trailing: bytes) -> None:
     data = header + trailing
     for end in range(len(data) + 1):  # every prefix: NEED_DATA, a header, or the typed error
+        prefix = data[:end]
+        expected = _spec_header(prefix)  # the spec's reading of the same bytes
         try:
-            result = pp.parse(data[:end])
+            result = pp.parse(prefix)
         except pp.ProxyProtocolError:
+            assert expected is None, f"refused {prefix!r}, the spec reads {expected}"
             continue
-        if isinstance(result, tuple):
-            parsed, consumed = result
-            assert isinstance(parsed, pp.ProxyHeader)
-            assert 0 < consumed <= end
+        if isinstance(result, pp.ProxyHeader):
+            assert result == expected, (prefix, result, expected)
+            assert 0 < result.length <= end
+            assert pp.parse(prefix[: result.length]) == result  # read no further than the header
+        else:
+            assert result is pp.NEED_DATA
+            assert expected is None, f"waits for more after a whole header {expected}"
+
+
+_V1_PORT = re.compile(r"0|[1-9][0-9]{0,4}")
+_V2_FAMILIES = {0x00: "UNKNOWN", 0x11: "TCP4", 0x12: "UDP4", 0x21: "TCP6", 0x22: "UDP6"}
+_V2_FAMILIES |= {0x31: "UNIX", 0x32: "UNIX_DGRAM"}
+
+
+def _spec_header(data: bytes) -> pp.ProxyHeader | None:
+    """The header at the start of ``data`` as the PROXY protocol spec defines it (written
+    from the spec, not from the parser), or None when there is no whole valid one."""
+    if data.startswith(b"PROXY "):
+        return _spec_v1(data)
+    if data.startswith(pp.V2_SIGNATURE):
+        return _spec_v2(data)
+    return None
+
+
+def _spec_v1(data: bytes) -> pp.ProxyHeader | None:
+    end = data.find(b"\r\n")
+    if end < 0 or end + 2 > 107 or not data[:end].isascii():  # one ASCII line, CRLF in 107
+        return None
+    line = data[:end].decode("ascii")
+    if line == "PROXY UNKNOWN" or line.startswith("PROXY UNKNOWN "):  # the rest is ignored
+        return pp.ProxyHeader(1, "UNKNOWN", None, None, end + 2)
+    parts = line.split(" ")  # single spaces: an empty part is a doubled one
+    if len(parts) != 6 or parts[1] not in ("TCP4", "TCP6"):
+        return None
+    family = socket.AF_INET if parts[1] == "TCP4" else socket.AF_INET6
+    addresses = []
+    for text in parts[2:4]:
+        try:
+            socket.inet_pton(family, text)
+        except OSError:
+            return None
+        addresses.append(str(ipaddress.ip_address(text)))
+    if not all(_V1_PORT.fullmatch(p) and int(p) <= 65535 for p in parts[4:]):
+        return None
+    source, destination = (addresses[0], int(parts[4])), (addresses[1], int(parts[5]))
+    return pp.ProxyHeader(1, parts[1], source, destination, end + 2)  # type: ignore[arg-type]
+
+
+def _spec_v2(data: bytes) -> pp.ProxyHeader | None:
+    if len(data) < 16 or data[12] >> 4 != 2 or data[12] & 0x0F > 1:  # version 2, LOCAL/PROXY
+        return None
+    family = _V2_FAMILIES.get(data[13])
+    total = 16 + int.from_bytes(data[14:16], "big")
+    if family is None or len(data) < total:
+        return None
+    address_length = {0: 0, 1: 12, 2: 36, 3: 216}[data[13] >> 4]
+    body = data[16:total]
+    if len(body) < address_length:
+        return None
+    tlvs, rest = [], body[address_length:]
+    while rest:  # type, 2-byte length, value; nothing may be left over
+        if len(rest) < 3 or len(rest) < 3 + int.from_bytes(rest[1:3], "big"):
+            return None
+        size = int.from_bytes(rest[1:3], "big")
+        tlvs.append((rest[0], rest[3 : 3 + size]))
+        rest = rest[3 + size :]
+    if data[12] & 0x0F == 0:  # LOCAL: no endpoints
+        return pp.ProxyHeader(2, "UNKNOWN", None, None, total, local=True, tlvs=tuple(tlvs))
+    if family[-1] not in "46":
+        return pp.ProxyHeader(2, family, None, None, total, tlvs=tuple(tlvs))  # type: ignore[arg-type]
+    kind, width = (socket.AF_INET, 4) if family[-1] == "4" else (socket.AF_INET6, 16)
+    src = str(ipaddress.ip_address(socket.inet_ntop(kind, body[:width])))
+    dst = str(ipaddress.ip_address(socket.inet_ntop(kind, body[width : 2 * width])))
+    ports = body[2 * width : 2 * width + 2], body[2 * width + 2 : 2 * width + 4]
+    source = (src, int.from_bytes(ports[0], "big"))
+    destination = (dst, int.from_bytes(ports[1], "big"))
+    return pp.ProxyHeader(2, family, source, destination, total, tlvs=tuple(tlvs))  # type: ignore[arg-type]
 
 
 # -- control lines --------------------------------------------------------------------------
