@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pytest
 
-from amqpprox.core.stats import stats_of
 from amqpprox.runtime import Runtime
 from tests.conftest import make_settings
 from tests.polling import until
@@ -163,5 +162,5 @@ async def test_ctl_into_head_ends_quietly(streaming_proxy: Runtime) -> None:
     assert proc.returncode == 0  # amqpprox_ctl's own exit code
     assert out.count(b"\n") == 1 and out.startswith(b'{"pausedConnectionCount": 0, ')
     # The proxy noticed its reader went and stopped streaming to it.
-    hub = stats_of(streaming_proxy.ctx)
+    hub = streaming_proxy.ctx.stats
     await until(lambda: not hub.listeners, "the STAT listener to go")
