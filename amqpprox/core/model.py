@@ -20,8 +20,20 @@ PARTITION_POLICIES = frozenset({DATACENTER_AFFINITY})
 _NAME = re.compile(r"^[^\s]{1,255}$")
 
 
+def validate_text(kind: str, text: str) -> str:
+    """Text we store must be valid Unicode: a lone surrogate (from a JSON ``\\ud800``
+    escape) cannot be encoded, so every page, PRINT or log line showing it would fail."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidArgument(f"{kind} must be valid Unicode (no lone surrogate)") from None
+    return text
+
+
 def validate_name(kind: str, name: str) -> str:
     """A name is 1..255 characters without white space (the text protocol splits on it)."""
+    validate_text(f"{kind} name", name)
     if not _NAME.match(name):
         raise InvalidArgument(f"{kind} name must be 1..255 characters without spaces: {name!r}")
     return name
@@ -53,6 +65,8 @@ class Backend:
 
     def __post_init__(self) -> None:
         validate_name("backend", self.name)
+        validate_text("backend datacenter", self.datacenter)
+        validate_text("backend host", self.host)
         validate_port(self.port)
         if not self.host:
             raise InvalidArgument("backend host must not be empty")
@@ -113,6 +127,9 @@ class Mapping:
     vhost: str
     kind: TargetKind
     target: str
+
+    def __post_init__(self) -> None:
+        validate_text("vhost", self.vhost)
 
     def describe(self) -> str:
         """MAP PRINT's line for this mapping."""
