@@ -4,13 +4,15 @@ A JSON ``"\\ud800"`` escape decodes to a lone surrogate and a header byte that i
 UTF-8 to a surrogate escape; stored, either made every page that shows it answer 500.
 REST refuses them before any handler runs (``admin.rest``, ``admin.text``), ``core.model``
 refuses them in names whatever the front end, and ``admin.text.read_form`` turns a form
-that is not UTF-8 into a 400 (for the dashboard's handlers).
+that is not UTF-8 into a 400 (for the dashboard's handlers). Also a partial body that
+would have changed more than it says: a listener PUT without ``tls`` is refused.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 from typing import Any
 
 import pytest
@@ -23,6 +25,7 @@ from amqpprox.core.model import Backend, Farm, Mapping, validate_name
 from amqpprox.errors import InvalidArgument
 from amqpprox.runtime import Runtime
 from tests.admin.conftest import API, ClientFactory
+from tests.tlscerts import make_pki
 
 Client = TestClient[Any, Any]
 LONE = "\ud800"
@@ -187,3 +190,28 @@ async def test_query_and_path_parameters_stay_text(client: Client) -> None:
     for path in ("/backends/%FF", "/backends/%ED%A0%80", "/sessions?vhost=%ED%A0%80"):
         response = await client.get(API + path)
         assert response.status in (200, 404), path
+
+
+# -- PUT states the resource whole ------------------------------------------------------------
+@pytest.mark.parametrize("partial", [{"proxy_protocol": True}, {}, None])
+async def test_a_partial_listener_put_leaves_a_tls_listener_tls(
+    client: Client, runtime: Runtime, reserved_port: int, partial: dict[str, Any] | None
+) -> None:
+    with tempfile.TemporaryDirectory(prefix="apx-pki") as directory:
+        pki = make_pki(directory)
+        tls = {"cert_chain_file": pki.server_cert, "key_file": pki.server_key}
+        assert (await client.put(API + "/tls/ingress", json=tls)).status == 200
+        url = API + f"/listeners/{reserved_port}"
+        created = await client.put(url, json={"tls": True})
+        assert created.status == 201
+        sent = client.put(url, json=partial) if partial is not None else client.put(url)
+        response = await sent
+        await _refused(response, "tls")
+        assert await (await client.get(API + "/listeners")).json() == [
+            {"port": reserved_port, "tls": True, "proxy_protocol": False}
+        ]
+        [spec] = runtime.ctx.listeners.specs()
+        assert spec.tls and not spec.proxy_protocol
+        both = await client.put(url, json={"tls": True, "proxy_protocol": True})
+        assert both.status == 200
+        assert await both.json() == {"port": reserved_port, "tls": True, "proxy_protocol": True}
