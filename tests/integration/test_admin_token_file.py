@@ -105,6 +105,7 @@ def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
         ("\n", 0o600, "is empty"),
         ("a\nb\n", 0o600, "one line"),
     ],
+    ids=["other-readable", "other-writable", "empty", "two-lines"],
 )
 def test_an_unusable_token_file_exits_2(tmp_path: Path, text: str, mode: int, message: str) -> None:
     result = _run("--adminTokenFile", _token_file(tmp_path, text, mode))
