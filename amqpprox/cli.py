@@ -1,7 +1,10 @@
 """The ``amqpprox`` command line: the original's flags (and exit codes), then runtime.run().
 
 Exit codes as the original: 1 for --help or an unknown option, 2 when simple mode is
-only partly configured, 3 for a console verbosity above 5.
+only partly configured, 3 for a console verbosity above 5. Ours: 2 for any other
+setting out of range, and for an admin token file that cannot be used (``--adminTokenFile``:
+missing, unreadable, empty, more than one line, readable or writable by others, or given
+with ``--adminToken``/``AMQPPROX_ADMIN_TOKEN``).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import stat
 import sys
 from collections.abc import Sequence
 
@@ -88,8 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--adminPort", type=_port, default=15673, help="HTTP admin plane port")
     parser.add_argument(
         "--adminToken",
-        default=os.environ.get("AMQPPROX_ADMIN_TOKEN") or None,
-        help="Bearer token every mutating REST request needs (default: $AMQPPROX_ADMIN_TOKEN)",
+        default=None,
+        help="Bearer token every mutating REST request needs (default: $AMQPPROX_ADMIN_TOKEN);"
+        " visible in ps: prefer --adminTokenFile",
+    )
+    parser.add_argument(
+        "--adminTokenFile",
+        default=None,
+        metavar="FILE",
+        help="Read the admin token from FILE (one line; not readable by others)",
     )
     parser.add_argument(
         "--adminTokenForReads",
@@ -133,7 +144,61 @@ DEADLINE_FLAGS = (
         "graceful_close_timeout",
         "a CloseOk after the proxy's Close, and flushing a socket after the end",
     ),
+    (
+        "--adminHeaderTimeout",
+        "admin_header_timeout",
+        "an admin HTTP request's head, from connect or the previous response",
+    ),
+    ("--adminBodyTimeout", "admin_body_timeout", "an admin HTTP request's body, from its head"),
 )
+
+
+class TokenFileError(Exception):
+    """An --adminTokenFile that cannot be used; the message says why."""
+
+
+def read_token_file(path: str) -> str:
+    """The admin token in ``path``: its text without one trailing newline.
+
+    Refused (``TokenFileError``): a file that cannot be read, that others may read or
+    write (``chmod o-rwx``; the group may read it, so that a secret can be shared with
+    a service group), that is not UTF-8, empty, or holds more than one line.
+    """
+    try:
+        with open(path, "rb") as file:
+            mode = os.fstat(file.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                raise TokenFileError(f"--adminTokenFile {path} is not a regular file")
+            if mode & (stat.S_IROTH | stat.S_IWOTH):
+                raise TokenFileError(
+                    f"--adminTokenFile {path} is readable or writable by others "
+                    f"(mode {stat.S_IMODE(mode):04o}): chmod o-rwx it"
+                )
+            data = file.read(65536)
+    except OSError as error:
+        raise TokenFileError(f"cannot read --adminTokenFile {path}: {error.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise TokenFileError(f"--adminTokenFile {path} is not UTF-8 text") from None
+    text = text.removesuffix("\n").removesuffix("\r")
+    if not text:
+        raise TokenFileError(f"--adminTokenFile {path} is empty")
+    if "\n" in text or "\r" in text:
+        raise TokenFileError(f"--adminTokenFile {path} must hold the token on one line")
+    return text
+
+
+def admin_token(args: argparse.Namespace) -> str | None:
+    """The token from --adminToken, AMQPPROX_ADMIN_TOKEN or --adminTokenFile (one only)."""
+    given = args.adminToken or os.environ.get("AMQPPROX_ADMIN_TOKEN") or None
+    if args.adminTokenFile is None:
+        return given
+    if given is not None:
+        raise TokenFileError(
+            "--adminTokenFile cannot be combined with --adminToken or AMQPPROX_ADMIN_TOKEN"
+        )
+    return read_token_file(args.adminTokenFile)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -160,8 +225,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not 0 < value <= 3600:
             print(f"{flag} must be more than 0 and at most 3600 seconds")
             return 2
-    if args.adminTokenForReads and not args.adminToken:
-        print("--adminTokenForReads needs --adminToken (or AMQPPROX_ADMIN_TOKEN)")
+    try:
+        token = admin_token(args)
+    except TokenFileError as error:
+        print(error)
+        return 2
+    if args.adminTokenForReads and not token:
+        print("--adminTokenForReads needs --adminToken, --adminTokenFile or AMQPPROX_ADMIN_TOKEN")
         return 2
     settings = Settings(
         control_socket=args.controlSocket,
@@ -170,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         console_verbosity=args.consoleVerbosity,
         admin_host=args.adminHost,
         admin_port=args.adminPort,
-        admin_token=args.adminToken,
+        admin_token=token,
         admin_token_for_reads=args.adminTokenForReads,
         definitions_file=args.definitions,
         coalesce_reads_ms=args.coalesceReadsMs,

@@ -1,7 +1,8 @@
 """Composition root: builds the Context and starts/stops everything in order.
 
-Start: data plane, control socket, admin HTTP app, cleanup job, then (simple mode)
-the configuration the original applies and its listener. Stop (EXIT, SIGTERM, SIGINT):
+Start: data plane, control socket, admin HTTP app (with the read deadlines of
+``admin.deadlines``: request head, request body), cleanup job, then (simple mode) the
+configuration the original applies and its listener. Stop (EXIT, SIGTERM, SIGINT):
 listeners close, every live session gets ``Connection.Close 320`` and up to
 ``drain_timeout`` to finish, the rest are cut, then the control socket and finally the
 admin app stop, so operators can watch the drain.
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from amqpprox.admin import deadlines
 from amqpprox.admin.app import make_admin_app
 from amqpprox.admin.control import ControlServer
 from amqpprox.core import definitions
@@ -62,7 +64,14 @@ class Runtime:
             # Before anything serves: an invalid document stops the start, naming the problem.
             await definitions.load_file(self.ctx, self.settings.definitions_file)
         await self.control.start()
-        runner = web.AppRunner(make_admin_app(self.ctx), access_log=None, handle_signals=False)
+        admin_app = make_admin_app(self.ctx)
+        deadlines.install(admin_app, self.settings.admin_body_timeout)
+        runner = web.AppRunner(
+            admin_app,
+            access_log=None,
+            handle_signals=False,
+            **deadlines.runner_options(self.settings.admin_header_timeout),
+        )
         await runner.setup()
         site = web.TCPSite(runner, self.settings.admin_host, self.settings.admin_port)
         await site.start()

@@ -8,7 +8,11 @@ Every handler validates its input with a marshmallow schema (``admin.schemas``),
 the same operation the control socket calls and renders JSON. Errors are one JSON shape,
 ``{"error": code, "message": text}``: the typed errors map to their ``http_status``
 (400/404/409), malformed JSON to 400, a wrong content type to 415, an oversized body to
-413, an unknown route to 404 and an unexpected exception (a bug, logged) to 500.
+413, an unknown route to 404 and an unexpected exception (a bug, logged) to 500. Text
+must be valid Unicode (``admin.text``): a JSON string, path parameter, query parameter
+or header holding a lone surrogate or a byte that is not UTF-8 is a 400
+``invalid_argument``, before any handler runs. Every mutating request that gets here is
+logged (``admin.audit``): who, what, and the status it got.
 Configuration responses carry the configuration version as their ETag; a configuration
 write whose ``If-Match`` names another version gets 412. The contract is openapi.yaml,
 served at /api/v1/openapi.yaml. This module never imports the data plane.
@@ -27,7 +31,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from marshmallow import Schema, ValidationError
 
-from amqpprox.admin import schemas
+from amqpprox.admin import audit, schemas
+from amqpprox.admin.text import first_invalid, valid_text
 from amqpprox.core import definitions
 from amqpprox.core import operations as ops
 from amqpprox.core.context import Context
@@ -70,6 +75,7 @@ HTTP_ERROR_CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
 }
+INVALID_TEXT = "invalid_argument"  # a value: the same code as any other bad value
 
 
 class HttpProblem(Exception):
@@ -99,8 +105,22 @@ def _if_match_ok(header: str, current: str) -> bool:
     return "*" in tags or any(t.removeprefix("W/") == current for t in tags)
 
 
+def check_text(request: web.Request) -> None:
+    """Path parameters, query parameters and headers must be valid Unicode (400 if not)."""
+    for where, items in (
+        ("path parameter", request.match_info.items()),
+        ("query parameter", request.query.items()),
+        ("header", request.headers.items()),
+    ):
+        for key, value in items:
+            if not (valid_text(key) and valid_text(value)):
+                name = key if valid_text(key) else "?"
+                raise HttpProblem(400, INVALID_TEXT, f"the {where} {name} is not valid UTF-8 text")
+
+
 def error_middleware(ctx: Context) -> Any:
-    """JSON errors, ETag and If-Match for everything under /api/ (the REST sub-app's)."""
+    """JSON errors, ETag, If-Match and the audit line for everything under /api/ (the REST
+    sub-app's)."""
 
     @web.middleware
     async def rest_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -108,6 +128,7 @@ def error_middleware(ctx: Context) -> Any:
             return await handler(request)  # /api itself is an unknown page, not the API's
         config = _is_config(request.path)
         try:
+            check_text(request)
             if config and request.method in WRITE_METHODS:
                 wanted = request.headers.get("If-Match")
                 if wanted is not None and not _if_match_ok(wanted, etag(ctx)):
@@ -127,11 +148,19 @@ def error_middleware(ctx: Context) -> Any:
             headers = {k: v for k, v in error.headers.items() if k in ("Allow",)}
             code = HTTP_ERROR_CODES.get(error.status, "http_error")
             response = problem(error.status, code, error.reason, **headers)
+        except ConnectionError:
+            raise  # the client went away, or missed its body deadline (admin.deadlines)
+        except UnicodeError:  # text that slipped past the checks: the input's fault
+            response = problem(400, INVALID_TEXT, "the request holds text that is not valid UTF-8")
         except Exception:  # a bug: logged with its traceback; the admin plane keeps serving
             log.exception("REST %s %s failed", request.method, request.path)
             response = problem(500, "internal_error", "internal error; see the proxy's log")
         if config:
             response.headers["ETag"] = etag(ctx)
+        if request.method in WRITE_METHODS:
+            audit.rest_change(
+                request, response.status, token_configured=bool(ctx.settings.admin_token)
+            )
         return response
 
     return rest_errors
@@ -155,9 +184,14 @@ async def read_body(request: web.Request, *, required: bool = True) -> object:
             f"the body must be application/json, not {request.content_type or 'untyped'}",
         )
     try:
-        return json.loads(raw)
+        document = json.loads(raw)
     except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
         raise HttpProblem(400, "invalid_json", f"the body is not valid JSON: {error}") from error
+    where = first_invalid(document)
+    if where is not None:
+        raise HttpProblem(400, INVALID_TEXT, f"{where}: not valid Unicode text (a lone surrogate)")
+    request[audit.BODY_KEY] = document
+    return document
 
 
 async def load_body(

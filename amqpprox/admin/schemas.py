@@ -2,8 +2,11 @@
 
 The item schemas of the definitions document (``core.definitions``) are the bodies of
 the single-resource PUTs, with the name optional (the path carries it; if the body
-repeats it, it must agree). Unknown fields are refused. Values are validated again by
-``core.model`` when the operation builds its objects, as for every front end.
+repeats it, it must agree). Unknown fields are refused. A PUT replaces the whole
+resource: an optional field left out takes its default, it is not kept from the resource
+replaced; a field without a safe default (a listener's ``tls``) is required. Values are
+validated again by ``core.model`` when the operation builds its objects, as for every
+front end.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from amqpprox.core.definitions import (
     StrictInt,
     TargetFields,
 )
+from amqpprox.core.definitions.schema import StrictBool
 from amqpprox.core.operations import SESSION_SORT_KEYS
 from amqpprox.core.sessions import SessionState
 
@@ -44,7 +48,12 @@ class DefaultFarmBody(Schema):
 
 
 class ListenerBody(ListenerFields):
+    """A PUT states the listener whole: ``tls`` (LISTEN START or START_SECURE) has no
+    default, so a body that leaves it out cannot turn a TLS listener plain by accident;
+    ``proxy_protocol`` left out is false (LISTEN START[_SECURE] without PROXY)."""
+
     port = StrictInt(validate=validate.Range(min=1, max=65535))
+    tls = StrictBool(required=True)
 
 
 class DatacenterBody(Schema):

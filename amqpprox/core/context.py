@@ -36,6 +36,11 @@ class Settings:
     console_verbosity: int = 0
     admin_host: str = "127.0.0.1"
     admin_port: int = 15673
+    # An admin HTTP client must send a request's head (line and headers) within
+    # admin_header_timeout of connecting or of the previous response (an idle keep-alive
+    # connection is closed then too), and its body within admin_body_timeout of the head.
+    admin_header_timeout: float = 10.0
+    admin_body_timeout: float = 30.0
     client_handshake_timeout: float = 10.0
     connect_timeout: float = 5.0
     broker_handshake_timeout: float = 10.0

@@ -22,6 +22,17 @@ _NAME = re.compile(r"^[^\s]{1,255}$")
 MAX_NAME = 255
 
 
+def validate_text(kind: str, text: str) -> str:
+    """Text we store must be valid Unicode: a lone surrogate (from a JSON ``\\ud800``
+    escape) cannot be encoded, so every page, PRINT or log line showing it would fail."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidArgument(f"{kind} must be valid Unicode (no lone surrogate)") from None
+    return text
+
+
 def validate_name(kind: str, name: str) -> str:
     """A backend or farm name: 1..255 printable characters without white space.
 
@@ -78,6 +89,7 @@ class Backend:
     def __post_init__(self) -> None:
         validate_name("backend", self.name)
         validate_label("datacenter", self.datacenter, allow_empty=True)
+        validate_text("backend host", self.host)
         validate_port(self.port)
         if not self.host:
             raise InvalidArgument("backend host must not be empty")

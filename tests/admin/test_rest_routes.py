@@ -307,9 +307,12 @@ async def test_listener_routes(client: Client, runtime: Runtime, reserved_port: 
     assert await (await client.get(API + "/listeners")).json() == []
     created = await put(client, f"/listeners/{reserved_port}", {"tls": False})
     assert created == {"port": reserved_port, "tls": False, "proxy_protocol": False}
-    # Idempotent, and the body may be left out.
-    response = await client.put(API + f"/listeners/{reserved_port}")
+    # Idempotent; a PUT states the listener whole: without "tls" it is refused.
+    response = await client.put(API + f"/listeners/{reserved_port}", json={"tls": False})
     assert response.status == 200 and await response.json() == created
+    await expect_error(
+        await client.put(API + f"/listeners/{reserved_port}"), 400, "invalid_argument", "tls"
+    )
     assert await (await client.get(API + "/listeners")).json() == [created]
     assert [s.port for s in runtime.ctx.listeners.specs()] == [reserved_port]
     assert (await client.delete(API + f"/listeners/{reserved_port}")).status == 204
@@ -324,7 +327,10 @@ async def test_listening_on_a_busy_port_is_409(client: Client) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         await expect_error(
-            await client.put(API + f"/listeners/{port}"), 409, "invalid_state", str(port)
+            await client.put(API + f"/listeners/{port}", json={"tls": False}),
+            409,
+            "invalid_state",
+            str(port),
         )
 
 
