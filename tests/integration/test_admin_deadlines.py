@@ -39,11 +39,12 @@ async def runtime(tmp_socket_dir: str) -> AsyncIterator[Runtime]:
 
 async def _closed_after(port: int, sent: bytes) -> tuple[float, bytes]:
     """Send ``sent`` and nothing more: how long until the server closed, and what it said."""
+    # The clock starts before connecting: the server's deadline cannot start earlier.
+    started = time.monotonic()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(sent)
         await writer.drain()
-        started = time.monotonic()
         answer = await asyncio.wait_for(reader.read(), CLOSED_WITHIN)
         return time.monotonic() - started, answer
     finally:
