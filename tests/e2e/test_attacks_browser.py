@@ -18,6 +18,7 @@ Chromium maps ``evil.example`` and ``rebind.example`` to 127.0.0.1
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from urllib.parse import quote
@@ -30,7 +31,7 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 from amqpprox.amqp.methods import ConnectionOpenOk
 from tests.conftest import RunningProxy, ctl, running_proxy
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS
-from tests.rawamqp import RawClient
+from tests.rawamqp import OPEN_CLIENTS, RawClient
 
 pytestmark = pytest.mark.broker
 
@@ -68,6 +69,17 @@ async function attack() {{
 attack();
 </script>
 </body></html>"""
+
+
+@pytest.fixture(autouse=True)
+async def _close_raw_clients() -> AsyncIterator[None]:
+    """As tests/integration/conftest.py: no scripted client outlives its test."""
+    yield
+    while OPEN_CLIENTS:
+        client = OPEN_CLIENTS.pop()
+        client.writer.close()
+        with contextlib.suppress(Exception):
+            await client.writer.wait_closed()
 
 
 @pytest.fixture
@@ -110,11 +122,12 @@ async def evil_site() -> AsyncIterator[tuple[dict[str, str], str]]:
         await runner.cleanup()
 
 
-async def live_session(proxy: RunningProxy) -> tuple[RawClient, int]:
+async def live_session(proxy: RunningProxy) -> int:
+    """A client on vhost "/" through the proxy (closed after the test); its session id."""
     client = await RawClient.connect(proxy.port)
     assert isinstance(await client.open("/"), ConnectionOpenOk)
     [session] = [s for s in proxy.ctx.sessions if not s.finished]
-    return client, int(session.id)
+    return int(session.id)
 
 
 async def paused_vhosts(proxy: RunningProxy) -> list[str]:
@@ -142,25 +155,22 @@ async def rest_session(proxy: RunningProxy, sid: int) -> dict[str, object]:
 async def test_a_foreign_page_cannot_pause_or_disconnect(
     proxy: RunningProxy, attack_browser: Browser, evil_site: tuple[dict[str, str], str]
 ) -> None:
-    client, sid = await live_session(proxy)
-    try:
-        served, evil = evil_site
-        served["html"] = ATTACK_PAGE.format(
-            admin=proxy.admin_url, admin_js=json.dumps(proxy.admin_url), sid=sid
-        )
-        page = await new_page(attack_browser)
-        await page.goto(evil + "/attack")
-        await page.wait_for_function("() => window.attackResults !== undefined")
-        # Every request reached the admin plane and was answered (none was blocked on the
-        # way, so the refusals below are the admin plane's).
-        results = await page.evaluate("window.attackResults")
-        assert results == ["answered"] * 3 + ["loaded"] * 3
-        assert await paused_vhosts(proxy) == []
-        session = await rest_session(proxy, sid)
-        assert session["state"] == "active", session
-        assert not proxy.ctx.sessions.get(sid).finished
-    finally:
-        await client.close()
+    sid = await live_session(proxy)
+    served, evil = evil_site
+    served["html"] = ATTACK_PAGE.format(
+        admin=proxy.admin_url, admin_js=json.dumps(proxy.admin_url), sid=sid
+    )
+    page = await new_page(attack_browser)
+    await page.goto(evil + "/attack")
+    await page.wait_for_function("() => window.attackResults !== undefined")
+    # Every request reached the admin plane and was answered (none was blocked on the
+    # way, so the refusals below are the admin plane's).
+    results = await page.evaluate("window.attackResults")
+    assert results == ["answered"] * 3 + ["loaded"] * 3
+    assert await paused_vhosts(proxy) == []
+    session = await rest_session(proxy, sid)
+    assert session["state"] == "active", session
+    assert not proxy.ctx.sessions.get(sid).finished
 
 
 async def test_a_rebound_name_gets_421_and_no_data(
@@ -197,27 +207,24 @@ async def test_an_allowed_name_is_served(tmp_socket_dir: str, attack_browser: Br
 async def test_a_hostile_vhost_name_cannot_redirect_a_dashboard_action(
     proxy: RunningProxy, attack_browser: Browser
 ) -> None:
-    client, sid = await live_session(proxy)
-    try:
-        await rest(
-            proxy,
-            "PUT",
-            "/mappings/" + quote(HOSTILE_VHOST, safe=""),
-            {"backend": "default-backend"},
-        )
-        page = await new_page(attack_browser, javascript=False)
-        await page.goto(proxy.admin_url + "/vhosts")
-        row = page.locator("#vhosts tbody tr", has_text="force-disconnect?")
-        await row.get_by_role("button", name="Pause").click()
-        # The server's confirmation page.
-        await expect(page.locator("#confirm-h")).to_contain_text(HOSTILE_VHOST)
-        action = await page.locator("section.confirm form").get_attribute("action")
-        await page.locator("section.confirm").get_by_role("button", name="Pause").click()
-        await expect(page.locator(".banner-ok")).to_contain_text("Pause")
-        # Only the named vhost was paused; the session on "/" is alive and well.
-        assert await paused_vhosts(proxy) == [HOSTILE_VHOST]
-        session = await rest_session(proxy, sid)
-        assert session["state"] == "active", session
-        assert action == "/vhosts/" + quote(HOSTILE_VHOST, safe="") + "/pause"
-    finally:
-        await client.close()
+    sid = await live_session(proxy)
+    await rest(
+        proxy,
+        "PUT",
+        "/mappings/" + quote(HOSTILE_VHOST, safe=""),
+        {"backend": "default-backend"},
+    )
+    page = await new_page(attack_browser, javascript=False)
+    await page.goto(proxy.admin_url + "/vhosts")
+    row = page.locator("#vhosts tbody tr", has_text="force-disconnect?")
+    await row.get_by_role("button", name="Pause").click()
+    # The server's confirmation page.
+    await expect(page.locator("#confirm-h")).to_contain_text(HOSTILE_VHOST)
+    action = await page.locator("section.confirm form").get_attribute("action")
+    await page.locator("section.confirm").get_by_role("button", name="Pause").click()
+    await expect(page.locator(".banner-ok")).to_contain_text("Pause")
+    # Only the named vhost was paused; the session on "/" is alive and well.
+    assert await paused_vhosts(proxy) == [HOSTILE_VHOST]
+    session = await rest_session(proxy, sid)
+    assert session["state"] == "active", session
+    assert action == "/vhosts/" + quote(HOSTILE_VHOST, safe="") + "/pause"
