@@ -108,6 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="Require the admin token for REST reads too (not /healthz, /readyz)",
     )
     parser.add_argument(
+        "--adminAllowedHosts",
+        default="",
+        metavar="NAMES",
+        help="Comma-separated Host names the admin plane answers to besides loopback and"
+        " --adminHost (others get 421)",
+    )
+    parser.add_argument(
         "--coalesceReadsMs",
         type=int,
         default=0,
@@ -242,6 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         admin_port=args.adminPort,
         admin_token=token,
         admin_token_for_reads=args.adminTokenForReads,
+        admin_allowed_hosts=tuple(filter(None, map(str.strip, args.adminAllowedHosts.split(",")))),
         definitions_file=args.definitions,
         coalesce_reads_ms=args.coalesceReadsMs,
         **{setting: getattr(args, flag[2:]) for flag, setting, _what in DEADLINE_FLAGS},

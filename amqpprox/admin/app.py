@@ -4,13 +4,16 @@
 
 * the root app: ``/healthz``, ``/readyz``, ``/metrics`` and the dashboard (its pages
   are at ``/``, ``/sessions``, ...; aiohttp cannot mount a sub-app at ``/``). Its
-  middlewares are the dashboard's login (dashboard routes only) and the bearer token
-  (``--adminToken``: everything but the probes and the dashboard's routes, the REST
-  sub-app included, since the root's middlewares wrap its sub-apps').
+  middlewares wrap the REST sub-app's too: the ``Host`` check (DNS rebinding), the
+  ``Origin`` check of state-changing requests (CSRF; the dashboard's routes check it
+  themselves), the dashboard's login (dashboard routes only), the bearer token
+  (``--adminToken``: everything but the probes and the dashboard's routes) and JSON-only
+  REST writes; all but the login are in ``admin.security``.
 * the REST sub-app, mounted at ``/api``: its routes (``/api/v1/...``) and its one
   middleware, JSON errors with ETag and If-Match (``admin.rest``).
 
-The one Context is stored once, on the root app, under ``keys.CONTEXT``. Never imports
+The one Context is stored once, on the root app, under ``keys.CONTEXT`` (and the dashboard's
+guard under ``dashboard_support.GUARD``). Never imports
 the data plane.
 """
 
@@ -59,18 +62,26 @@ def make_admin_app(ctx: Context) -> web.Application:
     guard = dashboard_support.Guard(
         settings.admin_token, protect_reads=settings.admin_token_for_reads
     )
-    # Their scopes do not overlap (dashboard routes / the rest), so the order is moot.
-    middlewares: list[Middleware] = [dashboard_support.login_middleware(guard)]
+    dashboard_route = dashboard_support.is_dashboard_route
+    # Outermost first: Host (rebinding), Origin (CSRF), the dashboard's login and the bearer
+    # token (their scopes do not overlap), then JSON-only REST writes.
+    middlewares: list[Middleware] = [
+        security.host_middleware(security.allowed_hosts(settings)),
+        security.origin_middleware(exempt=dashboard_route),
+        dashboard_support.login_middleware(guard),
+    ]
     if settings.admin_token:
         middlewares.append(
             security.token_middleware(
                 settings.admin_token,
                 protect_reads=settings.admin_token_for_reads,
-                exempt=dashboard_support.is_dashboard_route,
+                exempt=dashboard_route,
             )
         )
+    middlewares.append(security.json_middleware())
     app = web.Application(middlewares=middlewares)
     app[CONTEXT] = ctx
+    app[dashboard_support.GUARD] = guard
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     metrics.setup(app, ctx)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlencode
@@ -48,6 +49,8 @@ from amqpprox.admin.dashboard_support import (
     Forbidden,
     Guard,
     parse_int,
+    route_name,
+    route_url,
     safe_next,
     template_filters,
 )
@@ -88,10 +91,11 @@ class Dashboard:
     # -- plumbing ------------------------------------------------------------------------
     def _common(self, request: web.Request) -> dict[str, Any]:
         guard = self.guard
+        hide = guard.protect_reads and not guard.signed_in(request)  # who we are: after login
         return {
-            "version": __version__,
-            "hostname": self.ctx.settings.hostname,
-            "datacenter": ops.get_datacenter(self.ctx),
+            "version": "" if hide else __version__,
+            "hostname": "" if hide else self.ctx.settings.hostname,
+            "datacenter": "" if hide else ops.get_datacenter(self.ctx),
             "csrf": guard.csrf,
             "token_configured": guard.token is not None,
             "signed_in": guard.token is not None and guard.signed_in(request),
@@ -532,6 +536,7 @@ class Dashboard:
     async def _logout(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
         self.guard.check_post(request, form)
+        self.guard.revoke(request)
         response = self._done(request, "/", "Signed out.")
         response.del_cookie(LOGIN_COOKIE, path="/")
         return response
@@ -560,7 +565,7 @@ class Dashboard:
         context = {
             "action": action,
             "question": action.title.format(target=target),
-            "post_to": request.path,
+            "post_to": route_url(request.app.router, route_name(request), **request.match_info),
             "next": next_url,
             "reason": form.get("reason", "")
             if request.match_info["action"] == "disconnect"
@@ -586,6 +591,7 @@ def setup(app: web.Application, ctx: Context, guard: Guard) -> None:
         lstrip_blocks=True,
     )
     app.router.add_routes(Dashboard(ctx, guard, rates).routes())
+    aiohttp_jinja2.get_env(app).globals["action_url"] = partial(route_url, app.router)
     app.router.add_static(
         "/static/", PACKAGE / "static", name=f"{ROUTE_PREFIX}static", append_version=True
     )

@@ -4,14 +4,18 @@ The constants of its pages, the actions (what each POST does and how its confirm
 asks), the template filters, and its security:
 
 Every POST must carry the per-process CSRF token and, when the browser says where it
-comes from (``Origin``, ``Sec-Fetch-Site``), come from this origin. With an admin token
-configured, actions need it: the confirmation step asks for it, and a valid entry sets
-an HttpOnly ``SameSite=Strict`` cookie holding an HMAC of it (never the token), so later
-actions don't ask again. With ``--adminTokenForReads`` the pages need that cookie too
-(``login_middleware`` sends readers to ``/login``). The REST API keeps accepting only
-``Authorization: Bearer``: the cookie is honoured on dashboard routes alone, so a cookie
-never authorises a REST call; the bearer check (``admin.security``) exempts the dashboard's
-routes (``is_dashboard_route``), whose handlers check CSRF, origin and token themselves.
+comes from (``Origin``, ``Sec-Fetch-Site``), come from this origin
+(``admin.security.cross_site``). With an admin token configured, actions need it: the
+confirmation step asks for it, and a valid entry starts a login: a random session id kept
+server-side for 12 hours (revoked by signing out) in an HttpOnly ``SameSite=Strict``
+cookie, so later actions don't ask again. Action URLs are built from route names and
+quoted parameters (``route_url``), never from the request's path. With
+``--adminTokenForReads`` the pages need that login too (``login_middleware`` sends
+readers to ``/login``, which then shows nothing about this proxy). The REST API keeps
+accepting only ``Authorization: Bearer``: the cookie is honoured on dashboard routes
+alone, so a cookie never authorises a REST call; the bearer check (``admin.security``)
+exempts the dashboard's routes (``is_dashboard_route``), whose handlers check CSRF,
+origin and token themselves.
 Must not import ``proxy``.
 """
 
@@ -20,16 +24,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from multidict import MultiDictProxy
 
-from amqpprox.admin import humanize
+from amqpprox.admin import humanize, security
 from amqpprox.core import operations as ops
 from amqpprox.core.context import Context
 from amqpprox.core.digits import ascii_digits
@@ -41,6 +47,8 @@ LOGIN_COOKIE = "amqpprox_dashboard"
 FLASH_COOKIE = "amqpprox_flash"
 PAGE_SIZES = (25, 50, 100, 200)
 DEFAULT_PAGE_SIZE = 50
+LOGIN_LIFETIME = 12 * 3600.0  # seconds a dashboard login lasts
+MAX_LOGINS = 1000
 LIVE_INTERVAL_MS = 1000
 
 SESSION_SORTS = {
@@ -128,26 +136,44 @@ VHOST_OPS: dict[str, Callable[[Context, str], list[SessionBase]]] = {
 
 # -- security ------------------------------------------------------------------------------
 class Guard:
-    """CSRF token, origin check and the admin-token login of the dashboard."""
+    """CSRF token, origin check and the admin-token login of the dashboard.
 
-    def __init__(self, token: str | None, *, protect_reads: bool) -> None:
+    A login is a random session id (the cookie's value) kept here, hashed, until it expires
+    (``lifetime`` seconds on ``clock``) or its holder signs out; the cookie carries the same
+    ``Max-Age``. At most ``MAX_LOGINS`` are kept: beyond that the oldest is forgotten.
+    """
+
+    def __init__(
+        self,
+        token: str | None,
+        *,
+        protect_reads: bool,
+        lifetime: float = LOGIN_LIFETIME,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.token = token or None
         self.protect_reads = protect_reads and self.token is not None
+        self.lifetime = lifetime
+        self.clock = clock
         self._secret = secrets.token_bytes(32)
-        self.csrf = self._mac(b"csrf")
+        self.csrf = hmac.new(self._secret, b"csrf", hashlib.sha256).hexdigest()
+        self._logins: dict[str, float] = {}  # sha256 of a session id -> its expiry
 
-    def _mac(self, message: bytes) -> str:
-        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
-
-    def login_value(self) -> str:
-        assert self.token is not None
-        return self._mac(b"login\0" + self.token.encode("utf-8", "surrogateescape"))
+    @staticmethod
+    def _key(session_id: str) -> str:
+        return hashlib.sha256(session_id.encode("utf-8", "surrogateescape")).hexdigest()
 
     def signed_in(self, request: web.Request) -> bool:
         if self.token is None:
             return True
-        given = request.cookies.get(LOGIN_COOKIE, "")
-        return hmac.compare_digest(given.encode(), self.login_value().encode())
+        key = self._key(request.cookies.get(LOGIN_COOKIE, ""))
+        expiry = self._logins.get(key)
+        if expiry is None:
+            return False
+        if self.clock() >= expiry:
+            del self._logins[key]
+            return False
+        return True
 
     def token_ok(self, given: str) -> bool:
         if self.token is None:
@@ -158,25 +184,32 @@ class Guard:
         )
 
     def set_login(self, request: web.Request, response: web.StreamResponse) -> None:
+        """Start a new login: a fresh session id, remembered here and set as the cookie."""
+        now = self.clock()
+        for key in [k for k, expiry in self._logins.items() if expiry <= now]:
+            del self._logins[key]
+        while len(self._logins) >= MAX_LOGINS:
+            del self._logins[min(self._logins, key=self._logins.__getitem__)]
+        session_id = secrets.token_urlsafe(32)
+        self._logins[self._key(session_id)] = now + self.lifetime
         response.set_cookie(
             LOGIN_COOKIE,
-            self.login_value(),
+            session_id,
+            max_age=max(1, int(self.lifetime)),
             httponly=True,
             samesite="Strict",
             secure=request.secure,
             path="/",
         )
 
+    def revoke(self, request: web.Request) -> None:
+        """Sign out: the request's session id no longer works, wherever it is kept."""
+        self._logins.pop(self._key(request.cookies.get(LOGIN_COOKIE, "")), None)
+
     @staticmethod
     def same_origin(request: web.Request) -> bool:
         """Whether the browser says this POST comes from our own pages (absent = no claim)."""
-        site = request.headers.get("Sec-Fetch-Site")
-        if site is not None and site not in ("same-origin", "none"):
-            return False
-        origin = request.headers.get("Origin")
-        if origin is None:
-            return True
-        return origin == f"{request.scheme}://{request.host}"
+        return security.cross_site(request) is None
 
     def check_post(self, request: web.Request, form: MultiDictProxy[Any]) -> None:
         given = str(form.get("csrf", ""))
@@ -189,6 +222,9 @@ class Guard:
             )
 
 
+GUARD = web.AppKey("dashboard_guard", Guard)
+
+
 class Forbidden(Exception):
     pass
 
@@ -196,7 +232,7 @@ class Forbidden(Exception):
 PUBLIC_ROUTES = frozenset({"dashboard-static", "dashboard-login", "dashboard-login-post"})
 
 
-def _route_name(request: web.Request) -> str:
+def route_name(request: web.Request) -> str:
     route = request.match_info.route
     name = route.name or (route.resource.name if route.resource is not None else None)
     return name or ""
@@ -204,7 +240,7 @@ def _route_name(request: web.Request) -> str:
 
 def is_dashboard_route(request: web.Request) -> bool:
     """Whether ``request`` goes to one of the dashboard's routes (pages, actions, static)."""
-    return _route_name(request).startswith(ROUTE_PREFIX)
+    return route_name(request).startswith(ROUTE_PREFIX)
 
 
 def login_middleware(guard: Guard) -> Middleware:
@@ -219,7 +255,7 @@ def login_middleware(guard: Guard) -> Middleware:
         if (
             guard.protect_reads
             and is_dashboard_route(request)
-            and _route_name(request) not in PUBLIC_ROUTES
+            and route_name(request) not in PUBLIC_ROUTES
             and request.method in ("GET", "HEAD")
             and not guard.signed_in(request)
         ):
@@ -231,12 +267,40 @@ def login_middleware(guard: Guard) -> Middleware:
     return dashboard_login
 
 
+def _local_path(text: str) -> bool:
+    return (
+        text.startswith("/")
+        and text[1:2] not in ("/", "\\")
+        and "\\" not in text
+        and not any(unicodedata.category(c) == "Cc" for c in text)
+    )
+
+
 def safe_next(value: object, default: str = "/") -> str:
-    """A local path to go back to after an action (never another site)."""
+    """A local path to go back to after an action or a login (never another site).
+
+    It must start with one ``/`` (not ``//`` nor ``/\\``: no scheme, no host) and hold no
+    backslash and no control character (browsers drop tabs and newlines from URLs, so
+    ``/<TAB>/evil.example`` would become ``//evil.example``), before and after one more
+    percent-decoding (``/%2F/evil.example``). Anything else gives ``default``.
+    """
     text = str(value or "")
-    if not text.startswith("/") or text.startswith("//") or "\\" in text:
+    if len(text) > 2000 or not (_local_path(text) and _local_path(unquote(text))):
         return default
     return text
+
+
+def route_url(router: web.UrlDispatcher, name: str, **parts: object) -> str:
+    """The path of the route called ``name``, each part percent-encoded whole.
+
+    ``/``, ``?``, ``%`` and ``#`` in a part are encoded too, so that no value (a vhost
+    named ``../vhosts/%2F/force-disconnect?``) can leave its path segment and turn one
+    action into another. (aiohttp's ``url_for`` leaves ``/`` as it is, so ``..`` would
+    survive it and the browser would resolve it.) Never built from the request's path.
+    """
+    info = router[name].get_info()
+    formatter = str(info.get("formatter", info.get("path", "")))
+    return formatter.format_map({k: quote(str(v), safe="") for k, v in parts.items()})
 
 
 # -- rendering -----------------------------------------------------------------------------

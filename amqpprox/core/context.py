@@ -64,6 +64,8 @@ class Settings:
     # REST: with a token, writes (and, with admin_token_for_reads, reads) need it as Bearer.
     admin_token: str | None = None
     admin_token_for_reads: bool = False
+    # Host names the admin plane answers to besides loopback and admin_host (DNS rebinding).
+    admin_allowed_hosts: tuple[str, ...] = ()
     # A definitions document applied at startup (amqpprox --definitions FILE).
     definitions_file: str | None = None
 

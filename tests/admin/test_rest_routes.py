@@ -20,6 +20,7 @@ from tests.admin.conftest import API
 Client = TestClient[Any, Any]
 TOP_LEVEL_CONTRACT = Path(__file__).resolve().parents[2] / "openapi.yaml"
 BACKEND = {"datacenter": "dc1", "host": "127.0.0.1", "port": 5672}
+JSON = {"Content-Type": "application/json"}  # a REST POST must declare it, body or not
 
 
 async def expect_error(response: Any, status: int, code: str, *fragments: str) -> str:
@@ -228,8 +229,10 @@ async def test_unknown_route_and_method_are_json(client: Client) -> None:
     response = await client.post(API + "/backends/b1", json=BACKEND)
     await expect_error(response, 405, "method_not_allowed")
     assert "PUT" in response.headers["Allow"]
-    await expect_error(await client.post(API + "/sessions/1/explode"), 404, "not_found")
-    await expect_error(await client.post(API + "/vhosts/v/explode"), 404, "not_found")
+    await expect_error(
+        await client.post(API + "/sessions/1/explode", headers=JSON), 404, "not_found"
+    )
+    await expect_error(await client.post(API + "/vhosts/v/explode", headers=JSON), 404, "not_found")
 
 
 # -- farms -------------------------------------------------------------------------------------
@@ -344,16 +347,16 @@ async def test_datacenter_routes(client: Client) -> None:
 
 async def test_vhost_routes_without_sessions(client: Client) -> None:
     assert await (await client.get(API + "/vhosts")).json() == []
-    response = await client.post(API + "/vhosts/%2F/pause")
+    response = await client.post(API + "/vhosts/%2F/pause", headers=JSON)
     assert response.status == 200
     assert await response.json() == {"name": "/", "paused": True, "affected": []}
     assert await (await client.get(API + "/vhosts")).json() == [
         {"name": "/", "paused": True, "sessions": 0}
     ]
-    response = await client.post(API + "/vhosts/%2F/unpause")
+    response = await client.post(API + "/vhosts/%2F/unpause", headers=JSON)
     assert (await response.json())["paused"] is False
     for action in ("backend-disconnect", "force-disconnect"):
-        response = await client.post(API + f"/vhosts/v1/{action}")
+        response = await client.post(API + f"/vhosts/v1/{action}", headers=JSON)
         assert response.status == 200 and (await response.json())["affected"] == []
     response = await client.post(API + "/vhosts/v1/pause", json={"unexpected": 1})
     await expect_error(response, 400, "invalid_argument", "unexpected")
@@ -373,9 +376,13 @@ async def test_sessions_without_traffic(client: Client) -> None:
     await expect_error(await client.get(API + "/sessions/x"), 404, "not_found")
     # Digits to str.isdigit() that int() refuses: not found, not a server error.
     await expect_error(await client.get(API + "/sessions/\u00b2"), 404, "not_found")
-    await expect_error(await client.post(API + "/sessions/\u00b2/disconnect"), 404, "not_found")
+    await expect_error(
+        await client.post(API + "/sessions/\u00b2/disconnect", headers=JSON), 404, "not_found"
+    )
     for action in ("pause", "unpause", "disconnect", "force-disconnect"):
-        await expect_error(await client.post(API + f"/sessions/7/{action}"), 404, "not_found")
+        await expect_error(
+            await client.post(API + f"/sessions/7/{action}", headers=JSON), 404, "not_found"
+        )
     for query in ("page=0", "page_size=501", "sort=colour", "state=sleepy", "page=x"):
         await expect_error(await client.get(API + "/sessions?" + query), 400, "invalid_argument")
 

@@ -57,6 +57,7 @@ REST_SCRIPT: list[tuple[str, str, dict[str, Any]]] = [
     ("PUT", "/default-farm", {"farm": "f2"}),
 ]
 
+JSON = {"Content-Type": "application/json"}  # a REST POST must declare it, body or not
 PRINTS = ["BACKEND PRINT", "FARM PRINT", "MAP PRINT", "DATACENTER PRINT", "VHOST PRINT"]
 
 
@@ -112,7 +113,7 @@ async def test_changes_are_visible_at_once_through_the_other_front_end() -> None
         async with http.delete(url + "/backends/b1") as response:
             assert response.status == 409
         assert await ctl(sock, "BACKEND DELETE b1") == "Backend 'b1' is still used by farm f1"
-        async with http.post(url + "/vhosts/v1/pause") as response:
+        async with http.post(url + "/vhosts/v1/pause", headers=JSON) as response:
             assert response.status == 200
         assert await ctl(sock, "VHOST PRINT") == "v1 = PAUSED\n"
         assert await ctl(sock, "VHOST UNPAUSE v1") == ""

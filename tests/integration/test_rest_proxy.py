@@ -37,6 +37,7 @@ class Admin:
 
     async def call(self, method: str, path: str, body: object = None, status: int = 200) -> Any:
         kwargs: dict[str, Any] = {} if body is None else {"json": body}
+        kwargs["headers"] = {"Content-Type": "application/json"}  # a REST POST must say JSON
         async with self.http.request(method, self.base + path, **kwargs) as response:
             text = await response.text()
             assert response.status == status, f"{method} {path}: {response.status} {text}"
