@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urlencode
+from urllib.parse import quote, unquote
 
 import aiohttp_jinja2
 import jinja2
@@ -48,6 +48,7 @@ from amqpprox.admin.dashboard_support import (
     Action,
     Forbidden,
     Guard,
+    SessionLinks,
     parse_int,
     route_name,
     route_url,
@@ -55,6 +56,7 @@ from amqpprox.admin.dashboard_support import (
     template_filters,
 )
 from amqpprox.admin.rest import session_id_of
+from amqpprox.admin.text import read_form
 from amqpprox.core import operations as ops
 from amqpprox.core.context import Context
 from amqpprox.core.model import Mapping as VhostMapping
@@ -306,26 +308,7 @@ class Dashboard:
             "size": size if size != DEFAULT_PAGE_SIZE else None,
         }
 
-        def link(**changes: object) -> str:
-            merged: dict[str, object] = {**params, "sort": sort, "dir": "desc" if desc else None}
-            merged["page"] = page
-            merged.update(changes)
-            if merged.get("sort") == "id":
-                merged["sort"] = None
-            if merged.get("page") == 1:
-                merged["page"] = None
-            query = urlencode({k: v for k, v in merged.items() if v is not None})
-            return "/sessions" + (f"?{query}" if query else "")
-
-        def sort_link(column: str) -> str:
-            flip = column == sort and not desc
-            return link(sort=column, dir="desc" if flip else None, page=1)
-
-        def aria_sort(column: str) -> str:
-            if column != sort:
-                return "none"
-            return "descending" if desc else "ascending"
-
+        links = SessionLinks(params, sort, desc, page)
         backends = sorted(
             set(self.ctx.state.backends)
             | {s.backend_name for s in self.ctx.sessions if s.backend_name}
@@ -343,9 +326,9 @@ class Dashboard:
             "sizes": PAGE_SIZES,
             "sort": sort,
             "desc": desc,
-            "link": link,
-            "sort_link": sort_link,
-            "aria_sort": aria_sort,
+            "link": links.link,
+            "sort_link": links.sort_link,
+            "aria_sort": links.aria_sort,
             "f_vhost": vhost if "vhost" in q else "*",
             "f_backend": backend,
             "f_client": client,
@@ -375,7 +358,7 @@ class Dashboard:
         return await self._guarded(request, self._session_action)
 
     async def _session_action(self, request: web.Request) -> web.StreamResponse:
-        form = await request.post()
+        form = await read_form(request)
         self.guard.check_post(request, form)
         name = request.match_info["action"]
         action = SESSION_ACTIONS.get(name)
@@ -388,6 +371,7 @@ class Dashboard:
         confirm = self._confirmation(request, form, action, target, next_url)
         if confirm is not None:
             return confirm
+        self.guard.audit(request, f"{name} {target} {reason!r}")
         if name == "disconnect":
             ops.disconnect_session(self.ctx, session.id, reason)
         else:
@@ -431,7 +415,7 @@ class Dashboard:
         return await self._guarded(request, self._vhost_action)
 
     async def _vhost_action(self, request: web.Request) -> web.StreamResponse:
-        form = await request.post()
+        form = await read_form(request)
         self.guard.check_post(request, form)
         vhost, name = request.match_info["vhost"], request.match_info["action"]
         action = VHOST_ACTIONS.get(name)
@@ -441,6 +425,7 @@ class Dashboard:
         confirm = self._confirmation(request, form, action, repr(vhost), next_url)
         if confirm is not None:
             return confirm
+        self.guard.audit(request, f"{name} vhost {vhost!r}")
         affected = VHOST_OPS[name](self.ctx, vhost)
         n = len(affected)
         return self._done(
@@ -516,7 +501,7 @@ class Dashboard:
         return await self._guarded(request, self._login)
 
     async def _login(self, request: web.Request) -> web.StreamResponse:
-        form = await request.post()
+        form = await read_form(request)
         self.guard.check_post(request, form)
         next_url = safe_next(form.get("next"))
         if self.guard.token is None:
@@ -534,7 +519,7 @@ class Dashboard:
         return await self._guarded(request, self._logout)
 
     async def _logout(self, request: web.Request) -> web.StreamResponse:
-        form = await request.post()
+        form = await read_form(request)
         self.guard.check_post(request, form)
         self.guard.revoke(request)
         response = self._done(request, "/", "Signed out.")

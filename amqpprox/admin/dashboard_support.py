@@ -26,7 +26,7 @@ import hmac
 import secrets
 import time
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, urlencode
@@ -35,7 +35,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from multidict import MultiDictProxy
 
-from amqpprox.admin import humanize, security
+from amqpprox.admin import audit, humanize, security
 from amqpprox.core import operations as ops
 from amqpprox.core.context import Context
 from amqpprox.core.digits import ascii_digits
@@ -202,6 +202,11 @@ class Guard:
             path="/",
         )
 
+    def audit(self, request: web.Request, what: str) -> None:
+        """Log a dashboard change (``admin.audit``): who (address, login) and what."""
+        credential = "login" if self.token is not None else "no token configured"
+        audit.audit(request, what, via="Dashboard", credential=credential)
+
     def revoke(self, request: web.Request) -> None:
         """Sign out: the request's session id no longer works, wherever it is kept."""
         self._logins.pop(self._key(request.cookies.get(LOGIN_COOKIE, "")), None)
@@ -223,6 +228,40 @@ class Guard:
 
 
 GUARD = web.AppKey("dashboard_guard", Guard)
+
+
+@dataclass(frozen=True)
+class SessionLinks:
+    """The sessions page's links: its filters kept, one thing changed (sort, page...)."""
+
+    params: Mapping[str, object]
+    sort: str
+    desc: bool
+    page: int
+
+    def link(self, **changes: object) -> str:
+        merged: dict[str, object] = {
+            **self.params,
+            "sort": self.sort,
+            "dir": "desc" if self.desc else None,
+            "page": self.page,
+        }
+        merged.update(changes)
+        if merged.get("sort") == "id":
+            merged["sort"] = None
+        if merged.get("page") == 1:
+            merged["page"] = None
+        query = urlencode({k: v for k, v in merged.items() if v is not None})
+        return "/sessions" + (f"?{query}" if query else "")
+
+    def sort_link(self, column: str) -> str:
+        flip = column == self.sort and not self.desc
+        return self.link(sort=column, dir="desc" if flip else None, page=1)
+
+    def aria_sort(self, column: str) -> str:
+        if column != self.sort:
+            return "none"
+        return "descending" if self.desc else "ascending"
 
 
 class Forbidden(Exception):

@@ -117,14 +117,14 @@ async def test_header_text_treats_invalid_bytes_as_absent(
 
 # -- core.model: every front end -------------------------------------------------------------
 def test_model_refuses_lone_surrogates() -> None:
-    with pytest.raises(InvalidArgument, match="valid Unicode|printable|control"):
+    with pytest.raises(InvalidArgument, match=r"valid Unicode|printable|control"):
         validate_name("farm", "f" + LONE)
-    with pytest.raises(InvalidArgument, match="valid Unicode|printable|control"):
+    with pytest.raises(InvalidArgument, match=r"valid Unicode|printable|control"):
         Farm("f" + LONE, ("b1",))
     for name, dc, host in [(LONE, "dc", "h"), ("b", LONE, "h"), ("b", "dc", "h" + LONE)]:
-        with pytest.raises(InvalidArgument, match="valid Unicode|printable|control"):
+        with pytest.raises(InvalidArgument, match=r"valid Unicode|printable|control"):
             Backend(name, dc, host, 5672)
-    with pytest.raises(InvalidArgument, match="valid Unicode|printable|control"):
+    with pytest.raises(InvalidArgument, match=r"valid Unicode|printable|control"):
         Mapping(LONE, "farm", "f")
     assert Backend("b", "Zürich", "h", 5672).datacenter == "Zürich"
 

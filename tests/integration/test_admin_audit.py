@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -89,12 +90,48 @@ async def test_without_a_token_the_line_says_so(tmp_socket_dir: str) -> None:
     await runtime.start()
     try:
         url = f"http://127.0.0.1:{runtime.admin_port}/api/v1/vhosts/v1/pause"
-        async with aiohttp.ClientSession() as http, http.post(url) as response:
+        async with aiohttp.ClientSession() as http, http.post(url, json={}) as response:
             assert response.status == 200
         [line] = await until(lambda: _audit_lines(logs))
         assert line.endswith(
             ": REST 'POST /api/v1/vhosts/v1/pause' from 127.0.0.1 with no token configured: "
-            'vhost_action {"action": "pause", "vhost": "v1"} -> 200'
+            'vhost_action {"action": "pause", "vhost": "v1"} {} -> 200'
+        )
+    finally:
+        await runtime.stop()
+        logsetup.unconfigure()
+
+
+async def test_dashboard_changes_are_logged_and_a_form_that_is_not_utf8_is_a_400(
+    tmp_socket_dir: str,
+) -> None:
+    logs = os.path.join(tmp_socket_dir, "logs")
+    logsetup.configure(logs, console_verbosity=0)
+    runtime = Runtime(make_settings(tmp_socket_dir, log_directory=logs))
+    await runtime.start()
+    try:
+        base = f"http://127.0.0.1:{runtime.admin_port}"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/sessions") as page:
+                match = re.search(r'csrf="([0-9a-f]+)"', await page.text())
+            assert match is not None
+            form = {"csrf": match.group(1), "confirm": "yes", "next": "/vhosts"}
+            async with http.post(
+                f"{base}/vhosts/v1/pause", data=form, allow_redirects=False
+            ) as response:
+                assert response.status == 303
+            async with http.post(
+                f"{base}/vhosts/v1/pause",
+                data=b"csrf=\xff&confirm=yes",
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            ) as response:
+                assert response.status == 400
+        [line] = await until(
+            lambda: [ln for ln in _log_text(logs).splitlines() if " Dashboard '" in ln]
+        )
+        assert line.endswith(
+            ": Dashboard 'POST /vhosts/v1/pause' from 127.0.0.1 with no token configured: "
+            "pause vhost 'v1'"
         )
     finally:
         await runtime.stop()
