@@ -108,7 +108,7 @@ async def test_header_text_treats_invalid_bytes_as_absent(
     client = await _form_app(aiohttp_client)
     port = client.port
     assert port is not None
-    head = b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n"
+    head = b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n"
     status, body = await raw_http(port, head + b"X-Token: \xff\xfe\r\n\r\n")
     assert status == 200 and json.loads(body)["token"] is None
     status, body = await raw_http(port, head + b"X-Token: abc\r\n\r\n")
@@ -171,7 +171,7 @@ async def test_headers_that_are_not_utf8_are_refused(runtime: Runtime) -> None:
     assert runtime.admin_port is not None
     body = b'{"name": "paris"}'
     head = (
-        b"PUT /api/v1/datacenter HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"PUT /api/v1/datacenter HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
         b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
     )
     for header in (b"If-Match: \xff\r\n", b"X-Reason: caf\xe9\r\n"):

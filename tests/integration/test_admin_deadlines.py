@@ -75,7 +75,7 @@ async def test_a_half_sent_head_is_dropped(runtime: Runtime, partial: bytes) -> 
     assert answer == b""
     assert elapsed >= DEADLINE * 0.8
     healthy = await _request(
-        _port(runtime), b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        _port(runtime), b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     )
     assert healthy.startswith(b"HTTP/1.1 200 OK")
 
@@ -99,7 +99,7 @@ async def test_a_trickled_head_is_dropped_at_the_deadline(runtime: Runtime) -> N
 @pytest.mark.parametrize("path", ["/api/v1/datacenter", "/login"], ids=["rest", "dashboard"])
 async def test_a_half_sent_body_is_dropped(runtime: Runtime, path: str) -> None:
     head = (
-        f"PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"PUT {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         "Content-Length: 40\r\n\r\n"
     )
     if path == "/login":
@@ -113,7 +113,7 @@ async def test_a_half_sent_body_is_dropped(runtime: Runtime, path: str) -> None:
     body = b'{"name": "paris"}'
     done = await _request(
         _port(runtime),
-        b"PUT /api/v1/datacenter HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"PUT /api/v1/datacenter HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
         b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body,
     )
     assert done.startswith(b"HTTP/1.1 200 OK"), done
@@ -124,7 +124,7 @@ async def test_keep_alive_requests_within_the_deadline_are_served(runtime: Runti
     reader, writer = await asyncio.open_connection("127.0.0.1", _port(runtime))
     try:
         for _ in range(3):
-            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             status = await asyncio.wait_for(reader.readline(), 10)
             assert status.startswith(b"HTTP/1.1 200 OK")
             await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
