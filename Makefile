@@ -34,7 +34,7 @@ $(FRAMESCAN): $(RUNTIME) amqpprox/amqp/_framescan.c
 # Loopback only: on every interface the broker would be reachable from the network, and
 # would see each connection come from loopback (where RabbitMQ lets "guest" in).
 run: $(RUNTIME) $(FRAMESCAN)
-	$(PY) -m amqpprox --listenHost 127.0.0.1 --listenPort 5673 \
+	$(PY) -m amqpprox --listenPort 5673 --listenHost 127.0.0.1 \
 		--destinationDNS localhost --destinationPort 5672 \
 		--adminHost 127.0.0.1 --adminPort 15673 --consoleVerbosity 3
 
