@@ -31,8 +31,11 @@ $(FRAMESCAN): $(RUNTIME) amqpprox/amqp/_framescan.c
 	touch $(FRAMESCAN)
 
 # Simple mode, as the original's getting-started: every vhost on :5673 goes to the local broker.
+# Loopback only: on every interface the broker would be reachable from the network, and
+# would see each connection come from loopback (where RabbitMQ lets "guest" in).
 run: $(RUNTIME) $(FRAMESCAN)
-	$(PY) -m amqpprox --listenPort 5673 --destinationDNS localhost --destinationPort 5672 \
+	$(PY) -m amqpprox --listenPort 5673 --listenHost 127.0.0.1 \
+		--destinationDNS localhost --destinationPort 5672 \
 		--adminHost 127.0.0.1 --adminPort 15673 --consoleVerbosity 3
 
 # One run over the sources (the scanner tests cover both the C and the Python walk).

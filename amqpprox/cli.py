@@ -17,6 +17,8 @@ import sys
 from collections.abc import Sequence
 
 from amqpprox.core.context import Settings
+from amqpprox.core.model import listen_address
+from amqpprox.errors import AmqpproxError
 from amqpprox.logsetup import configure
 from amqpprox.runtime import SimpleMode, run
 
@@ -30,6 +32,7 @@ on a machine and a simplified configuration mode. In the simplified
 configuration mode the --listenPort, --destinationDNS and --destinationPort
 must all be specified, and after which it immediately starts listening on all
 interfaces for that port and sends all vhosts to the destination DNS entry.
+--listenHost binds that listener to one address instead (e.g. 127.0.0.1).
 The HTTP admin plane (health, REST, dashboard, /metrics) listens on
 --adminHost:--adminPort (port 0 picks a free port)."""
 
@@ -74,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--listenPort", type=_port, default=0, help="Simple config mode: listening port"
+    )
+    parser.add_argument(
+        "--listenHost",
+        default=None,
+        metavar="ADDRESS",
+        help="Simple config mode: listening address, an IPv4 or IPv6 address or localhost"
+        " (default 0.0.0.0, every interface)",
     )
     parser.add_argument(
         "--destinationPort", type=_port, default=0, help="Simple config mode: destination port"
@@ -218,6 +228,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if any(simple_given) and not all(simple_given):
         print(SIMPLE_MODE_ERROR)
         return 2
+    listen_host = "0.0.0.0"
+    if args.listenHost is not None:
+        if not all(simple_given):
+            print(
+                "--listenHost is for simple mode: --listenPort, --destinationPort and "
+                "--destinationDNS must be set too"
+            )
+            return 2
+        try:
+            listen_host = listen_address(args.listenHost)
+        except AmqpproxError as error:
+            print(f"--listenHost: {error.message}")
+            return 2
     if not 0 <= args.consoleVerbosity <= 5:
         print("Console log verbosity must be between 0 and 5")
         return 3
@@ -262,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     simple = None
     if all(simple_given):
-        simple = SimpleMode(args.listenPort, args.destinationDNS, args.destinationPort)
+        simple = SimpleMode(args.listenPort, args.destinationDNS, args.destinationPort, listen_host)
     return run(settings, simple)
 
 

@@ -43,6 +43,7 @@ class SimpleMode:
     listen_port: int
     destination_dns: str
     destination_port: int
+    listen_host: str = "0.0.0.0"  # --listenHost: the listener's bind address
 
 
 class Runtime:
@@ -94,7 +95,7 @@ class Runtime:
         )
         ops.set_farm(self.ctx, "default", ["default-backend"])
         ops.set_default_farm(self.ctx, "default")
-        return await ops.start_listener(self.ctx, simple.listen_port)
+        return await ops.start_listener(self.ctx, simple.listen_port, host=simple.listen_host)
 
     async def _cleanup_loop(self) -> None:
         interval = self.settings.cleanup_interval_ms / 1000

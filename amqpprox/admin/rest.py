@@ -441,7 +441,11 @@ class RestApi:
         if "port" in body and body["port"] != port:
             raise HttpProblem(400, "invalid_argument", "the body's port differs from the path's")
         spec, created = await ops.put_listener(
-            self.ctx, port, tls=body["tls"], proxy_protocol=body["proxy_protocol"]
+            self.ctx,
+            port,
+            tls=body["tls"],
+            proxy_protocol=body["proxy_protocol"],
+            host=body["address"],
         )
         return _json(listener_json(spec), 201 if created else 200)
 

@@ -6,6 +6,7 @@ error. Nothing here does I/O; name resolution happens in ``core.operations``.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -160,6 +161,27 @@ class Mapping:
         return f'"{self.vhost}" => {label}:{self.target}'
 
 
+ALL_INTERFACES = "0.0.0.0"  # the original's only bind address, still the default
+
+
+def listen_address(text: str) -> str:
+    """A listener's bind address in its canonical form: an IPv4 or IPv6 literal.
+
+    ``localhost`` (any case) is ``127.0.0.1``; an IPv6 address is compressed (``::1``).
+    Host names, IPv6 zone indexes (``fe80::1%eth0``) and brackets are refused.
+    """
+    if text.lower() == "localhost":
+        return "127.0.0.1"
+    try:
+        if "%" in text:
+            raise ValueError(text)
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise InvalidArgument(
+            f"invalid listen address {text!r}: give an IPv4 or IPv6 address, or localhost"
+        ) from None
+
+
 @dataclass(frozen=True, slots=True)
 class ListenerSpec:
     """An AMQP listening port; ``tls`` means START_SECURE (the ingress TLS context).
@@ -167,15 +189,18 @@ class ListenerSpec:
     ``proxy_protocol`` (LISTEN START port PROXY) makes every connection start with a
     PROXY protocol v1 or v2 header from a load balancer; its source address becomes the
     session's client address. Without it a PROXY header is never interpreted.
+    ``host`` is the bind address (``listen_address``, kept in its canonical form); the
+    listeners are keyed by port, so one port has one address.
     """
 
     port: int
     tls: bool = False
-    host: str = "0.0.0.0"
+    host: str = ALL_INTERFACES
     proxy_protocol: bool = False
 
     def __post_init__(self) -> None:
         validate_port(self.port, allow_zero=True)
+        object.__setattr__(self, "host", listen_address(self.host))
 
 
 # The fields of a ``Limits``: the original's four (LIMIT CONN_RATE ... DATA_RATE_ALARM),

@@ -19,6 +19,7 @@ from typing import Any
 from amqpprox import __version__, logsetup
 from amqpprox.core.context import Context
 from amqpprox.core.model import (
+    ALL_INTERFACES,
     ROUND_ROBIN,
     Backend,
     Farm,
@@ -178,10 +179,20 @@ def get_datacenter(ctx: Context) -> str:
 
 # -- listeners -----------------------------------------------------------------------------
 async def start_listener(
-    ctx: Context, port: int, *, tls: bool = False, proxy_protocol: bool = False
+    ctx: Context,
+    port: int,
+    *,
+    tls: bool = False,
+    proxy_protocol: bool = False,
+    host: str = ALL_INTERFACES,
 ) -> int:
-    """LISTEN START / START_SECURE; ``proxy_protocol``: clients come through a PROXY sender."""
-    return await ctx.listeners.start(ListenerSpec(port, tls, proxy_protocol=proxy_protocol))
+    """LISTEN START / START_SECURE; ``proxy_protocol``: clients come through a PROXY sender.
+
+    ``host``: the bind address (``model.listen_address``); a port we already listen on is
+    busy whatever its address.
+    """
+    spec = ListenerSpec(port, tls, host, proxy_protocol=proxy_protocol)
+    return await ctx.listeners.start(spec)
 
 
 async def stop_listener(ctx: Context, port: int | None = None) -> list[int]:
@@ -367,21 +378,28 @@ def get_listener(ctx: Context, port: int) -> ListenerSpec:
 
 
 async def put_listener(
-    ctx: Context, port: int, *, tls: bool = False, proxy_protocol: bool = False
+    ctx: Context,
+    port: int,
+    *,
+    tls: bool = False,
+    proxy_protocol: bool = False,
+    host: str = ALL_INTERFACES,
 ) -> tuple[ListenerSpec, bool]:
-    """Listen on ``port`` (idempotent); a listener in another mode (TLS, PROXY) is replaced.
+    """Listen on ``port`` (idempotent); a listener in another mode (TLS, PROXY) or on
+    another address is replaced.
 
     True when a listener was started where none was. If the replacement cannot bind,
     the previous listener is restored and the error raised.
     """
     validate_port(port)
+    wanted = ListenerSpec(port, tls, host, proxy_protocol=proxy_protocol)
     current = next((s for s in ctx.listeners.specs() if s.port == port), None)
-    if current is not None and (current.tls, current.proxy_protocol) == (tls, proxy_protocol):
+    if current is not None and current == wanted:
         return current, False
     if current is not None:
         await ctx.listeners.stop(port)
     try:
-        await ctx.listeners.start(ListenerSpec(port, tls, proxy_protocol=proxy_protocol))
+        await ctx.listeners.start(wanted)
     except AmqpproxError:
         if current is not None:
             await ctx.listeners.start(current)

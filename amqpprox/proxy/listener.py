@@ -1,8 +1,11 @@
 """AMQP listeners: one server per port, started and stopped at run time.
 
-Binding a busy port is a clear ``InvalidState`` error for the caller, and the proxy
-keeps serving (the original's server loop died). Stopping a listener leaves its
-sessions running.
+Each listener binds one address (``ListenerSpec.host``: IPv4, or IPv6 with an
+``AF_INET6`` socket left at the system's dual-stack default) and the listeners are keyed
+by port: a port we listen on is busy whatever address is asked for. Binding a busy port
+or an address this host does not have is a clear ``InvalidState`` error for the caller,
+and the proxy keeps serving (the original's server loop died). Stopping a listener
+leaves its sessions running.
 
 A plain listener is an ``asyncio`` server: accepted sockets go straight to a
 ``ClientSide`` (the fast path). A listener that is secure (START_SECURE) or reads PROXY
@@ -113,10 +116,11 @@ class ListenerManager:
                 "secure listener on port %d: TLS INGRESS has no certificate and key yet",
                 spec.port,
             )
+        family = socket.AF_INET6 if ":" in spec.host else socket.AF_INET
         try:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock = socket.socket(family, socket.SOCK_STREAM)
         except OSError as error:
-            raise InvalidState(f"Failed to listen on port {spec.port}: {error}") from error
+            raise _bind_failure(spec, error) from error
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((spec.host, spec.port))
@@ -124,9 +128,7 @@ class ListenerManager:
             sock.setblocking(False)
         except OSError as error:
             sock.close()
-            raise InvalidState(
-                f"Failed to listen on port {spec.port}: {error.strerror or error}"
-            ) from error
+            raise _bind_failure(spec, error) from error
         port = int(sock.getsockname()[1])
         bound = ListenerSpec(port, spec.tls, spec.host, spec.proxy_protocol)
         counters = self._counters.setdefault(port, ListenerCounters())
@@ -142,7 +144,7 @@ class ListenerManager:
             listener = _Listener(bound, counters, server=server)
         self._listeners[port] = listener
         log.info(
-            "listening on %s:%d%s%s",
+            "listening on %s port %d%s%s",
             spec.host,
             port,
             " (TLS)" if spec.tls else "",
@@ -242,6 +244,12 @@ class ListenerManager:
                 str(error) or type(error).__name__,
                 f" (and {more} more since the last such line)" if more else "",
             )
+
+
+def _bind_failure(spec: ListenerSpec, error: OSError) -> InvalidState:
+    """Why ``spec`` cannot listen: the port, the reason, then the address it was bound to."""
+    reason = error.strerror or str(error)
+    return InvalidState(f"Failed to listen on port {spec.port}: {reason} (address {spec.host})")
 
 
 def _peer_text(conn: socket.socket) -> str:

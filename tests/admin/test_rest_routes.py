@@ -309,7 +309,12 @@ async def test_default_farm_routes(client: Client) -> None:
 async def test_listener_routes(client: Client, runtime: Runtime, reserved_port: int) -> None:
     assert await (await client.get(API + "/listeners")).json() == []
     created = await put(client, f"/listeners/{reserved_port}", {"tls": False})
-    assert created == {"port": reserved_port, "tls": False, "proxy_protocol": False}
+    assert created == {
+        "port": reserved_port,
+        "address": "0.0.0.0",
+        "tls": False,
+        "proxy_protocol": False,
+    }
     # Idempotent; a PUT states the listener whole: without "tls" it is refused.
     response = await client.put(API + f"/listeners/{reserved_port}", json={"tls": False})
     assert response.status == 200 and await response.json() == created

@@ -213,7 +213,12 @@ async def test_listener_proxy_protocol(
     body = {"tls": False, "proxy_protocol": True}
     response = await client.put(url, json=body)
     assert response.status == 201
-    assert await response.json() == {"port": reserved_port, "tls": False, "proxy_protocol": True}
+    assert await response.json() == {
+        "port": reserved_port,
+        "address": "0.0.0.0",
+        "tls": False,
+        "proxy_protocol": True,
+    }
     assert runtime.ctx.listeners.specs()[0].proxy_protocol
     response = await client.put(url, json=body)
     assert response.status == 200  # idempotent
@@ -286,7 +291,9 @@ async def test_definitions_carry_tls_and_listener_modes(
         "ingress": {**NO_TLS, **serving(pki)},
         "egress": {**NO_TLS, "ca_cert_file": pki.ca_cert},
     }
-    assert exported["listeners"] == [{"port": reserved_port, "tls": True, "proxy_protocol": True}]
+    assert exported["listeners"] == [
+        {"port": reserved_port, "address": "0.0.0.0", "tls": True, "proxy_protocol": True}
+    ]
     assert await (await client.get(API + "/tls/egress")).json() == exported["tls"]["egress"]
     # Round trip: applying the export changes nothing.
     result = await (await client.put(API + "/definitions", json=exported)).json()

@@ -180,7 +180,7 @@ async def test_definitions_moved_to_a_second_proxy_route_the_same() -> None:
         await configure_through_rest(first)
         document = await first.call("GET", "/definitions")
         assert document["listeners"] == [
-            {"port": first.port, "tls": False, "proxy_protocol": False}
+            {"port": first.port, "address": "0.0.0.0", "tls": False, "proxy_protocol": False}
         ]
         # The second proxy runs on the same host: it listens on its own port.
         document["listeners"] = [{"port": second.port, "tls": False}]

@@ -57,6 +57,8 @@ ADDED_HELP_LINES = (
     "concurrent connection or outgoing data rate limits (TOTAL: CONNECTIONS only)",
     "LISTEN (START | START_SECURE) port PROXY - Listen for clients behind a load balancer that "
     "sends a PROXY protocol (v1 or v2) header",
+    "LISTEN (START | START_SECURE) port [PROXY] ADDRESS address - Listen on one address (IPv4, "
+    "IPv6 or localhost) instead of every interface",
     "LISTEN PRINT - Print the listeners: port, address, TLS or not, PROXY protocol or not",
     "SESSION id# UNPAUSE - Resume a paused session, or release one held at Open",
 )

@@ -1,7 +1,7 @@
 """The whole configuration as one JSON document: export, validate, diff and apply atomically.
 
 A definitions document holds the datacenter, backends, farms, vhost mappings, the
-default farm, the listeners (with their TLS and PROXY modes), the limits, the auth
+default farm, the listeners (with their addresses, TLS and PROXY modes), the limits, the auth
 service and the TLS settings of both directions (``GET /api/v1/definitions``,
 ``amqpprox --definitions``). A top-level key the document leaves out keeps that part
 of the configuration as it is.

@@ -26,18 +26,18 @@ from amqpprox.errors import AmqpproxError, InvalidArgument, InvalidState
 async def _apply_listeners(
     ctx: Context, wanted: tuple[ListenerSpec, ...]
 ) -> list[tuple[int, ListenerSpec | None]]:
-    """Start (or switch the mode of) the listeners ``wanted``; returns how to undo it."""
+    """Start (or switch the mode or address of) the listeners ``wanted``; returns how to
+    undo it."""
     current = {s.port: s for s in ctx.listeners.specs()}
     undo: list[tuple[int, ListenerSpec | None]] = []
     try:
         for spec in wanted:
             before = current.get(spec.port)
-            if before is not None and (before.tls, before.proxy_protocol) == (
-                spec.tls,
-                spec.proxy_protocol,
-            ):
+            if before == spec:
                 continue
-            await ops.put_listener(ctx, spec.port, tls=spec.tls, proxy_protocol=spec.proxy_protocol)
+            await ops.put_listener(
+                ctx, spec.port, tls=spec.tls, proxy_protocol=spec.proxy_protocol, host=spec.host
+            )
             undo.append((spec.port, before))
     except AmqpproxError:
         await _undo_listeners(ctx, undo)

@@ -57,7 +57,12 @@ def mapping_json(mapping: Mapping) -> dict[str, Any]:
 
 
 def listener_json(spec: ListenerSpec) -> dict[str, Any]:
-    return {"port": spec.port, "tls": spec.tls, "proxy_protocol": spec.proxy_protocol}
+    return {
+        "port": spec.port,
+        "address": spec.host,
+        "tls": spec.tls,
+        "proxy_protocol": spec.proxy_protocol,
+    }
 
 
 def tls_json(settings: TlsSettings) -> dict[str, Any]:

@@ -134,7 +134,7 @@ async def prepare(ctx: Context, document: object) -> Definitions:
     if "listeners" in doc:
         _unique(doc["listeners"], "port", "listeners")
         listeners = tuple(
-            ListenerSpec(item["port"], item["tls"], proxy_protocol=item["proxy_protocol"])
+            ListenerSpec(item["port"], item["tls"], item["address"], item["proxy_protocol"])
             for item in doc["listeners"]
         )
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from amqpprox.core.model import MAX_BYTES_PER_SECOND, MAX_COUNT, ROUND_ROBIN
+from amqpprox.core.model import ALL_INTERFACES, MAX_BYTES_PER_SECOND, MAX_COUNT, ROUND_ROBIN
 from amqpprox.core.tls import VERIFY_MODES
 from amqpprox.errors import InvalidArgument
 
@@ -105,6 +105,8 @@ class MappingDef(TargetFields):
 class ListenerFields(Schema):
     tls = StrictBool(load_default=False)
     proxy_protocol = StrictBool(load_default=False)  # clients send a PROXY header first
+    # The bind address (validated by ``model.listen_address``); every interface if left out.
+    address = fields.String(load_default=ALL_INTERFACES, validate=validate.Length(max=MAX_NAME))
 
 
 class ListenerDef(ListenerFields):

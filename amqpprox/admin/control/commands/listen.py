@@ -1,5 +1,10 @@
 """LISTEN: start (plain or TLS, optionally reading a PROXY header), stop and print listeners.
 
+``LISTEN START port`` binds every interface (``0.0.0.0``) as the original; ours adds
+options after the port, in any order: ``PROXY`` and ``ADDRESS address`` (an IPv4 or IPv6
+address, or ``localhost``). Any other word after the port is refused, so that a
+mistyped option never silently binds every interface.
+
 ``LISTEN PRINT`` (ours) prints one line per listener, by port:
 ``port=<port> address=<address> tls=<Y|N> proxyProtocol=<Y|N>``.
 
@@ -14,8 +19,8 @@ from amqpprox.admin.control.output import ControlOutput
 from amqpprox.admin.control.registry import command
 from amqpprox.core import operations as ops
 from amqpprox.core.context import Context
-from amqpprox.core.model import ListenerSpec
-from amqpprox.errors import AmqpproxError
+from amqpprox.core.model import ALL_INTERFACES, ListenerSpec
+from amqpprox.errors import AmqpproxError, InvalidArgument
 
 
 def listener_line(spec: ListenerSpec) -> str:
@@ -26,11 +31,36 @@ def listener_line(spec: ListenerSpec) -> str:
     )
 
 
+def start_options(words: list[str]) -> tuple[bool, str]:
+    """The words after LISTEN START's port: (PROXY given, the bind address).
+
+    Raises ``InvalidArgument`` for an unknown or repeated word, or ADDRESS without one.
+    """
+    proxy, address, seen = False, ALL_INTERFACES, set()
+    rest = iter(words)
+    for word in rest:
+        option = word.upper()
+        if option not in ("PROXY", "ADDRESS"):
+            raise InvalidArgument(f"Unknown option: {shown(word)}")
+        if option in seen:
+            raise InvalidArgument(f"Option given twice: {option}")
+        seen.add(option)
+        if option == "PROXY":
+            proxy = True
+        else:
+            address = next(rest, "")
+            if not address:
+                raise InvalidArgument("No address provided.")
+    return proxy, address
+
+
 @command(
     "LISTEN",
     "START port | START_SECURE port | STOP [port]",
     "(START | START_SECURE) port PROXY - Listen for clients behind a load balancer that "
     "sends a PROXY protocol (v1 or v2) header",
+    "(START | START_SECURE) port [PROXY] ADDRESS address - Listen on one address (IPv4, "
+    "IPv6 or localhost) instead of every interface",
     "PRINT - Print the listeners: port, address, TLS or not, PROXY protocol or not",
 )
 async def _listen(ctx: Context, args: list[str], out: ControlOutput) -> None:
@@ -43,11 +73,12 @@ async def _listen(ctx: Context, args: list[str], out: ControlOutput) -> None:
         if port is None:
             await out.write("Invalid port provided.\n")
             return
-        # Ours: "LISTEN START port PROXY" reads a PROXY protocol header from each client.
-        accept_proxy = (arg(args, 2) or "").upper() == "PROXY"
+        # Ours: "LISTEN START port PROXY" reads a PROXY protocol header from each client;
+        # "... ADDRESS address" binds that address only.
         try:
+            accept_proxy, address = start_options(args[2:])
             await ops.start_listener(
-                ctx, port, tls=sub == "START_SECURE", proxy_protocol=accept_proxy
+                ctx, port, tls=sub == "START_SECURE", proxy_protocol=accept_proxy, host=address
             )
         except AmqpproxError as error:
             # Deliberate difference: the original printed nothing (and, for a busy port,
