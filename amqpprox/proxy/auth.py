@@ -43,12 +43,21 @@ class AuthRequest:
 
 @dataclass(frozen=True, slots=True)
 class AuthDecision:
-    """ALLOW or DENY; ``mechanism``/``credentials`` set: replace the client's StartOk ones."""
+    """ALLOW or DENY; ``mechanism``/``credentials`` set: replace the client's StartOk ones.
+
+    ``failure``: ``error`` or ``timeout`` when the DENY is the service's fault (no
+    usable answer), for the statistics; ``result`` is what they count."""
 
     allow: bool
     reason: str
     mechanism: str | None = None
     credentials: bytes | None = None
+    failure: str | None = None
+
+    @property
+    def result(self) -> str:
+        """``allow``, ``deny``, ``error`` or ``timeout`` (``core.stats.AUTH_RESULTS``)."""
+        return self.failure or ("allow" if self.allow else "deny")
 
 
 def encode_request(request: AuthRequest, fmt: str) -> bytes:
@@ -72,7 +81,9 @@ def decode_response(body: bytes, fmt: str) -> AuthDecision:
         else:
             response.ParseFromString(body)
     except (DecodeError, json_format.ParseError, UnicodeDecodeError, ValueError) as error:
-        return AuthDecision(False, f"Auth service response could not be parsed: {error}")
+        return AuthDecision(
+            False, f"Auth service response could not be parsed: {error}", failure="error"
+        )
     if response.result == pb.AuthResponse.ALLOW:
         if response.HasField("authData"):
             data = response.authData
@@ -80,7 +91,8 @@ def decode_response(body: bytes, fmt: str) -> AuthDecision:
         return AuthDecision(True, response.reason)
     if response.result == pb.AuthResponse.DENY:
         return AuthDecision(False, response.reason)
-    return AuthDecision(False, f"Auth service returned an unknown result {response.result}")
+    text = f"Auth service returned an unknown result {response.result}"
+    return AuthDecision(False, text, failure="error")
 
 
 async def ask(config: AuthConfig, request: AuthRequest, timeout: float) -> AuthDecision:
@@ -103,12 +115,16 @@ async def ask(config: AuthConfig, request: AuthRequest, timeout: float) -> AuthD
                 payload = await response.content.read(MAX_BODY + 1)
                 status = response.status
     except TimeoutError:
-        return AuthDecision(False, f"Auth service {config.url} did not answer within {timeout}s")
+        text = f"Auth service {config.url} did not answer within {timeout}s"
+        return AuthDecision(False, text, failure="timeout")
     except (aiohttp.ClientError, OSError, ValueError) as error:
         text = str(error) or type(error).__name__
-        return AuthDecision(False, f"Unable to reach auth service {config.url}: {text}")
+        reason = f"Unable to reach auth service {config.url}: {text}"
+        return AuthDecision(False, reason, failure="error")
     if not 200 <= status < 300:
-        return AuthDecision(False, f"Auth service {config.url} answered HTTP {status}")
+        text = f"Auth service {config.url} answered HTTP {status}"
+        return AuthDecision(False, text, failure="error")
     if len(payload) > MAX_BODY:
-        return AuthDecision(False, f"Auth service response larger than {MAX_BODY} bytes")
+        text = f"Auth service response larger than {MAX_BODY} bytes"
+        return AuthDecision(False, text, failure="error")
     return decode_response(payload, config.format)
