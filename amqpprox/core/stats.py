@@ -99,6 +99,10 @@ REMOVED_BY_REASON: dict[CloseReason, str] = {
     CloseReason.PROTOCOL_ERROR: "removedConnectionClientSnapped",
 }
 
+# Where a session's count goes in the 13 figures: active, or the removal counter.
+_ACTIVE = COUNTER_NAMES.index("activeConnectionCount")
+_REMOVED_AT = {reason: COUNTER_NAMES.index(name) for reason, name in REMOVED_BY_REASON.items()}
+
 # Histogram buckets (seconds) for handshake and broker-connect latencies.
 LATENCY_BUCKETS = (
     0.0005,
@@ -309,10 +313,6 @@ class StatsHub:
         """
         label = sessions.vhost_label if isinstance(sessions, SessionRegistry) else _own_vhost
         sessions = list(sessions)
-        overall = zero_stats()
-        vhosts: dict[str, ConnectionStats] = {}
-        sources: dict[str, ConnectionStats] = {}
-        backends: dict[str, ConnectionStats] = {}
         # Sessions that fall on the same vhost, source, backend, ending and flags add to
         # the same four tables: sum them per group first, then once per table. With
         # thousands of idle sessions this is one tuple and two dict look-ups each.
@@ -348,24 +348,42 @@ class StatsHub:
             if current != before:
                 for i in range(6):
                     group[i + 1] += current[i] - before[i]
+        # Each group's 13 figures as one vector, added to one vector per table entry
+        # (the non-zero places only); dicts are made once per entry at the end.
+        tables: tuple[dict[str, list[int]], ...] = ({}, {}, {})
+        whole = [0] * len(COUNTER_NAMES)
         for key, group in groups.items():
             vhost, source, (host, port), reason, paused, auth_denied, limited = key
-            axes = [overall, _slot(vhosts, vhost)]
-            if per_source:
-                axes.append(_slot(sources, name(str(source))))
-            axes.append(_slot(backends, f"{name(host)}_{port}"))
-            count_key = "activeConnectionCount" if reason is None else REMOVED_BY_REASON[reason]
             count = group[0]
-            for stats in axes:
-                stats[count_key] += count
-                if paused:
-                    stats["pausedConnectionCount"] += count
-                if auth_denied:
-                    stats["authDeniedConnectionCount"] += count
-                if limited:
-                    stats["limitedConnectionCount"] += count
-                for i, traffic_key in enumerate(TRAFFIC):
-                    stats[traffic_key] += group[i + 1]
+            figures = [0, 0, 0, 0, 0, 0, 0, *group[1:]]
+            figures[_ACTIVE if reason is None else _REMOVED_AT[reason]] = count
+            if paused:
+                figures[0] = count
+            if auth_denied:
+                figures[2] = count
+            if limited:
+                figures[3] = count
+            places = [i for i, figure in enumerate(figures) if figure]
+            for i in places:
+                whole[i] += figures[i]
+            for table, entry in (
+                (tables[0], vhost),
+                (tables[1], name(str(source)) if per_source else None),
+                (tables[2], f"{name(host)}_{port}"),
+            ):
+                if entry is None:
+                    continue
+                vector = table.get(entry)
+                if vector is None:
+                    table[entry] = figures.copy()
+                else:
+                    for i in places:
+                        vector[i] += figures[i]
+        overall = dict(zip(COUNTER_NAMES, whole, strict=True))
+        vhosts, sources, backends = (
+            {entry: dict(zip(COUNTER_NAMES, vector, strict=True)) for entry, vector in t.items()}
+            for t in tables
+        )
         if commit:
             self.observe_latencies(sessions)
         now = time.monotonic()
@@ -452,13 +470,6 @@ class StatsHub:
 
 def _own_vhost(session: SessionBase) -> str:
     return session.vhost
-
-
-def _slot(table: dict[str, ConnectionStats], key: str) -> ConnectionStats:
-    stats = table.get(key)
-    if stats is None:
-        stats = table[key] = zero_stats()
-    return stats
 
 
 # -- one session -------------------------------------------------------------------------

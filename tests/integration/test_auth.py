@@ -30,6 +30,7 @@ from amqpprox.proxy.proto import authproto_pb2 as pb
 from amqpprox.runtime import Runtime, SimpleMode
 from tests.conftest import BROKER_HOST, BROKER_PORT, RunningProxy, ctl, make_settings
 from tests.integration.test_limits import rabbitmqctl
+from tests.integration.test_statistics import scrape, value
 from tests.polling import until
 from tests.rawamqp import OPEN_CLIENTS, RawClient
 
@@ -228,8 +229,6 @@ async def test_allow_with_new_credentials_reaches_rabbitmq_as_that_user(
 async def test_auth_answers_and_latency_are_counted(
     guarded: RunningProxy, service: FakeAuthService
 ) -> None:
-    from tests.integration.test_statistics import scrape, value
-
     requests, latency = "amqpprox_auth_requests_total", "amqpprox_auth_latency_seconds"
     samples = await scrape(guarded.admin_url)
     for result in ("allow", "deny", "error", "timeout"):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import subprocess
 import uuid
 
 import aiohttp
@@ -228,8 +227,14 @@ async def test_both_formats_parse_and_pass_promtool(proxy: RunningProxy) -> None
     assert backends == {BACKEND}
     promtool = shutil.which("promtool")
     if promtool is not None:
-        checked = subprocess.run(
-            [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
+        checked = await asyncio.create_subprocess_exec(
+            promtool,
+            "check",
+            "metrics",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
-        assert checked.returncode == 0, checked.stdout + checked.stderr
+        output, _ = await asyncio.wait_for(checked.communicate(text.encode()), 30)
+        assert checked.returncode == 0, output.decode()
     client.abort()
