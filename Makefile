@@ -78,6 +78,7 @@ lint: venv
 
 bench: venv
 	$(PY) -m bench --also-coalescing
+	$(PY) -m bench.scrape
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache
