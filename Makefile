@@ -88,6 +88,7 @@ lint: venv
 bench: venv
 	$(PY) -m bench --also-coalescing
 	$(PY) -m bench.figures
+	$(PY) -m bench.scrape
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache

@@ -93,6 +93,10 @@ class ListenerControl(Protocol):
         """Every port a listener has served since start (stopped ones too), sorted."""
         ...
 
+    def listened_specs(self) -> list[ListenerSpec]:
+        """The last spec of every port a listener has served since start, by port."""
+        ...
+
 
 class Context:
     """Everything the operations act on."""
@@ -109,6 +113,8 @@ class Context:
         self.settings = settings
         self.state = state if state is not None else ProxyState()
         self.sessions = sessions if sessions is not None else SessionRegistry()
+        # Vhosts clients merely name stay out of per-vhost labels (core.sessions).
+        self.sessions.known_vhost = self.state.is_known_vhost
         self.listeners = listeners
         # The data plane's TLS contexts (proxy.tls.TlsContexts); settings only without it.
         self.tls: TlsControl = tls if tls is not None else NoTls()

@@ -6,7 +6,10 @@ the definitions document. This module adds what is not configuration:
 
 * ``Admission``: the one-second fixed windows of the connection-rate limiters (enforcing
   and alarm-only, evaluated independently for every connection, as upstream), and the
-  count of admitted live sessions per vhost and in total (``LIMIT CONNECTIONS``).
+  count of admitted live sessions per vhost and in total (``LIMIT CONNECTIONS``). A
+  window that has ended is dropped at the next sweep (once a second), so vhost names
+  clients invent leave nothing behind; each refusal is counted in the statistics
+  (``StatsHub.limit_refusals``) by limit name and bounded vhost label.
 * the operations the control socket and REST both call; each change of a data-rate
   limit is pushed to the live sessions through a hook the data plane registers.
 
@@ -23,6 +26,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from amqpprox.core.model import LIMIT_FIELDS, AuthConfig, AuthFormat, Limits
+from amqpprox.core.sessions import UNKNOWN_VHOST
 from amqpprox.errors import InvalidArgument, NotFound
 
 if TYPE_CHECKING:  # the Context holds the Admission: it imports this module
@@ -37,10 +41,12 @@ NOT_ALLOWED = 530
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """Why a connection is not admitted: the Connection.Close to send."""
+    """Why a connection is not admitted: the Connection.Close to send, and which limit
+    (``conn_rate``, ``connections`` or ``total_connections``) refused it."""
 
     code: int
     text: str
+    limit: str = ""
 
 
 def describe_rate(limit: int) -> str:
@@ -74,6 +80,7 @@ class Admission:
         self._alarm: dict[str, _Window] = {}
         self._admitted: dict[int, str] = {}  # session id -> vhost, while it lives
         self._per_vhost: Counter[str] = Counter()
+        self._swept = float("-inf")
         # Called after any limit changes (the data plane re-applies data rates to sessions).
         self.on_change: list[Callable[[], None]] = []
 
@@ -86,6 +93,22 @@ class Admission:
 
     def admit(self, ctx: Context, session_id: int, vhost: str, now: float) -> Refusal | None:
         """Check a session that sent Connection.Open; on success it counts until ``release``."""
+        if now - self._swept >= WINDOW_SECONDS:
+            self._sweep(now)
+        refusal = self._check(ctx, session_id, vhost, now)
+        if refusal is not None:
+            label = vhost if ctx.state.is_known_vhost(vhost) else UNKNOWN_VHOST
+            ctx.stats.limit_refusals[(label, refusal.limit)] += 1
+        return refusal
+
+    def _sweep(self, now: float) -> None:
+        """Drop the windows that have ended: a new one starts afresh anyway."""
+        self._swept = now
+        for windows in (self._rate, self._alarm):
+            for vhost in [v for v, w in windows.items() if now - w.start >= WINDOW_SECONDS]:
+                del windows[vhost]
+
+    def _check(self, ctx: Context, session_id: int, vhost: str, now: float) -> Refusal | None:
         state = ctx.state
         own = state.vhost_limits.get(vhost)
         default = state.default_limits
@@ -111,7 +134,11 @@ class Admission:
                     origin,
                     describe_rate(limits.conn_rate),
                 )
-                return Refusal(RESOURCE_ERROR, f"The connection for {vhost}, is limited by proxy.")
+                return Refusal(
+                    RESOURCE_ERROR,
+                    f"The connection for {vhost}, is limited by proxy.",
+                    "conn_rate",
+                )
         if limits.connections is not None and self._per_vhost[vhost] >= limits.connections:
             log.info(
                 "AMQPPROX_CONNECTION_LIMIT: The connection request for %s is limited by "
@@ -123,6 +150,7 @@ class Admission:
                 NOT_ALLOWED,
                 f"NOT_ALLOWED - vhost {vhost} reached its limit of {limits.connections} "
                 "concurrent connections at the proxy",
+                "connections",
             )
         total = default.total_connections
         if total is not None and len(self._admitted) >= total:
@@ -135,6 +163,7 @@ class Admission:
             return Refusal(
                 RESOURCE_ERROR,
                 f"RESOURCE_ERROR - the proxy reached its limit of {total} concurrent connections",
+                "total_connections",
             )
         self._admitted[session_id] = vhost
         self._per_vhost[vhost] += 1

@@ -7,16 +7,24 @@ implements the control actions. ``SessionRegistry`` owns the live sessions: ids 
 at 1, finished sessions stay visible until the next cleanup (as the original's CONN
 shows them), and the counters of removed sessions are folded into retained totals so
 aggregates never go backwards.
+
+A vhost name comes from the client, so it is a label only once it is known
+(``known_vhost``: configured, or opened by some session); the statistics ask
+``SessionRegistry.vhost_label`` and see ``UNKNOWN_VHOST`` for the others, so clients
+inventing vhost names cannot grow the retained totals or the metrics.
 """
 
 from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 ZERO_ENDPOINT = ("0.0.0.0", 0)
+# The vhost label of sessions that never named a vhost, or named one that is neither
+# configured nor ever opened: a bounded label for what unauthenticated clients send.
+UNKNOWN_VHOST = ""
 
 
 class SessionState(enum.Enum):
@@ -45,6 +53,7 @@ class CloseReason(enum.Enum):
     AUTH_DENIED = "auth_denied"
     LIMITED = "limited"
     NO_MAPPING = "no_mapping"
+    BROKEN_MAPPING = "broken_mapping"  # mapped to a farm or backend that does not exist
     NO_BACKEND = "no_backend"
     HANDSHAKE_TIMEOUT = "handshake_timeout"
     PROTOCOL_ERROR = "protocol_error"
@@ -96,6 +105,7 @@ class SessionBase:
         # (never per frame); the statistics derive latencies from them at read time.
         self.accepted_mono = self.last_in_at
         self.open_received_mono: float | None = None  # Connection.Open from the client
+        self.held_released_mono: float | None = None  # a VHOST PAUSE hold at Open ended
         self.connect_started_mono: float | None = None  # TCP connect to the broker began
         self.broker_connected_mono: float | None = None  # ... and completed
         self.open_ok_mono: float | None = None  # the broker's OpenOk relayed to the client
@@ -103,6 +113,8 @@ class SessionBase:
         self.out_bytes = self.out_frames = self.out_packets = 0
         # Read coalescing (--coalesceReadsMs): how often each side was left unread.
         self.in_coalesce_waits = self.out_coalesce_waits = 0
+        # The vhost label the statistics settled on (``SessionRegistry.vhost_label``).
+        self.stats_vhost: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -115,10 +127,12 @@ class SessionBase:
 
     @property
     def handshake_seconds(self) -> float | None:
-        """Connection.Open received to OpenOk relayed: backend choice, connect, broker handshake."""
-        if self.open_received_mono is None or self.open_ok_mono is None:
+        """Connection.Open received (or, held by VHOST PAUSE, released) to OpenOk relayed:
+        backend choice, connect, broker handshake; not the time the hold lasted."""
+        start = self.held_released_mono or self.open_received_mono
+        if start is None or self.open_ok_mono is None:
             return None
-        return max(0.0, self.open_ok_mono - self.open_received_mono)
+        return max(0.0, self.open_ok_mono - start)
 
     @property
     def backend_connect_seconds(self) -> float | None:
@@ -203,6 +217,22 @@ class SessionRegistry:
         # per-label counters monotonic; ``removed`` sums them.
         self.removed_by_route: dict[tuple[str, str], Totals] = {}
         self.opened_total = 0
+        # Whether a vhost may be a label (the Context asks its ProxyState); by default all.
+        self.known_vhost: Callable[[str], bool] = _every_vhost
+
+    def vhost_label(self, session: SessionBase) -> str:
+        """The vhost a session is counted under: its own once the vhost is known (or the
+        session opened), else ``UNKNOWN_VHOST``. Settled for good once the session opened
+        or finished, so its counters never move from one label to another."""
+        label = session.stats_vhost
+        if label is not None:
+            return label
+        vhost = session.vhost
+        opened = session.opened_at is not None
+        label = vhost if opened or self.known_vhost(vhost) else UNKNOWN_VHOST
+        if opened or session.close_reason is not None:
+            session.stats_vhost = label
+        return label
 
     def next_id(self) -> int:
         session_id = self._next_id
@@ -241,9 +271,13 @@ class SessionRegistry:
         done = [s for s in self._sessions.values() if s.finished and not s.lingering]
         for session in done:
             del self._sessions[session.id]
-            route = (session.vhost, session.backend_name or "")
+            route = (self.vhost_label(session), session.backend_name or "")
             totals = self.removed_by_route.get(route)
             if totals is None:
                 totals = self.removed_by_route[route] = Totals()
             totals.add(session)
         return done
+
+
+def _every_vhost(vhost: str) -> bool:
+    return True

@@ -1,15 +1,20 @@
 """ProxyState: the configuration the proxy routes by, behind mutation methods.
 
 Holds backends, farms (with their partitioned round-robin selectors), vhost mappings,
-the default farm, this proxy's datacenter and paused vhosts. Every change bumps
-``version``. Mutations validate referential integrity, so a farm never names a missing
-backend: deleting a backend still used by a farm or mapping is refused (the original
-left the farm dangling). No I/O here.
+the default farm, this proxy's datacenter and the vhosts paused, unpaused or opened
+(VHOST PRINT's list). Every change bumps ``version``. A vhost a client merely names is
+not recorded anywhere here: only configuration (a mapping, limits, a pause) or a
+session that reached OpenOk makes a vhost known (``is_known_vhost``), so clients cannot
+grow this state by inventing names. Mutations validate referential integrity, so a farm
+never names a missing backend: deleting a backend still used by a farm or mapping is
+refused (the original left the farm dangling); a mapping may name a farm that does not
+exist (``broken_target``). No I/O here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from amqpprox.core.model import (
     AuthConfig,
@@ -31,6 +36,13 @@ class Route:
     kind: TargetKind
     name: str
     plan: ConnectionPlan | SingleBackendPlan
+
+
+class Target(NamedTuple):
+    """Where a vhost's sessions go: ``kind`` ``farm`` or ``backend``, and its name."""
+
+    kind: str
+    target: str
 
 
 class ProxyState:
@@ -158,28 +170,43 @@ class ProxyState:
         self.default_farm = farm
         self._changed()
 
+    def target_of(self, vhost: str) -> Target | None:
+        """The target new sessions of ``vhost`` follow (the default farm when it has no
+        mapping of its own), whether or not that farm or backend exists. No ``Mapping`` is
+        built: a client's vhost is not a name we validate (any text)."""
+        mapping = self.mappings.get(vhost)
+        if mapping is not None:
+            return Target(mapping.kind, mapping.target)
+        if self.default_farm is not None:
+            return Target("farm", self.default_farm)
+        return None
+
+    def broken_target(self, vhost: str) -> Target | None:
+        """The mapping of ``vhost`` when it names a farm or backend that does not exist."""
+        mapping = self.target_of(vhost)
+        if mapping is None:
+            return None
+        exists = mapping.target in (self.backends if mapping.kind == "backend" else self.farms)
+        return None if exists else mapping
+
     def route(self, vhost: str) -> Route | None:
         """The route for a new session of ``vhost``, or None when nothing is mapped.
 
         An explicit mapping wins; a vhost without one uses the default farm. A mapping
-        to a missing farm or backend is no route (the default is not a fallback then).
+        to a missing farm or backend is no route (the default is not a fallback then;
+        ``broken_target`` tells this case apart).
         """
-        mapping = self.mappings.get(vhost)
-        if mapping is not None:
-            kind, target = mapping.kind, mapping.target
-        elif self.default_farm is not None:
-            # No Mapping is built: a client's vhost is not a name we validate (any text).
-            kind, target = "farm", self.default_farm
-        else:
+        mapping = self.target_of(vhost)
+        if mapping is None:
             return None
-        if kind == "backend":
-            if target not in self.backends:
+        if mapping.kind == "backend":
+            if mapping.target not in self.backends:
                 return None
-            return Route("backend", target, SingleBackendPlan(target))
-        selector = self._selectors.get(target)
+            return Route("backend", mapping.target, SingleBackendPlan(mapping.target))
+        selector = self._selectors.get(mapping.target)
         if selector is None:
             return None
-        return Route("farm", target, selector.plan())
+        return Route("farm", mapping.target, selector.plan())
 
     # -- vhost pause state ----------------------------------------------------------
     def set_vhost_paused(self, vhost: str, paused: bool) -> None:
@@ -189,8 +216,17 @@ class ProxyState:
         self._changed()
 
     def is_vhost_paused(self, vhost: str) -> bool:
-        """Whether new sessions of ``vhost`` are held at Open; records the vhost as seen."""
-        return self.paused_vhosts.setdefault(vhost, False)
+        """Whether new sessions of ``vhost`` are held at Open (records nothing)."""
+        return self.paused_vhosts.get(vhost, False)
+
+    def vhost_opened(self, vhost: str) -> None:
+        """A session of ``vhost`` reached OpenOk: VHOST PRINT lists it from now on."""
+        if vhost not in self.paused_vhosts:
+            self.paused_vhosts[vhost] = False
+
+    def is_known_vhost(self, vhost: str) -> bool:
+        """Configured (mapped, with limits of its own, paused or unpaused) or opened."""
+        return vhost in self.paused_vhosts or vhost in self.mappings or vhost in self.vhost_limits
 
     # -- limits and auth ------------------------------------------------------------
     def set_default_limits(self, limits: Limits) -> None:

@@ -12,8 +12,16 @@ Two views of the same counters:
   removed, the rest as gauges; plus process and buffer figures. ``runtime`` calls it
   each cleanup interval, then ``publish`` hands the snapshot to the STAT listeners and
   statsd senders, then finished sessions are removed and ``forget`` drops them.
-* ``route_totals`` sums, per (vhost, backend name), the live sessions' counters and the
-  retained totals of removed ones, so Prometheus counters never go backwards.
+* ``route_totals`` (``core.totals``) sums, per (vhost, backend name), the live sessions'
+  counters and the retained totals of removed ones, so Prometheus counters never go
+  backwards.
+
+Vhosts are counted under ``SessionRegistry.vhost_label``: a vhost a client merely names
+(never configured, never opened) is folded into ``UNKNOWN_VHOST`` here too, so STAT and
+statsd do not grow with invented names either. The hub also keeps the plain counters
+the data plane feeds through small hooks (never prometheus objects on the hot path):
+connect failures by backend and reason, auth service answers and latency, limit
+refusals by vhost label and limit.
 
 ``session_stats(session)`` is one session's counters and handshake timings as a dict
 (for REST's session detail). This module must not import ``proxy`` or ``admin``.
@@ -29,13 +37,23 @@ import resource
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from amqpprox.core.sessions import CloseReason, SessionBase, SessionRegistry, SessionState, Totals
+from amqpprox.core.sessions import CloseReason, SessionBase, SessionRegistry
+from amqpprox.core.totals import SESSION_STATES, STATE_LABEL, RouteTotals, route_totals
 
 if TYPE_CHECKING:  # the Context holds the StatsHub: it imports this module
     from amqpprox.core.context import Context
+
+__all__ = [
+    "SESSION_STATES",
+    "STATE_LABEL",
+    "RouteTotals",
+    "StatsHub",
+    "route_totals",
+    "session_stats",
+]
 
 log = logging.getLogger("amqpprox.stats")
 
@@ -73,6 +91,7 @@ REMOVED_BY_REASON: dict[CloseReason, str] = {
     CloseReason.AUTH_DENIED: "removedConnectionGraceful",
     CloseReason.LIMITED: "removedConnectionGraceful",
     CloseReason.NO_MAPPING: "removedConnectionGraceful",
+    CloseReason.BROKEN_MAPPING: "removedConnectionGraceful",
     CloseReason.NO_BACKEND: "removedConnectionGraceful",
     CloseReason.HANDSHAKE_TIMEOUT: "removedConnectionGraceful",
     CloseReason.BROKER_SNAPPED: "removedConnectionBrokerSnapped",
@@ -80,6 +99,10 @@ REMOVED_BY_REASON: dict[CloseReason, str] = {
     CloseReason.CLIENT_SNAPPED: "removedConnectionClientSnapped",
     CloseReason.PROTOCOL_ERROR: "removedConnectionClientSnapped",
 }
+
+# Where a session's count goes in the 13 figures: active, or the removal counter.
+_ACTIVE = COUNTER_NAMES.index("activeConnectionCount")
+_REMOVED_AT = {reason: COUNTER_NAMES.index(name) for reason, name in REMOVED_BY_REASON.items()}
 
 # Histogram buckets (seconds) for handshake and broker-connect latencies.
 LATENCY_BUCKETS = (
@@ -98,6 +121,14 @@ LATENCY_BUCKETS = (
     5.0,
     10.0,
 )
+# Why an attempt to reach a backend failed (the ``reason`` of the connect-failure counter):
+# name resolution, TCP connect refused or reset, a deadline (connect, TLS or broker
+# handshake), the TLS handshake, or a connection that never answered in AMQP.
+CONNECT_FAILURE_REASONS = ("refused", "timeout", "tls", "dns", "no_amqp")
+# The auth service's answers: ALLOW, DENY, no usable answer, no answer in time.
+AUTH_RESULTS = ("allow", "deny", "error", "timeout")
+# The limits that refuse connections (``core.limits.Refusal.limit``).
+LIMIT_NAMES = ("conn_rate", "connections", "total_connections")
 LISTENER_QUEUE = 8  # snapshots kept for a slow STAT LISTEN reader; older ones are dropped
 
 ConnectionStats = dict[str, int]
@@ -238,8 +269,14 @@ class StatsHub:
 
     def __init__(self) -> None:
         self.per_source = True
-        # Shared with the data plane, which counts failed connect attempts per backend.
+        # Failed connect attempts per backend (all reasons), and per (backend, reason).
         self.connect_failures: Counter[str] = Counter()
+        self.connect_failure_reasons: Counter[tuple[str, str]] = Counter()
+        # The auth service: answers by result, and how long each took.
+        self.auth_results: Counter[str] = Counter()
+        self.auth_latency = Histogram()
+        # Connections refused by a limit, per (vhost label, limit name).
+        self.limit_refusals: Counter[tuple[str, str]] = Counter()
         # Installed by the data plane: reads the transports' write buffers at collect time.
         self.buffer_probe: BufferProbe | None = None
         self.listeners: set[StatsListener] = set()
@@ -252,6 +289,15 @@ class StatsHub:
         self._last_collect: float | None = None
         self._seen_open: set[int] = set()
         self._seen_connect: dict[int, float] = {}
+
+    # -- hooks of the data plane (plain counters, read at scrape time) -------------------
+    def connect_failed(self, backend: str, reason: str) -> None:
+        self.connect_failures[backend] += 1
+        self.connect_failure_reasons[(backend, reason)] += 1
+
+    def auth_answered(self, result: str, seconds: float) -> None:
+        self.auth_results[result] += 1
+        self.auth_latency.observe(seconds)
 
     # -- interval snapshots -------------------------------------------------------------
     def collect(
@@ -266,11 +312,8 @@ class StatsHub:
         ``commit`` moves the interval baseline (the cleanup job does); without it the
         snapshot is a peek that leaves the next interval's figures untouched.
         """
+        label = sessions.vhost_label if isinstance(sessions, SessionRegistry) else _own_vhost
         sessions = list(sessions)
-        overall = zero_stats()
-        vhosts: dict[str, ConnectionStats] = {}
-        sources: dict[str, ConnectionStats] = {}
-        backends: dict[str, ConnectionStats] = {}
         # Sessions that fall on the same vhost, source, backend, ending and flags add to
         # the same four tables: sum them per group first, then once per table. With
         # thousands of idle sessions this is one tuple and two dict look-ups each.
@@ -291,7 +334,7 @@ class StatsHub:
             if commit:
                 baseline[sid] = current
             key = (
-                session.vhost,
+                label(session),
                 session.client[0] if per_source else None,
                 session.egress_remote,
                 session.close_reason,
@@ -306,24 +349,42 @@ class StatsHub:
             if current != before:
                 for i in range(6):
                     group[i + 1] += current[i] - before[i]
+        # Each group's 13 figures as one vector, added to one vector per table entry
+        # (the non-zero places only); dicts are made once per entry at the end.
+        tables: tuple[dict[str, list[int]], ...] = ({}, {}, {})
+        whole = [0] * len(COUNTER_NAMES)
         for key, group in groups.items():
             vhost, source, (host, port), reason, paused, auth_denied, limited = key
-            axes = [overall, _slot(vhosts, vhost)]
-            if per_source:
-                axes.append(_slot(sources, name(str(source))))
-            axes.append(_slot(backends, f"{name(host)}_{port}"))
-            count_key = "activeConnectionCount" if reason is None else REMOVED_BY_REASON[reason]
             count = group[0]
-            for stats in axes:
-                stats[count_key] += count
-                if paused:
-                    stats["pausedConnectionCount"] += count
-                if auth_denied:
-                    stats["authDeniedConnectionCount"] += count
-                if limited:
-                    stats["limitedConnectionCount"] += count
-                for i, traffic_key in enumerate(TRAFFIC):
-                    stats[traffic_key] += group[i + 1]
+            figures = [0, 0, 0, 0, 0, 0, 0, *group[1:]]
+            figures[_ACTIVE if reason is None else _REMOVED_AT[reason]] = count
+            if paused:
+                figures[0] = count
+            if auth_denied:
+                figures[2] = count
+            if limited:
+                figures[3] = count
+            places = [i for i, figure in enumerate(figures) if figure]
+            for i in places:
+                whole[i] += figures[i]
+            for table, entry in (
+                (tables[0], vhost),
+                (tables[1], name(str(source)) if per_source else None),
+                (tables[2], f"{name(host)}_{port}"),
+            ):
+                if entry is None:
+                    continue
+                vector = table.get(entry)
+                if vector is None:
+                    table[entry] = figures.copy()
+                else:
+                    for i in places:
+                        vector[i] += figures[i]
+        overall = dict(zip(COUNTER_NAMES, whole, strict=True))
+        vhosts, sources, backends = (
+            {entry: dict(zip(COUNTER_NAMES, vector, strict=True)) for entry, vector in t.items()}
+            for t in tables
+        )
         if commit:
             self.observe_latencies(sessions)
         now = time.monotonic()
@@ -408,59 +469,8 @@ class StatsHub:
                     histogram.observe(seconds)
 
 
-def _slot(table: dict[str, ConnectionStats], key: str) -> ConnectionStats:
-    stats = table.get(key)
-    if stats is None:
-        stats = table[key] = zero_stats()
-    return stats
-
-
-# -- cumulative totals per (vhost, backend) ----------------------------------------------
-STATE_LABEL: dict[SessionState, str | None] = {
-    SessionState.HANDSHAKING: "handshaking",
-    SessionState.CONNECTING: "handshaking",
-    SessionState.HELD: "paused",
-    SessionState.ACTIVE: "active",
-    SessionState.PAUSED: "paused",
-    SessionState.CLOSING: "closing",
-    SessionState.BROKER_DISCONNECTED: "broker_disconnected",
-    SessionState.CLOSED: None,  # finished, waiting for cleanup: not a live session
-}
-SESSION_STATES = ("handshaking", "active", "paused", "closing", "broker_disconnected")
-
-
-@dataclass
-class RouteTotals(Totals):
-    """Everything Prometheus shows for one (vhost, backend) pair: the removed sessions'
-    totals plus the live ones' counters, and the live sessions by state label."""
-
-    states: Counter[str] = field(default_factory=Counter)
-
-
-def route_totals(registry: SessionRegistry) -> dict[tuple[str, str], RouteTotals]:
-    """Cumulative counters per (vhost, backend name): live sessions plus removed ones.
-
-    A session's labels stop changing before its counters can move (traffic flows only
-    once a backend is chosen; a session counts as opened at OpenOk and as closed once
-    it has a close reason), so these sums never decrease.
-    """
-    out: dict[tuple[str, str], RouteTotals] = {}
-
-    def slot(key: tuple[str, str]) -> RouteTotals:
-        totals = out.get(key)
-        if totals is None:
-            totals = out[key] = RouteTotals()
-        return totals
-
-    for key, removed in registry.removed_by_route.items():
-        slot(key).merge(removed)
-    for session in registry:
-        totals = slot((session.vhost, session.backend_name or ""))
-        label = STATE_LABEL[session.state]
-        if label is not None and not session.finished:
-            totals.states[label] += 1
-        totals.add(session)
-    return out
+def _own_vhost(session: SessionBase) -> str:
+    return session.vhost
 
 
 # -- one session -------------------------------------------------------------------------

@@ -43,23 +43,32 @@ class AuthRequest:
 
 @dataclass(frozen=True, slots=True)
 class AuthDecision:
-    """ALLOW or DENY; ``mechanism``/``credentials`` set: replace the client's StartOk ones."""
+    """ALLOW or DENY; ``mechanism``/``credentials`` set: replace the client's StartOk ones.
+
+    ``failure``: ``error`` or ``timeout`` when the DENY is the service's fault (no
+    usable answer), for the statistics; ``result`` is what they count."""
 
     allow: bool
     reason: str
     mechanism: str | None = None
     credentials: bytes | None = None
-    # The service failed (unreachable, silent, a bad answer): what went wrong, for the log
-    # only. The client is told no more than UNAVAILABLE (the reason): the service's
-    # address and its errors are the operator's business.
+    # The service failed: ``failure`` says how (``error`` or ``timeout``, a metric label),
+    # ``fault`` what went wrong, for the log only. The client is told no more than
+    # UNAVAILABLE (the reason): the service's address and its errors are the operator's.
+    failure: str | None = None
     fault: str | None = None
+
+    @property
+    def result(self) -> str:
+        """``allow``, ``deny``, ``error`` or ``timeout`` (``core.stats.AUTH_RESULTS``)."""
+        return self.failure or ("allow" if self.allow else "deny")
 
 
 UNAVAILABLE = "Authentication service unavailable"
 
 
-def _fault(detail: str) -> AuthDecision:
-    return AuthDecision(False, UNAVAILABLE, fault=detail)
+def _fault(detail: str, failure: str = "error") -> AuthDecision:
+    return AuthDecision(False, UNAVAILABLE, failure=failure, fault=detail)
 
 
 def encode_request(request: AuthRequest, fmt: str) -> bytes:
@@ -114,7 +123,7 @@ async def ask(config: AuthConfig, request: AuthRequest, timeout: float) -> AuthD
                 payload = await response.content.read(MAX_BODY + 1)
                 status = response.status
     except TimeoutError:
-        return _fault(f"Auth service {config.url} did not answer within {timeout}s")
+        return _fault(f"Auth service {config.url} did not answer within {timeout}s", "timeout")
     except (aiohttp.ClientError, OSError, ValueError) as error:
         text = str(error) or type(error).__name__
         return _fault(f"Unable to reach auth service {config.url}: {text}")

@@ -3,7 +3,8 @@ route, the auth service, then each candidate backend address in the route's orde
 a broker handshake completes.
 
 Every step has a deadline (name resolution, TCP connect, TLS, the broker handshake); a
-candidate that fails is counted (``DataPlane.connect_failed``) and the next one tried. A
+candidate that fails is counted (``DataPlane.connect_failed``, with the reason: one of
+``core.stats.CONNECT_FAILURE_REASONS``) and the next one tried. A
 broker that answers the handshake with ``Connection.Close`` ends the loop: its refusal
 reaches the client, as the session decides. What a handshake is belongs to the
 session's protocol adapter; this loop only opens sockets and waits for the outcome.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import ssl
 import time
 from typing import TYPE_CHECKING
 
@@ -53,8 +55,15 @@ def start(session: Session) -> None:
     if refusal is not None:
         session.limited_refusal(refusal.code, refusal.text)
         return
-    route = session.plane.ctx.state.route(session.vhost)
+    state = session.plane.ctx.state
+    route = state.route(session.vhost)
     if route is None:
+        broken = state.broken_target(session.vhost)
+        if broken is not None:
+            log.error("No %s %s for vhost=%s", broken.kind, broken.target, session.vhost)
+            text = f"No {broken.kind} {broken.target} for vhost {session.vhost}"
+            session.refuse(CloseReason.BROKEN_MAPPING, text)
+            return
         log.error("No mapping available for vhost=%s", session.vhost)
         session.refuse(CloseReason.NO_MAPPING, f"No known broker mapping for vhost {session.vhost}")
         return
@@ -104,7 +113,7 @@ async def _try_candidates(session: Session, route: Route) -> None:
         try:
             addresses = await plane.resolver.resolve(backend, settings.connect_timeout)
         except (OSError, TimeoutError) as error:
-            _failed(session, name)
+            _failed(session, name, "dns")
             log.warning(
                 "Failed to resolve %s:%d for %s: %s", backend.host, backend.port, name, error
             )
@@ -120,9 +129,20 @@ async def _try_candidates(session: Session, route: Route) -> None:
         session.refuse(CloseReason.NO_BACKEND, f"No broker reachable for vhost {session.vhost}")
 
 
-def _failed(session: Session, name: str) -> None:
+def _failed(session: Session, name: str, reason: str) -> None:
     session.connect_failures += 1
-    session.plane.connect_failed(name)
+    session.plane.connect_failed(name, reason)
+
+
+def _connect_error(error: OSError, backend: Backend) -> str:
+    """The failure reason of a TCP (+ TLS) connect that raised ``error``."""
+    if isinstance(error, ssl.SSLError):
+        return "tls"
+    if isinstance(error, TimeoutError):
+        return "timeout"
+    if backend.tls and isinstance(error, ConnectionAbortedError):  # TLS handshake deadline
+        return "tls"
+    return "refused"
 
 
 async def _try_endpoint(
@@ -142,7 +162,7 @@ async def _try_endpoint(
         async with asyncio.timeout(deadline):
             transport, side = await opening
     except (OSError, TimeoutError) as error:
-        _failed(session, name)
+        _failed(session, name, _connect_error(error, backend))
         log.warning("connect to %s (%s:%d) failed: %s", name, host, port, error)
         return Outcome.FAILED
     session.broker_connected_mono = _monotonic()
@@ -156,12 +176,14 @@ async def _try_endpoint(
     )
     outcome = await attempt
     timer.cancel()
-    if outcome is Outcome.TIMED_OUT:
-        log.warning("broker handshake with %s (%s:%d) timed out", name, host, port)
-        outcome = Outcome.FAILED
-    if outcome is Outcome.FAILED:
-        _failed(session, name)
+    if outcome is Outcome.OPEN:
+        session.plane.ctx.state.vhost_opened(session.vhost)  # VHOST PRINT lists it now
+    elif outcome is Outcome.TIMED_OUT or outcome is Outcome.FAILED:
+        if outcome is Outcome.TIMED_OUT:
+            log.warning("broker handshake with %s (%s:%d) timed out", name, host, port)
+        _failed(session, name, "timeout" if outcome is Outcome.TIMED_OUT else "no_amqp")
         session.detach_broker()
+        outcome = Outcome.FAILED
     return outcome
 
 

@@ -100,6 +100,7 @@ class ListenerManager:
         self._listeners: dict[int, _Listener] = {}
         self.totals = ListenerCounters()
         self._counters: dict[int, ListenerCounters] = {}
+        self._listened: dict[int, ListenerSpec] = {}  # the last spec of every port served
 
     def bind(self, plane: DataPlane) -> None:
         self._plane = plane
@@ -132,6 +133,7 @@ class ListenerManager:
         port = int(sock.getsockname()[1])
         bound = ListenerSpec(port, spec.tls, spec.host, spec.proxy_protocol)
         counters = self._counters.setdefault(port, ListenerCounters())
+        self._listened[port] = bound
         if spec.tls or spec.proxy_protocol:
             listener = _Listener(bound, counters, sock=sock)
             listener.task = asyncio.get_running_loop().create_task(
@@ -168,6 +170,9 @@ class ListenerManager:
 
     def counted_ports(self) -> list[int]:
         return sorted(self._counters)
+
+    def listened_specs(self) -> list[ListenerSpec]:
+        return [self._listened[port] for port in sorted(self._listened)]
 
     # -- secure and PROXY listeners --------------------------------------------------------
     async def _accept_loop(self, plane: DataPlane, listener: _Listener) -> None:

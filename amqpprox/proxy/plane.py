@@ -60,8 +60,9 @@ class DataPlane:
         if not task.cancelled() and task.exception() is not None:
             log.error("session task failed", exc_info=task.exception())
 
-    def connect_failed(self, backend: str) -> None:
-        self.connect_failures[backend] += 1
+    def connect_failed(self, backend: str, reason: str) -> None:
+        """An attempt to reach ``backend`` failed (``core.stats.CONNECT_FAILURE_REASONS``)."""
+        self.ctx.stats.connect_failed(backend, reason)
 
     def session_finished(self, session: SessionBase) -> None:
         log.debug("session %d finished: %s", session.id, session.close_reason)
@@ -92,7 +93,10 @@ class DataPlane:
             client_hostname=await self.ctx.hostnames.resolve(session.client[0]),
             connection_name=session.connection_name,
         )
-        return await auth.ask(self.ctx.state.auth, request, self.ctx.settings.auth_timeout)
+        started = time.monotonic()
+        decision = await auth.ask(self.ctx.state.auth, request, self.ctx.settings.auth_timeout)
+        self.ctx.stats.auth_answered(decision.result, time.monotonic() - started)
+        return decision
 
     async def wait_finished(self, sessions: list[SessionBase], timeout: float) -> bool:
         """Wait until every one of ``sessions`` has finished; False if the deadline passed."""

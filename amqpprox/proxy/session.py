@@ -417,6 +417,7 @@ class Session(SessionBase):
             return
         self.paused = False
         if self.phase is Phase.HELD:
+            self.held_released_mono = _monotonic()  # the handshake histogram starts here
             connect.start(self)
 
     def force_disconnect(self) -> None:

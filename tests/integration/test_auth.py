@@ -30,6 +30,7 @@ from amqpprox.proxy.proto import authproto_pb2 as pb
 from amqpprox.runtime import Runtime, SimpleMode
 from tests.conftest import BROKER_HOST, BROKER_PORT, RunningProxy, ctl, make_settings
 from tests.integration.test_limits import rabbitmqctl
+from tests.integration.test_statistics import scrape, value
 from tests.polling import until
 from tests.rawamqp import OPEN_CLIENTS, RawClient
 
@@ -230,3 +231,26 @@ async def test_allow_with_new_credentials_reaches_rabbitmq_as_that_user(
         client.abort()
     finally:
         await rabbitmqctl("delete_user", OTHER_USER)
+
+
+async def test_auth_answers_and_latency_are_counted(
+    guarded: RunningProxy, service: FakeAuthService
+) -> None:
+    requests, latency = "amqpprox_auth_requests_total", "amqpprox_auth_latency_seconds"
+    samples = await scrape(guarded.admin_url)
+    for result in ("allow", "deny", "error", "timeout"):
+        assert value(samples, requests, result=result) == 0
+    client, answer = await open_raw(guarded)
+    assert isinstance(answer, ConnectionOpenOk)
+    client.abort()
+    for kind in ("deny", "garbage", "nothing"):
+        service.answer = kind
+        _, refused = await open_raw(guarded)
+        assert isinstance(refused, ConnectionClose)
+    samples = await scrape(guarded.admin_url)
+    for result in ("allow", "deny", "error", "timeout"):
+        assert value(samples, requests, result=result) == 1, result
+    assert value(samples, latency + "_count") == 4
+    # The timeout waited the whole deadline (0.5 s); the other three took less.
+    assert value(samples, latency + "_bucket", le="0.25") >= 3
+    assert value(samples, latency + "_sum") >= 0.5

@@ -449,7 +449,9 @@ async def test_metrics_families_and_labels(proxy: RunningProxy) -> None:
     assert value(samples, "amqpprox_build_info", version=version, scanner=in_use) == 1
     assert value(samples, "amqpprox_sessions", state="paused", **labels) == 1
     assert value(samples, "amqpprox_sessions", state="active", **labels) == 0
-    assert value(samples, "amqpprox_backend_connect_failures_total", backend="dead") >= 1
+    failures = "amqpprox_backend_connect_failures_total"
+    assert value(samples, failures, backend="dead", reason="refused") >= 1
+    assert value(samples, failures, backend="dead", reason="dns") == 0
     await wait_for(lambda: all(s.finished for s in proxy.ctx.sessions if s.vhost == "deadvh"))
     samples = await scrape(proxy.admin_url)
     assert (
