@@ -1,16 +1,12 @@
 """One proxied connection: its identity, its phase, and the parts that do the work.
 
-A ``Session`` is created for each accepted client socket. It owns one phase
-(``proxy.lifecycle``: every change goes through ``_move`` and the table there), points
-each socket's reads at whatever the phase wants them to reach (``_route``), and composes
-the parts: the protocol adapter (``proxy.amqp091``: handshakes, Close frames, graceful
-close), the connect loop (``proxy.connect``: backend choice, failover), the relay
-(``proxy.relay``: the hot path) and a read gate per side (``proxy.gate``). It also holds
-the control actions the admin plane calls (pause, unpause, disconnects) and the endings.
-
-Every wait has a deadline: client handshake, backend connect, broker handshake and
-graceful close. A broker ``Connection.Close`` at any handshake stage reaches the client
-with its code and text; nothing the client pipelines before ``OpenOk`` is dropped.
+A ``Session`` is created for each accepted client socket. It owns one phase (every
+change goes through ``move`` and ``proxy.lifecycle``'s table), points each socket's
+reads at what the phase wants them to reach (``route``), and composes the parts: the
+protocol adapter (``proxy.amqp091``), the connect loop (``proxy.connect``), the relay
+(``proxy.relay``), a read gate per side (``proxy.gate``) and a graceful close
+(``proxy.graceful``). It holds the control actions (pause, unpause, disconnects) and the
+endings. Every wait has a deadline (client handshake, connect, broker handshake, close).
 """
 
 from __future__ import annotations
