@@ -208,10 +208,15 @@ async def test_a_partial_listener_put_leaves_a_tls_listener_tls(
         response = await sent
         await _refused(response, "tls")
         assert await (await client.get(API + "/listeners")).json() == [
-            {"port": reserved_port, "tls": True, "proxy_protocol": False}
+            {"port": reserved_port, "address": "0.0.0.0", "tls": True, "proxy_protocol": False}
         ]
         [spec] = runtime.ctx.listeners.specs()
         assert spec.tls and not spec.proxy_protocol
         both = await client.put(url, json={"tls": True, "proxy_protocol": True})
         assert both.status == 200
-        assert await both.json() == {"port": reserved_port, "tls": True, "proxy_protocol": True}
+        assert await both.json() == {
+            "port": reserved_port,
+            "address": "0.0.0.0",
+            "tls": True,
+            "proxy_protocol": True,
+        }

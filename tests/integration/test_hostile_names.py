@@ -15,6 +15,7 @@ import re
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -107,9 +108,14 @@ async def test_a_hostile_vhost_and_connection_name_forge_nothing(
     assert conn.count("\n") == 1 and conn.startswith("id=")
     assert f" vhost={SHOWN_VHOST} disconnected=" in conn
 
-    # VHOST PRINT lists the vhost the client opened, on one line.
+    # A vhost a client only named is no state: VHOST PRINT does not list it...
+    assert await ctl(proxy.control_socket, "VHOST PRINT") == ""
+    # ... until the operator makes it one (pausing it, here): then on one line, escaped.
+    url = f"{proxy.admin_url}/api/v1/vhosts/{quote(VHOST, safe='')}/pause"
+    async with aiohttp.ClientSession() as http, http.post(url, json={}) as response:
+        assert response.status == 200, await response.text()
     vhosts = await ctl(proxy.control_socket, "VHOST PRINT")
-    assert vhosts == f"{SHOWN_VHOST} = UNPAUSED\n"
+    assert vhosts == f"{SHOWN_VHOST} = PAUSED\n"
 
     # What the operator's terminal gets through amqpprox_ctl: no raw escape, no extra line.
     for words, count in ((("CONN",), 1), (("VHOST", "PRINT"), 1)):
