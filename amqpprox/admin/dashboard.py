@@ -252,8 +252,11 @@ class Dashboard:
 
     # -- sessions ------------------------------------------------------------------------
     def _vhost_names(self) -> list[str]:
+        """Configured vhosts and those a session opened: a vhost a client only named (a
+        refused handshake) is no row (``SessionRegistry.vhost_label``)."""
         names = set(ops.vhost_states(self.ctx)) | {m.vhost for m in ops.list_mappings(self.ctx)}
-        names |= {s.vhost for s in self.ctx.sessions if s.vhost}
+        label = self.ctx.sessions.vhost_label
+        names |= {name for s in self.ctx.sessions if (name := label(s))}
         return sorted(names)
 
     async def sessions(self, request: web.Request) -> web.StreamResponse:
@@ -390,7 +393,7 @@ class Dashboard:
         default_farm = ops.get_default_farm(self.ctx)
         counts: dict[str, dict[str, int]] = {}
         for s in self.ctx.sessions.live():
-            per = counts.setdefault(s.vhost, {})
+            per = counts.setdefault(self.ctx.sessions.vhost_label(s), {})
             per[s.state.value] = per.get(s.state.value, 0) + 1
         rows = []
         for name in self._vhost_names():
@@ -406,6 +409,7 @@ class Dashboard:
                     else (("default farm", default_farm) if default_farm else None),
                     "sessions": sum(per.values()),
                     "states": per,
+                    "broken": self.ctx.state.broken_target(name),
                 }
             )
         context = {"rows": rows, "actions": VHOST_ACTIONS, "default_farm": default_farm}

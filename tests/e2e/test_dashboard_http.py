@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient
 
 from amqpprox.admin import humanize
 from amqpprox.admin.app import make_admin_app
+from amqpprox.core import operations as ops
 from amqpprox.core.sessions import CloseReason, SessionBase, SessionState
 from amqpprox.runtime import Runtime
 from tests.conftest import make_settings
@@ -265,3 +266,20 @@ async def test_live_dashboard_over_a_real_socket(runtime: Runtime) -> None:
         assert response.status == 200
         assert response.headers["Content-Type"].startswith("text/html")
         assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+
+async def test_the_vhosts_page_lists_no_vhost_a_client_only_named_and_warns_of_broken_routes(
+    client: Client, runtime: Runtime
+) -> None:
+    ctx = runtime.ctx
+    (opened,) = add_sessions(runtime, 1)  # vhost billing, opened
+    named = FakeSession(ctx.sessions.next_id(), "invented-by-a-client", "")
+    named.opened_at = None  # refused before OpenOk: its vhost is no state
+    named.state = SessionState.HANDSHAKING
+    ctx.sessions.add(named)
+    ops.map_vhost_to_farm(ctx, "orders", "no-such-farm")  # the original allows it
+    html = await (await client.get("/vhosts")).text()
+    assert f'data-vhost="{opened.vhost}"' in html
+    assert "invented-by-a-client" not in html
+    row = html[html.index('data-vhost="orders"') :].split("</tr>", 1)[0]
+    assert "farm no-such-farm does not exist: new sessions are refused" in row
