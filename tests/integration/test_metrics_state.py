@@ -225,16 +225,17 @@ async def test_both_formats_parse_and_pass_promtool(proxy: RunningProxy) -> None
     samples = await scrape(proxy.admin_url)
     backends = {v for _name, labels in samples for k, v in labels if k == "backend"}
     assert backends == {BACKEND}
+    # Prometheus's own linter (Debian's prometheus package; .ci/run installs it).
     promtool = shutil.which("promtool")
-    if promtool is not None:
-        checked = await asyncio.create_subprocess_exec(
-            promtool,
-            "check",
-            "metrics",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        output, _ = await asyncio.wait_for(checked.communicate(text.encode()), 30)
-        assert checked.returncode == 0, output.decode()
+    assert promtool is not None, "promtool missing: apt-get install prometheus (as .ci/run does)"
+    checked = await asyncio.create_subprocess_exec(
+        promtool,
+        "check",
+        "metrics",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(checked.communicate(text.encode()), 30)
+    assert checked.returncode == 0, output.decode()
     client.abort()
