@@ -8,7 +8,11 @@ pipelining, malformed input).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+
+import pytest
 
 from amqpprox.amqp.fields import encode_table
 from amqpprox.amqp.frames import PROTOCOL_HEADER, Frame, FrameReader, NeedData, encode_frame
@@ -53,6 +57,17 @@ def handshake_bytes(
 
 
 OPEN_CLIENTS: list[RawClient] = []
+
+
+@pytest.fixture(autouse=True)
+async def close_raw_clients() -> AsyncIterator[None]:
+    """No scripted client outlives its test (imported by the conftests that use them)."""
+    yield
+    while OPEN_CLIENTS:
+        client = OPEN_CLIENTS.pop()
+        client.writer.close()
+        with contextlib.suppress(Exception):
+            await client.writer.wait_closed()
 
 
 @dataclass

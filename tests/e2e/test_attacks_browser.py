@@ -18,7 +18,6 @@ Chromium maps ``evil.example`` and ``rebind.example`` to 127.0.0.1
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from urllib.parse import quote
@@ -31,7 +30,10 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 from amqpprox.amqp.methods import ConnectionOpenOk
 from tests.conftest import RunningProxy, ctl, running_proxy
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS
-from tests.rawamqp import OPEN_CLIENTS, RawClient
+from tests.rawamqp import (
+    RawClient,
+    close_raw_clients,  # noqa: F401 (autouse)
+)
 
 pytestmark = pytest.mark.broker
 
@@ -69,17 +71,6 @@ async function attack() {{
 attack();
 </script>
 </body></html>"""
-
-
-@pytest.fixture(autouse=True)
-async def _close_raw_clients() -> AsyncIterator[None]:
-    """As tests/integration/conftest.py: no scripted client outlives its test."""
-    yield
-    while OPEN_CLIENTS:
-        client = OPEN_CLIENTS.pop()
-        client.writer.close()
-        with contextlib.suppress(Exception):
-            await client.writer.wait_closed()
 
 
 @pytest.fixture
