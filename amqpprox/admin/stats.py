@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import socket
 from dataclasses import dataclass
 
@@ -214,8 +215,14 @@ def render(snapshot: StatSnapshot, output: str, flt: StatFilter) -> str:
 
 
 # -- statsd --------------------------------------------------------------------------------
+# A tag value is text from outside (a vhost name, a client's address): the characters
+# that delimit a datagram's fields (and any control character) become "_", so a name
+# cannot add a tag, a value or a datagram of its own.
+_TAG_UNSAFE = re.compile(r"[,=:|\s\x00-\x1f\x7f-\x9f]")
+
+
 def _metric(name: str, value: int, kind: str, tags: tuple[tuple[str, str], ...] = ()) -> bytes:
-    tagged = "".join(f",{key}={val}" for key, val in tags)
+    tagged = "".join(f",{key}={_TAG_UNSAFE.sub('_', val)}" for key, val in tags)
     return f"amqpprox.{name}{tagged}:{value}|{kind}".encode()
 
 

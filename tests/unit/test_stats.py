@@ -315,6 +315,18 @@ def test_statsd_datagrams() -> None:
     assert len(grams) == 13 + 4 + 13 + 4 + 13 + 13
 
 
+def test_statsd_tags_cannot_be_forged_by_a_name() -> None:
+    snap = snapshot_with({"bytesReceived": 7})
+    snap.vhosts["a,rmqEndpointType=x:9|c\nevil"] = snap.vhosts.pop("/")
+    grams = [g.decode() for g in statfmt.statsd_datagrams(snap)]
+    mine = [g for g in grams if "rmqVhostName=" in g]
+    assert (
+        "amqpprox.bytesReceived,rmqEndpointType=vhost,rmqVhostName=a_rmqEndpointType_x_9_c_evil:7|c"
+        in mine
+    )
+    assert all(g.count(":") == 1 and g.count("|") == 1 and "\n" not in g for g in mine)
+
+
 # -- the grouped collection against a one-session-at-a-time reference ------------------------
 session_specs = st.lists(
     st.tuples(
