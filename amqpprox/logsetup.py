@@ -85,9 +85,12 @@ def level_for_any(verbosity: int) -> int:
 # -- untrusted text ------------------------------------------------------------------------
 # C0 controls (incl. \n \r \t ESC), DEL, C1 controls, the Unicode line and paragraph
 # separators, and lone surrogates (which no UTF-8 encoder can write).
-UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+# Bidirectional controls (U+200E, U+200F, U+202A..U+202E, U+2066..U+2069) reorder what a
+# terminal shows: escaped too, so a name cannot make a line read otherwise.
+_BIDI = "\u200e\u200f\u202a-\u202e\u2066-\u2069"
+UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029{_BIDI}\ud800-\udfff]")
 # The same but the line feed: for text made of several lines, each already escaped.
-_UNSAFE_BUT_LF = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_UNSAFE_BUT_LF = re.compile(f"[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029{_BIDI}\ud800-\udfff]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 CONTINUATION = "  | "
 

@@ -243,3 +243,10 @@ def test_log_files_are_readable_by_owner_and_group_only(tmp_path: Path) -> None:
     files = sorted(tmp_path.iterdir())
     assert len(files) >= 2
     assert {f.stat().st_mode & 0o777 for f in files} == {0o640}
+
+
+def test_bidirectional_controls_are_escaped_too() -> None:
+    # U+202E would show "evil\u202etxt.exe" reversed on a terminal: escaped, it cannot.
+    assert logsetup.escape_controls("evil\u202etxt.exe") == "evil\\u202etxt.exe"
+    assert logsetup.escape_controls("a\u2066b\u200fc") == "a\\u2066b\\u200fc"
+    assert logsetup.escape_controls("Zürich ÷ 東京") == "Zürich ÷ 東京"
