@@ -14,15 +14,15 @@ hold other than coalescing's short wait is on, the gate looks at the socket ever
 from __future__ import annotations
 
 import asyncio
-import enum
 import select
 from collections.abc import Callable
 
 __all__ = ["Hold", "ReadGate"]
 
 
-class Hold(enum.IntFlag):
-    """Why a side is not read."""
+class Hold:
+    """Why a side is not read: bits of a plain int (an ``enum.IntFlag`` costs about ten
+    times as much per hold and release, and coalescing holds once per window)."""
 
     PUSHBACK = 1  # the other side's write buffer is over its high-water mark
     PAUSED = 2  # SESSION/VHOST PAUSE: the client's frames wait
@@ -43,14 +43,14 @@ class ReadGate:
     __slots__ = ("_holds", "_probe", "_reading", "_transport", "on_peer_gone")
 
     def __init__(self, on_peer_gone: Callable[[], None] | None = None) -> None:
-        self._holds = Hold(0)
+        self._holds = 0
         self._transport: asyncio.Transport | None = None
         self._reading = True
         self._probe: asyncio.TimerHandle | None = None
         self.on_peer_gone = on_peer_gone
 
     @property
-    def holds(self) -> Hold:
+    def holds(self) -> int:
         return self._holds
 
     def attach(self, transport: asyncio.Transport | None) -> None:
@@ -59,17 +59,17 @@ class ReadGate:
         self._reading = True
         self._apply()
 
-    def hold(self, reason: Hold) -> None:
+    def hold(self, reason: int) -> None:
         if not self._holds & reason:
             self._holds |= reason
             self._apply()
 
-    def release(self, reason: Hold) -> None:
+    def release(self, reason: int) -> None:
         if self._holds & reason:
             self._holds &= ~reason
             self._apply()
 
-    def set(self, reason: Hold, on: bool) -> None:
+    def set(self, reason: int, on: bool) -> None:
         """Hold (``on``) or release for ``reason``: the form a callback takes."""
         if on:
             self.hold(reason)
@@ -78,8 +78,13 @@ class ReadGate:
 
     def _apply(self) -> None:
         transport = self._transport
-        want = not self._holds
-        self._watch(transport is not None and bool(self._holds & _PROBED))
+        holds = self._holds
+        want = not holds
+        if holds & _PROBED:
+            if self._probe is None and transport is not None:
+                self._watch(True)
+        elif self._probe is not None:
+            self._watch(False)
         if transport is None or want is self._reading or transport.is_closing():
             return
         self._reading = want
