@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -20,11 +21,13 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_families
 
 from amqpprox import cli
 from amqpprox.runtime import Runtime
 from amqpprox.watch import InotifyUnavailable
 from tests.conftest import ctl, make_settings
+from tests.integration.test_metrics_state import get_text
 from tests.polling import until
 
 DOC: dict[str, Any] = {
@@ -149,6 +152,30 @@ async def test_sighup_with_an_invalid_file_changes_nothing(
         assert reason in line
         figures = await metrics(runtime)
         assert figures[OK] == 0 and figures[FAILED] == 1 and figures[LAST] == started_at
+
+
+async def test_reload_families_pass_promtool_and_the_openmetrics_parser(
+    tmp_socket_dir: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "defs.json"
+    path.write_text(json.dumps(DOC))
+    async with started(tmp_socket_dir, definitions_file=str(path)) as runtime:
+        url = f"http://127.0.0.1:{runtime.admin_port}/metrics"
+        text = await get_text(url)
+        assert f"\n{LAST} " in text
+        openmetrics = await get_text(url, "application/openmetrics-text; version=1.0.0")
+        families = {family.name: family for family in om_families(openmetrics)}
+        assert families["amqpprox_config_reloads"].type == "counter"
+        assert families[LAST].type == "gauge"
+        promtool = shutil.which("promtool")
+        assert promtool is not None, "promtool missing: apt-get install prometheus"
+        checked = await asyncio.create_subprocess_exec(
+            promtool, "check", "metrics",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        output, _ = await asyncio.wait_for(checked.communicate(text.encode()), 30)
+        assert checked.returncode == 0, output.decode()
 
 
 async def test_sighup_without_definitions_is_logged_and_not_counted(
