@@ -4,7 +4,8 @@ Exit codes as the original: 1 for --help or an unknown option, 2 when simple mod
 only partly configured, 3 for a console verbosity above 5. Ours: 2 for any other
 setting out of range, and for an admin token file that cannot be used (``--adminTokenFile``:
 missing, unreadable, empty, more than one line, readable or writable by others, or given
-with ``--adminToken``/``AMQPPROX_ADMIN_TOKEN``).
+with ``--adminToken``/``AMQPPROX_ADMIN_TOKEN``), and for ``--watchDefinitions`` without
+``--definitions`` or where inotify is unavailable.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from amqpprox.core.model import listen_address
 from amqpprox.errors import AmqpproxError
 from amqpprox.logsetup import configure
 from amqpprox.runtime import SimpleMode, run
+from amqpprox.watch import InotifyUnavailable, check_available
 
 DESCRIPTION = """\
 amqpprox AMQP v0.9.1 proxy:
@@ -136,7 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--definitions",
         default=None,
         metavar="FILE",
-        help="Apply this definitions document (as GET /api/v1/definitions gives) at startup",
+        help="Apply this definitions document (as GET /api/v1/definitions gives) at startup;"
+        " SIGHUP reloads it",
+    )
+    parser.add_argument(
+        "--watchDefinitions",
+        action="store_true",
+        help="Reload the --definitions file when it changes (Linux inotify; a ConfigMap"
+        " update too)",
     )
     # Deadlines of the data plane (docs/architecture.md, "Deadlines and settings").
     for flag, setting, what in DEADLINE_FLAGS:
@@ -263,6 +272,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.adminTokenForReads and not token:
         print("--adminTokenForReads needs --adminToken, --adminTokenFile or AMQPPROX_ADMIN_TOKEN")
         return 2
+    if args.watchDefinitions:
+        if args.definitions is None:
+            print("--watchDefinitions needs --definitions")
+            return 2
+        try:
+            check_available()
+        except InotifyUnavailable as error:
+            print(f"--watchDefinitions cannot be used: {error}")
+            return 2
     settings = Settings(
         control_socket=args.controlSocket,
         log_directory=args.logDirectory,
@@ -274,6 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         admin_token_for_reads=args.adminTokenForReads,
         admin_allowed_hosts=tuple(filter(None, map(str.strip, args.adminAllowedHosts.split(",")))),
         definitions_file=args.definitions,
+        watch_definitions=args.watchDefinitions,
         coalesce_reads_ms=args.coalesceReadsMs,
         **{setting: getattr(args, flag[2:]) for flag, setting, _what in DEADLINE_FLAGS},
     )

@@ -2,7 +2,9 @@
 
 Start: data plane, control socket, admin HTTP app (with the read deadlines of
 ``admin.deadlines``: request head, request body), cleanup job, then (simple mode) the
-configuration the original applies and its listener. Stop (EXIT, SIGTERM, SIGINT):
+configuration the original applies and its listener. SIGHUP reloads ``--definitions``
+(``core.reload``), as does a change of the file with ``--watchDefinitions`` (``watch``).
+Stop (EXIT, SIGTERM, SIGINT):
 listeners close, every live session gets ``Connection.Close 320`` and up to
 ``drain_timeout`` to finish, the rest are cut, then the control socket and finally the
 admin app stop, so operators can watch the drain.
@@ -22,13 +24,14 @@ from aiohttp import web
 from amqpprox.admin import deadlines
 from amqpprox.admin.app import make_admin_app
 from amqpprox.admin.control import ControlServer
-from amqpprox.core import definitions
 from amqpprox.core import operations as ops
 from amqpprox.core.context import Context, Settings
+from amqpprox.core.reload import Reloader
 from amqpprox.errors import AmqpproxError
 from amqpprox.proxy.listener import ListenerManager
 from amqpprox.proxy.plane import DataPlane
 from amqpprox.proxy.tls import TlsContexts
+from amqpprox.watch import DirectoryWatcher
 
 log = logging.getLogger("amqpprox.runtime")
 
@@ -59,11 +62,24 @@ class Runtime:
         self._admin_runner: web.AppRunner | None = None
         self.admin_port: int | None = None
         self._cleanup_task: asyncio.Task[None] | None = None
+        self.reloader = Reloader(self.ctx)
+        self._watcher: DirectoryWatcher | None = None
+        self._sighup = False
 
     async def start(self, simple: SimpleMode | None = None) -> None:
         if self.settings.definitions_file:
             # Before anything serves: an invalid document stops the start, naming the problem.
-            await definitions.load_file(self.ctx, self.settings.definitions_file)
+            await self.reloader.load_at_start()
+            if self.settings.watch_definitions:
+                self._watcher = DirectoryWatcher(
+                    self.settings.definitions_file, self.reloader.changed
+                )
+                self._watcher.start()
+        try:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reloader.on_sighup)
+            self._sighup = True
+        except (ValueError, RuntimeError, NotImplementedError):
+            log.debug("no SIGHUP handler (not the main thread)", exc_info=True)
         await self.control.start()
         admin_app = make_admin_app(self.ctx)
         deadlines.install(admin_app, self.settings.admin_body_timeout)
@@ -115,6 +131,12 @@ class Runtime:
     async def stop(self) -> None:
         """Drain sessions, then stop the control socket and the admin app."""
         self.ctx.shutdown.set()
+        if self._sighup:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            self._sighup = False
+        if self._watcher is not None:
+            self._watcher.stop()
+        await self.reloader.stop()
         await self.listeners.stop()
         live = self.ctx.sessions.live()
         for session in live:

@@ -31,6 +31,7 @@ from amqpprox.core.stats import (
     AUTH_RESULTS,
     CONNECT_FAILURE_REASONS,
     LIMIT_NAMES,
+    RELOAD_RESULTS,
     SESSION_STATES,
     Histogram,
     RouteTotals,
@@ -80,6 +81,7 @@ def render(ctx: Context, openmetrics: bool = False) -> str:
     _listener_families(out, ctx)
     _auth_families(out, ctx)
     _limit_refusals(out, ctx)
+    _reload_families(out, ctx)
 
     probe = hub.buffer_probe
     if probe is not None:
@@ -249,6 +251,29 @@ def _limit_refusals(out: Exposition, ctx: Context) -> None:
     for (vhost, limit), count in sorted(counts.items()):
         label_set = labels(("vhost", "limit"), (vhost, limit))
         out.line("amqpprox_limit_refusals_total", label_set, count)
+
+
+def _reload_families(out: Exposition, ctx: Context) -> None:
+    """Reloads of --definitions (SIGHUP, --watchDefinitions): zeros from the start."""
+    hub = ctx.stats
+    out.family(
+        "amqpprox_config_reloads",
+        "counter",
+        "Reloads of the --definitions file (SIGHUP or --watchDefinitions), by result: ok "
+        "(applied), failed (unreadable, not JSON or invalid; nothing changed).",
+    )
+    for result in RELOAD_RESULTS:
+        label_set = labels(("result",), (result,))
+        out.line("amqpprox_config_reloads_total", label_set, hub.config_reloads.get(result, 0))
+    out.family(
+        "amqpprox_config_last_reload_success_timestamp_seconds",
+        "gauge",
+        "When the --definitions file was last applied (at start or by a reload), in "
+        "seconds since the epoch; absent when none was.",
+    )
+    if hub.config_last_success is not None:
+        name = "amqpprox_config_last_reload_success_timestamp_seconds"
+        out.line(name, "", hub.config_last_success)
 
 
 # ListenerControl.counters names -> (family, help): connections a listener turned away

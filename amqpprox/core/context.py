@@ -68,6 +68,8 @@ class Settings:
     admin_allowed_hosts: tuple[str, ...] = ()
     # A definitions document applied at startup (amqpprox --definitions FILE).
     definitions_file: str | None = None
+    # Reload definitions_file when it changes (inotify; SIGHUP reloads it in any case).
+    watch_definitions: bool = False
 
 
 class ListenerControl(Protocol):

@@ -21,7 +21,7 @@ Vhosts are counted under ``SessionRegistry.vhost_label``: a vhost a client merel
 statsd do not grow with invented names either. The hub also keeps the plain counters
 the data plane feeds through small hooks (never prometheus objects on the hot path):
 connect failures by backend and reason, auth service answers and latency, limit
-refusals by vhost label and limit.
+refusals by vhost label and limit, reloads of the definitions file.
 
 ``session_stats(session)`` is one session's counters and handshake timings as a dict
 (for REST's session detail). This module must not import ``proxy`` or ``admin``.
@@ -129,6 +129,7 @@ CONNECT_FAILURE_REASONS = ("refused", "timeout", "tls", "dns", "no_amqp")
 AUTH_RESULTS = ("allow", "deny", "error", "timeout")
 # The limits that refuse connections (``core.limits.Refusal.limit``).
 LIMIT_NAMES = ("conn_rate", "connections", "total_connections")
+RELOAD_RESULTS = ("ok", "failed")  # reloads of the --definitions file (core.reload)
 LISTENER_QUEUE = 8  # snapshots kept for a slow STAT LISTEN reader; older ones are dropped
 
 ConnectionStats = dict[str, int]
@@ -277,6 +278,10 @@ class StatsHub:
         self.auth_latency = Histogram()
         # Connections refused by a limit, per (vhost label, limit name).
         self.limit_refusals: Counter[tuple[str, str]] = Counter()
+        # Reloads of the --definitions file by result (RELOAD_RESULTS), and the wall-clock
+        # time the file was last applied (at start or by a reload); None if never.
+        self.config_reloads: Counter[str] = Counter()
+        self.config_last_success: float | None = None
         # Installed by the data plane: reads the transports' write buffers at collect time.
         self.buffer_probe: BufferProbe | None = None
         self.listeners: set[StatsListener] = set()
@@ -298,6 +303,11 @@ class StatsHub:
     def auth_answered(self, result: str, seconds: float) -> None:
         self.auth_results[result] += 1
         self.auth_latency.observe(seconds)
+
+    def config_reloaded(self, ok: bool, when: float) -> None:
+        self.config_reloads["ok" if ok else "failed"] += 1
+        if ok:
+            self.config_last_success = when
 
     # -- interval snapshots -------------------------------------------------------------
     def collect(
