@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from amqpprox.core.context import Settings
 from amqpprox.core.model import listen_address
 from amqpprox.errors import AmqpproxError
+from amqpprox.filewatch import InotifyUnavailable, check_available
 from amqpprox.logsetup import configure
 from amqpprox.runtime import SimpleMode, run
-from amqpprox.watch import InotifyUnavailable, check_available
 
 DESCRIPTION = """\
 amqpprox AMQP v0.9.1 proxy:

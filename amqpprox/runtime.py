@@ -28,10 +28,10 @@ from amqpprox.core import operations as ops
 from amqpprox.core.context import Context, Settings
 from amqpprox.core.reload import Reloader
 from amqpprox.errors import AmqpproxError
+from amqpprox.filewatch import DirectoryWatcher
 from amqpprox.proxy.listener import ListenerManager
 from amqpprox.proxy.plane import DataPlane
 from amqpprox.proxy.tls import TlsContexts
-from amqpprox.watch import DirectoryWatcher
 
 log = logging.getLogger("amqpprox.runtime")
 

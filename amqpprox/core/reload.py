@@ -8,7 +8,7 @@ Reloads run one at a time. ``changed`` reloads only when the file's content (its
 SHA-256) differs from the last one read, which is what a file watcher wants. Without
 ``--definitions`` a reload is logged and ignored, and not counted. The only I/O is
 reading the file; the watcher that calls ``changed`` lives outside ``core``
-(``amqpprox.watch``). Must not import ``proxy`` or ``admin``.
+(``amqpprox.filewatch``). Must not import ``proxy`` or ``admin``.
 """
 
 from __future__ import annotations

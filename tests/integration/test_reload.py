@@ -24,8 +24,8 @@ import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_families
 
 from amqpprox import cli
+from amqpprox.filewatch import InotifyUnavailable
 from amqpprox.runtime import Runtime
-from amqpprox.watch import InotifyUnavailable
 from tests.conftest import ctl, make_settings
 from tests.integration.test_metrics_state import get_text
 from tests.polling import until

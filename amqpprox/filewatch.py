@@ -20,7 +20,7 @@ import os
 import struct
 from collections.abc import Callable
 
-log = logging.getLogger("amqpprox.watch")
+log = logging.getLogger("amqpprox.filewatch")
 
 DEBOUNCE = 0.1
 IN_CLOSE_WRITE = 0x00000008
