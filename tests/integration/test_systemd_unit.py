@@ -154,3 +154,21 @@ def test_the_proxy_relays_with_no_writable_executable_memory(tmp_socket_dir: str
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_the_sysusers_file_creates_the_units_user(tmp_path: Path) -> None:
+    tool = shutil.which("systemd-sysusers")
+    assert tool is not None, "systemd-sysusers missing: Debian's systemd package brings it"
+    (tmp_path / "etc").mkdir()
+    conf = UNIT.with_name("amqpprox.sysusers.conf")
+    subprocess.run(
+        [tool, f"--root={tmp_path}", str(conf)], check=True, capture_output=True, timeout=60
+    )
+    users = {
+        line.split(":")[0]: line.split(":")
+        for line in (tmp_path / "etc" / "passwd").read_text().splitlines()
+    }
+    text = UNIT.read_text()
+    assert "User=amqpprox\n" in text and "Group=amqpprox\n" in text
+    assert users["amqpprox"][5:] == ["/var/lib/amqpprox", "/usr/sbin/nologin"]
+    assert "amqpprox:" in (tmp_path / "etc" / "group").read_text()
