@@ -138,6 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="Apply this definitions document (as GET /api/v1/definitions gives) at startup",
     )
+    parser.add_argument(
+        "--stateFile",
+        default=None,
+        metavar="PATH",
+        help="Save every configuration change to PATH (a definitions document) before"
+        " acknowledging it, and restore it at start; when PATH exists it wins over"
+        " --definitions, which only seeds a missing one",
+    )
     # Deadlines of the data plane (docs/architecture.md, "Deadlines and settings").
     for flag, setting, what in DEADLINE_FLAGS:
         parser.add_argument(
@@ -274,6 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         admin_token_for_reads=args.adminTokenForReads,
         admin_allowed_hosts=tuple(filter(None, map(str.strip, args.adminAllowedHosts.split(",")))),
         definitions_file=args.definitions,
+        state_file=args.stateFile,
         coalesce_reads_ms=args.coalesceReadsMs,
         **{setting: getattr(args, flag[2:]) for flag, setting, _what in DEADLINE_FLAGS},
     )

@@ -1,8 +1,9 @@
 """Composition root: builds the Context and starts/stops everything in order.
 
-Start: data plane, control socket, admin HTTP app (with the read deadlines of
-``admin.deadlines``: request head, request body), cleanup job, then (simple mode) the
-configuration the original applies and its listener. Stop (EXIT, SIGTERM, SIGINT):
+Start: the state file (``core.persist``; else the definitions document), data plane,
+control socket, admin HTTP app (with the read deadlines of ``admin.deadlines``: request
+head, request body), cleanup job, then (simple mode) the configuration the original
+applies and its listener. Stop (EXIT, SIGTERM, SIGINT):
 listeners close, every live session gets ``Connection.Close 320`` and up to
 ``drain_timeout`` to finish, the rest are cut, then the control socket and finally the
 admin app stop, so operators can watch the drain.
@@ -25,6 +26,7 @@ from amqpprox.admin.control import ControlServer
 from amqpprox.core import definitions
 from amqpprox.core import operations as ops
 from amqpprox.core.context import Context, Settings
+from amqpprox.core.persist import StateFile
 from amqpprox.errors import AmqpproxError
 from amqpprox.proxy.listener import ListenerManager
 from amqpprox.proxy.plane import DataPlane
@@ -61,9 +63,16 @@ class Runtime:
         self._cleanup_task: asyncio.Task[None] | None = None
 
     async def start(self, simple: SimpleMode | None = None) -> None:
-        if self.settings.definitions_file:
-            # Before anything serves: an invalid document stops the start, naming the problem.
+        state_file = StateFile(self.settings.state_file) if self.settings.state_file else None
+        # Before anything serves: an invalid document stops the start, naming the problem.
+        if state_file is not None and state_file.exists():
+            await state_file.load(self.ctx)  # it wins: --definitions only seeds a missing one
+            if self.settings.definitions_file:
+                log.info("State file %s exists: --definitions not applied", state_file.path)
+        elif self.settings.definitions_file:
             await definitions.load_file(self.ctx, self.settings.definitions_file)
+        if state_file is not None:
+            state_file.attach(self.ctx)  # saved now, then after every change
         await self.control.start()
         admin_app = make_admin_app(self.ctx)
         deadlines.install(admin_app, self.settings.admin_body_timeout)

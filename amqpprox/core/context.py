@@ -68,6 +68,9 @@ class Settings:
     admin_allowed_hosts: tuple[str, ...] = ()
     # A definitions document applied at startup (amqpprox --definitions FILE).
     definitions_file: str | None = None
+    # Every configuration change is saved here before it is acknowledged, and restored at
+    # start (amqpprox --stateFile PATH; core.persist). An existing one wins over definitions_file.
+    state_file: str | None = None
 
 
 class ListenerControl(Protocol):
