@@ -29,9 +29,8 @@ JSON = {"Content-Type": "application/json"}
 
 @contextlib.asynccontextmanager
 async def started(folder: str, **overrides: object) -> AsyncIterator[Runtime]:
-    runtime = Runtime(
-        make_settings(folder, state_file=os.path.join(folder, "state.json"), **overrides)
-    )
+    values: dict[str, object] = {"state_file": os.path.join(folder, "state.json"), **overrides}
+    runtime = Runtime(make_settings(folder, **values))
     await runtime.start()
     try:
         yield runtime
@@ -87,6 +86,9 @@ async def test_each_front_end_change_is_saved_before_its_reply(tmp_socket_dir: s
         assert saved(tmp_socket_dir)["paused_vhosts"] == []
 
         imported = {**document, "paused_vhosts": ["v2"], "datacenter": "dc9"}
+        dry = await rest(http, runtime, "PUT", "/definitions?dry_run=true", imported)
+        assert dry["changes"]["paused_vhosts"] == {"from": [], "to": ["v2"]}
+        assert saved(tmp_socket_dir)["paused_vhosts"] == []
         await rest(http, runtime, "PUT", "/definitions", imported)
         assert saved(tmp_socket_dir) == await rest(http, runtime, "GET", "/definitions")
         assert saved(tmp_socket_dir)["paused_vhosts"] == ["v2"]
@@ -126,6 +128,27 @@ async def test_an_existing_state_file_wins_over_definitions(tmp_socket_dir: str)
         assert await ctl(runtime.settings.control_socket, "DATACENTER SET later") == ""
     async with started(tmp_socket_dir, definitions_file=seed) as runtime:
         assert runtime.ctx.state.datacenter == "later"
+
+
+async def test_a_change_that_cannot_be_saved_is_not_acknowledged(tmp_socket_dir: str) -> None:
+    folder = os.path.join(tmp_socket_dir, "state")
+    os.mkdir(folder)
+    state = os.path.join(folder, "state.json")
+    async with (
+        started(tmp_socket_dir, state_file=state) as runtime,
+        aiohttp.ClientSession() as http,
+    ):
+        os.unlink(state)
+        os.rmdir(folder)  # the next write cannot create its temporary file
+        reply = await ctl(runtime.settings.control_socket, "BACKEND ADD b1 dc 127.0.0.1 5672")
+        assert f"state file {state}" in reply and "not saved" in reply
+        url = f"http://127.0.0.1:{runtime.admin_port}/api/v1/datacenter"
+        async with http.put(url, json={"name": "dc2"}, headers=JSON) as response:
+            assert response.status == 500
+            assert (await response.json())["error"] == "state_file"
+        os.mkdir(folder)
+        assert await ctl(runtime.settings.control_socket, "VHOST PAUSE v") == ""
+        assert saved(folder)["paused_vhosts"] == ["v"]  # the next change saves everything
 
 
 @pytest.mark.parametrize(
