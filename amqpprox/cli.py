@@ -147,6 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="Reload the --definitions file when it changes (Linux inotify; a ConfigMap"
         " update too)",
     )
+    parser.add_argument(
+        "--stateFile",
+        default=None,
+        metavar="PATH",
+        help="Save every configuration change to PATH (a definitions document) before"
+        " acknowledging it, and restore it at start; when PATH exists it wins over"
+        " --definitions, which only seeds a missing one",
+    )
     # Deadlines of the data plane (docs/architecture.md, "Deadlines and settings").
     for flag, setting, what in DEADLINE_FLAGS:
         parser.add_argument(
@@ -293,6 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         admin_allowed_hosts=tuple(filter(None, map(str.strip, args.adminAllowedHosts.split(",")))),
         definitions_file=args.definitions,
         watch_definitions=args.watchDefinitions,
+        state_file=args.stateFile,
         coalesce_reads_ms=args.coalesceReadsMs,
         **{setting: getattr(args, flag[2:]) for flag, setting, _what in DEADLINE_FLAGS},
     )

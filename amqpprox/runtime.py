@@ -1,9 +1,10 @@
 """Composition root: builds the Context and starts/stops everything in order.
 
-Start: data plane, control socket, admin HTTP app (with the read deadlines of
-``admin.deadlines``: request head, request body), cleanup job, then (simple mode) the
-configuration the original applies and its listener. SIGHUP reloads ``--definitions``
-(``core.reload``), as does a change of the file with ``--watchDefinitions`` (``watch``).
+Start: the state file (``core.persist``; else the definitions document), data plane,
+control socket, admin HTTP app (with the read deadlines of ``admin.deadlines``: request
+head, request body), cleanup job, then (simple mode) the configuration the original
+applies and its listener. SIGHUP reloads ``--definitions`` (``core.reload``), as does a
+change of the file with ``--watchDefinitions`` (``filewatch``).
 Stop (EXIT, SIGTERM, SIGINT):
 listeners close, every live session gets ``Connection.Close 320`` and up to
 ``drain_timeout`` to finish, the rest are cut, then the control socket and finally the
@@ -26,6 +27,7 @@ from amqpprox.admin.app import make_admin_app
 from amqpprox.admin.control import ControlServer
 from amqpprox.core import operations as ops
 from amqpprox.core.context import Context, Settings
+from amqpprox.core.persist import StateFile
 from amqpprox.core.reload import Reloader
 from amqpprox.errors import AmqpproxError
 from amqpprox.filewatch import DirectoryWatcher
@@ -67,14 +69,19 @@ class Runtime:
         self._sighup = False
 
     async def start(self, simple: SimpleMode | None = None) -> None:
-        if self.settings.definitions_file:
-            # Before anything serves: an invalid document stops the start, naming the problem.
+        state_file = StateFile(self.settings.state_file) if self.settings.state_file else None
+        # Before anything serves: an invalid document stops the start, naming the problem.
+        if state_file is not None and state_file.exists():
+            await state_file.load(self.ctx)  # it wins: --definitions only seeds a missing one
+            if self.settings.definitions_file:
+                log.info("State file %s exists: --definitions not applied", state_file.path)
+        elif self.settings.definitions_file:
             await self.reloader.load_at_start()
-            if self.settings.watch_definitions:
-                self._watcher = DirectoryWatcher(
-                    self.settings.definitions_file, self.reloader.changed
-                )
-                self._watcher.start()
+        if state_file is not None:
+            state_file.attach(self.ctx)  # saved now, then after every change
+        if self.settings.definitions_file and self.settings.watch_definitions:
+            self._watcher = DirectoryWatcher(self.settings.definitions_file, self.reloader.changed)
+            self._watcher.start()
         try:
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reloader.on_sighup)
             self._sighup = True

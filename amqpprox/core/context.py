@@ -70,6 +70,9 @@ class Settings:
     definitions_file: str | None = None
     # Reload definitions_file when it changes (inotify; SIGHUP reloads it in any case).
     watch_definitions: bool = False
+    # Every configuration change is saved here before it is acknowledged, and restored at
+    # start (amqpprox --stateFile PATH; core.persist). An existing one wins over definitions_file.
+    state_file: str | None = None
 
 
 class ListenerControl(Protocol):

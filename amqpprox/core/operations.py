@@ -192,11 +192,16 @@ async def start_listener(
     busy whatever its address.
     """
     spec = ListenerSpec(port, tls, host, proxy_protocol=proxy_protocol)
-    return await ctx.listeners.start(spec)
+    bound = await ctx.listeners.start(spec)
+    ctx.state.notify()  # listeners live outside ProxyState: tell the state file
+    return bound
 
 
 async def stop_listener(ctx: Context, port: int | None = None) -> list[int]:
-    return await ctx.listeners.stop(port)
+    stopped = await ctx.listeners.stop(port)
+    if stopped:
+        ctx.state.notify()
+    return stopped
 
 
 def list_listeners(ctx: Context) -> list[ListenerSpec]:
@@ -384,12 +389,14 @@ async def put_listener(
     tls: bool = False,
     proxy_protocol: bool = False,
     host: str = ALL_INTERFACES,
+    notify: bool = True,
 ) -> tuple[ListenerSpec, bool]:
     """Listen on ``port`` (idempotent); a listener in another mode (TLS, PROXY) or on
     another address is replaced.
 
     True when a listener was started where none was. If the replacement cannot bind,
-    the previous listener is restored and the error raised.
+    the previous listener is restored and the error raised. ``notify`` False: the caller
+    (a definitions import) tells the state file once its whole change is done.
     """
     validate_port(port)
     wanted = ListenerSpec(port, tls, host, proxy_protocol=proxy_protocol)
@@ -404,6 +411,8 @@ async def put_listener(
         if current is not None:
             await ctx.listeners.start(current)
         raise
+    if notify:
+        ctx.state.notify()
     return get_listener(ctx, port), current is None
 
 

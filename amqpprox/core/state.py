@@ -5,7 +5,9 @@ the default farm, this proxy's datacenter and the vhosts paused, unpaused or ope
 (VHOST PRINT's list). Every change bumps ``version``. A vhost a client merely names is
 not recorded anywhere here: only configuration (a mapping, limits, a pause) or a
 session that reached OpenOk makes a vhost known (``is_known_vhost``), so clients cannot
-grow this state by inventing names. Mutations validate referential integrity, so a farm
+grow this state by inventing names. ``on_change`` (the runtime's state file) is called
+synchronously after every change, before the front end replies; ``batch`` holds it back
+while a definitions import commits. Mutations validate referential integrity, so a farm
 never names a missing backend: deleting a backend still used by a farm or mapping is
 refused (the original left the farm dangling); a mapping may name a farm that does not
 exist (``broken_target``). No I/O here.
@@ -13,6 +15,8 @@ exist (``broken_target``). No I/O here.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -60,9 +64,30 @@ class ProxyState:
         self.auth = AuthConfig()
         self.version = 0
         self._selectors: dict[str, RoundRobin] = {}
+        # Called after every change (and by ``notify`` for configuration kept elsewhere).
+        self.on_change: Callable[[], None] | None = None
+        self._batching = 0
 
     def _changed(self) -> None:
         self.version += 1
+        self.notify()
+
+    def notify(self) -> None:
+        """The configuration changed (here, or the listeners or TLS settings): call
+        ``on_change`` now, unless inside ``batch``. Its errors reach the caller."""
+        if self.on_change is not None and not self._batching:
+            self.on_change()
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Changes inside do not call ``on_change``; the caller calls ``notify`` once the
+        whole change is done. Only around synchronous code: a change made by another
+        task while this is held would be acknowledged unsaved."""
+        self._batching += 1
+        try:
+            yield
+        finally:
+            self._batching -= 1
 
     def touch(self) -> None:
         """Configuration kept outside this state changed (the TLS settings): a new version."""

@@ -2,7 +2,8 @@
 
 All or nothing: after ``prepare`` the TLS contexts are swapped in and the listeners
 started (both undone if one cannot bind); only then is the live state changed, in one
-synchronous step (``_commit``) the event loop cannot interleave with a session.
+synchronous step (``_commit``) the event loop cannot interleave with a session. The
+state file (``core.persist``) is told once, after the last listener stopped.
 I/O goes through ``core.operations`` and the Context's listener and TLS controls.
 Must not import ``proxy`` or ``admin``.
 """
@@ -36,7 +37,12 @@ async def _apply_listeners(
             if before == spec:
                 continue
             await ops.put_listener(
-                ctx, spec.port, tls=spec.tls, proxy_protocol=spec.proxy_protocol, host=spec.host
+                ctx,
+                spec.port,
+                tls=spec.tls,
+                proxy_protocol=spec.proxy_protocol,
+                host=spec.host,
+                notify=False,
             )
             undo.append((spec.port, before))
     except AmqpproxError:
@@ -87,6 +93,13 @@ def _commit(ctx: Context, defs: Definitions) -> None:
             state.set_vhost_limits(vhost, limits)
     if state.auth != defs.auth:
         state.set_auth(defs.auth)
+    wanted_paused = set(defs.paused_vhosts)
+    for vhost in [v for v, paused in state.paused_vhosts.items() if paused]:
+        if vhost not in wanted_paused:
+            ops.unpause_vhost(ctx, vhost)
+    for vhost in defs.paused_vhosts:
+        if not state.is_vhost_paused(vhost):
+            ops.pause_vhost(ctx, vhost)
 
 
 async def apply(ctx: Context, document: object, *, dry_run: bool = False) -> dict[str, Any]:
@@ -114,16 +127,22 @@ async def apply(ctx: Context, document: object, *, dry_run: bool = False) -> dic
     if ctx.state.version != version:
         await _undo_listeners(ctx, undo)
         undo_tls()
+        ctx.state.notify()  # a change saved meanwhile may have seen this import's listeners
         raise InvalidState("the configuration changed while the document was applied; retry")
-    _commit(ctx, defs)
-    if any(wanted_tls[d] != tls_before[d] for d in defs.tls_given):
-        ctx.state.touch()
-    ctx.admission.changed()  # live sessions take up the document's data rates
-    if defs.listeners is not None:
-        wanted_ports = {s.port for s in defs.listeners}
-        for spec in ctx.listeners.specs():
-            if spec.port not in wanted_ports:
-                await ctx.listeners.stop(spec.port)
+    # The state file is written once, when the whole document is in place.
+    try:
+        with ctx.state.batch():
+            _commit(ctx, defs)
+            if any(wanted_tls[d] != tls_before[d] for d in defs.tls_given):
+                ctx.state.touch()
+        ctx.admission.changed()  # live sessions take up the document's data rates
+        if defs.listeners is not None:
+            wanted_ports = {s.port for s in defs.listeners}
+            for spec in ctx.listeners.specs():
+                if spec.port not in wanted_ports:
+                    await ctx.listeners.stop(spec.port)
+    finally:
+        ctx.state.notify()
     return {"dry_run": False, "changes": changes}
 
 

@@ -142,4 +142,10 @@ def export(ctx: Context) -> dict[str, Any]:
         "limits": all_limits_json(state.default_limits, state.vhost_limits),
         "auth": auth_json(state.auth),
         "tls": all_tls_json(ctx),
+        "paused_vhosts": paused_vhosts_json(state.paused_vhosts),
     }
+
+
+def paused_vhosts_json(paused: AbstractMapping[str, bool]) -> list[str]:
+    """The vhosts paused (VHOST PAUSE), sorted; unpaused and merely opened ones are not."""
+    return sorted(v for v, is_paused in paused.items() if is_paused)

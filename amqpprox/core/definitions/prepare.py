@@ -22,6 +22,7 @@ from amqpprox.core.definitions.codec import (
     farm_json,
     limits_from_json,
     mapping_json,
+    paused_vhosts_json,
     tls_from_json,
     tls_json,
 )
@@ -49,6 +50,7 @@ class Definitions:
     # (those are rebuilt from their files, so an apply picks up rotated certificates).
     tls: tuple[tuple[Direction, TlsSettings], ...] = ()
     tls_given: tuple[Direction, ...] = ()
+    paused_vhosts: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -60,6 +62,7 @@ class Definitions:
             "limits": all_limits_json(self.default_limits, dict(self.vhost_limits)),
             "auth": auth_json(self.auth),
             "tls": {d.lower(): tls_json(settings) for d, settings in self.tls},
+            "paused_vhosts": sorted(self.paused_vhosts),
         }
 
 
@@ -171,7 +174,9 @@ async def prepare(ctx: Context, document: object) -> Definitions:
             raise InvalidArgument(f"{label}: {error.message}") from error
         given.append(direction)
 
+    paused = doc.get("paused_vhosts", paused_vhosts_json(state.paused_vhosts))
     result = Definitions(
+        paused_vhosts=tuple(sorted(set(paused))),
         tls=tuple(tls.items()),
         tls_given=tuple(given),
         default_limits=default_limits,

@@ -201,6 +201,8 @@ class DefinitionsSchema(Schema):
     limits = fields.Nested(LimitsDef)
     auth = fields.Nested(AuthFields)
     tls = fields.Nested(TlsDef)
+    # The vhosts whose new sessions are held (VHOST PAUSE); every other vhost is unpaused.
+    paused_vhosts = fields.List(fields.String(validate=validate.Length(min=1, max=MAX_NAME)))
 
 
 def describe_validation_error(error: ValidationError) -> str:
