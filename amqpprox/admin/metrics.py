@@ -79,6 +79,7 @@ def render(ctx: Context, openmetrics: bool = False) -> str:
         _histogram(out, "amqpprox_backend_connect_duration_seconds", label_set, histogram)
     _backend_failures(out, ctx)
     _listener_families(out, ctx)
+    _farm_families(out, ctx)
     _auth_families(out, ctx)
     _limit_refusals(out, ctx)
     _reload_families(out, ctx)
@@ -209,6 +210,19 @@ def _listener_families(out: Exposition, ctx: Context) -> None:
         out.family(name, "counter", text)
         for port in ports:
             out.line(name + "_total", labels(("port",), (str(port),)), counts[port].get(key, 0))
+
+
+def _farm_families(out: Exposition, ctx: Context) -> None:
+    """Which backends each farm has: joined with the per-backend series, it lets an alert
+    speak of a farm (every member failing) although those series name only backends."""
+    out.family(
+        "amqpprox_farm_member",
+        "gauge",
+        "1 for each backend a farm has (FARM ADD order is not kept in labels).",
+    )
+    for farm in sorted(ctx.state.farms.values(), key=lambda f: f.name):
+        for backend in sorted(set(farm.members)):
+            out.line("amqpprox_farm_member", labels(("farm", "backend"), (farm.name, backend)), 1)
 
 
 def _auth_families(out: Exposition, ctx: Context) -> None:
