@@ -107,7 +107,11 @@ class Runtime:
         self.ctx.ready.set()
 
     async def configure_simple(self, simple: SimpleMode) -> int:
-        """What the original runs in simple mode, in the same order."""
+        """What the original runs in simple mode, in the same order.
+
+        Applied over what a state file restored (the same names, the same port), so a
+        restart with ``--stateFile`` ends with the command line's simple configuration.
+        """
         await ops.add_backend(
             self.ctx,
             "default-backend",
@@ -115,10 +119,15 @@ class Runtime:
             simple.destination_dns,
             simple.destination_port,
             dns=True,
+            replace=True,
         )
         ops.set_farm(self.ctx, "default", ["default-backend"])
         ops.set_default_farm(self.ctx, "default")
-        return await ops.start_listener(self.ctx, simple.listen_port, host=simple.listen_host)
+        port = simple.listen_port
+        if port and any(spec.port == port for spec in self.ctx.listeners.specs()):
+            await ops.put_listener(self.ctx, port, host=simple.listen_host)
+            return port
+        return await ops.start_listener(self.ctx, port, host=simple.listen_host)
 
     async def _cleanup_loop(self) -> None:
         interval = self.settings.cleanup_interval_ms / 1000

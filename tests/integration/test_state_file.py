@@ -20,8 +20,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from amqpprox.runtime import Runtime
-from tests.conftest import ctl, free_closed_port, make_settings
+from amqpprox.runtime import Runtime, SimpleMode
+from tests.conftest import BROKER_HOST, BROKER_PORT, ctl, free_closed_port, make_settings
 
 PY = sys.executable
 JSON = {"Content-Type": "application/json"}
@@ -117,6 +117,22 @@ async def test_restart_restores_the_definitions_and_paused_vhosts(tmp_socket_dir
         assert await rest(http, second, "GET", "/definitions") == before
         assert second.ctx.state.is_vhost_paused("v1")
         assert await ctl(second.settings.control_socket, "VHOST PRINT") == "v1 = PAUSED\n"
+
+
+async def test_simple_mode_restarts_over_its_own_state_file(tmp_socket_dir: str) -> None:
+    port = free_closed_port()
+    simple = SimpleMode(port, BROKER_HOST, BROKER_PORT, listen_host="127.0.0.1")
+    async with started(tmp_socket_dir) as first:
+        assert await first.configure_simple(simple) == port
+        backends_before = await ctl(first.settings.control_socket, "BACKEND PRINT")
+    # The state file restored the simple configuration; applying it again must not fail.
+    async with started(tmp_socket_dir) as second:
+        assert await second.configure_simple(simple) == port
+        path = second.settings.control_socket
+        assert await ctl(path, "BACKEND PRINT") == backends_before
+        assert await ctl(path, "LISTEN PRINT") == (
+            f"port={port} address=127.0.0.1 tls=N proxyProtocol=N\n"
+        )
 
 
 async def test_an_existing_state_file_wins_over_definitions(tmp_socket_dir: str) -> None:
