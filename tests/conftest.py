@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from urllib.parse import quote, urlparse
 
+import pika
 import pytest
 
 from amqpprox.core.context import Settings
@@ -123,3 +124,34 @@ def free_closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def pika_params(port: int, host: str = "127.0.0.1", **extra: object) -> pika.ConnectionParameters:
+    """The broker's user on vhost / at ``host:port``, failing fast: one attempt, 5 s reads."""
+    return pika.ConnectionParameters(
+        host,
+        port,
+        "/",
+        pika.PlainCredentials(BROKER_USER, BROKER_PASSWORD),
+        connection_attempts=1,
+        socket_timeout=5,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def pika_round_trip(port: int, body: bytes, host: str = "127.0.0.1") -> bytes:
+    """Publish ``body`` to a fresh exclusive queue through ``host:port`` with pika and get
+    it back (blocking: run it in a thread from async tests)."""
+    conn = pika.BlockingConnection(pika_params(port, host))
+    try:
+        channel = conn.channel()
+        queue = channel.queue_declare("", exclusive=True).method.queue
+        channel.basic_publish("", queue, body)
+        for _ in range(100):
+            _method, _props, got = channel.basic_get(queue, auto_ack=True)
+            if got is not None:
+                return bytes(got)
+            conn.process_data_events(0.05)
+        raise AssertionError("the message never came back")
+    finally:
+        conn.close()

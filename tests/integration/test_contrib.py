@@ -18,7 +18,7 @@ import aiohttp
 import pika
 import pytest
 
-from tests.conftest import RunningProxy, ctl, free_closed_port, running_proxy
+from tests.conftest import RunningProxy, ctl, free_closed_port, pika_params, running_proxy
 
 CONTRIB = Path(__file__).resolve().parents[2] / "contrib"
 RULES = CONTRIB / "prometheus" / "amqpprox-rules.yml"
@@ -95,15 +95,7 @@ def _panel_queries() -> list[tuple[str, str]]:
 
 def _pika_traffic(port: int) -> int:
     """Publish and consume 200 messages through the proxy with a blocking pika client."""
-    params = pika.ConnectionParameters(
-        "127.0.0.1",
-        port,
-        "/",
-        pika.PlainCredentials("guest", "guest"),
-        connection_attempts=1,
-        socket_timeout=5,
-    )
-    conn = pika.BlockingConnection(params)
+    conn = pika.BlockingConnection(pika_params(port))
     try:
         ch = conn.channel()
         ch.confirm_delivery()

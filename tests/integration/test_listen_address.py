@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pika
 import pytest
 
 from amqpprox.amqp.methods import ConnectionCloseOk, ConnectionOpenOk
@@ -38,6 +37,7 @@ from tests.conftest import (
     RunningProxy,
     ctl,
     free_closed_port,
+    pika_round_trip,
 )
 from tests.polling import DEADLINE
 from tests.rawamqp import RawClient
@@ -122,32 +122,6 @@ async def amqp_opens(host: str, port: int) -> bool:
     return opened
 
 
-def pika_roundtrip(host: str, port: int) -> bytes:
-    """Publish to a fresh queue and get the message back, with pika at ``host:port``."""
-    params = pika.ConnectionParameters(
-        host,
-        port,
-        "/",
-        pika.PlainCredentials("guest", "guest"),
-        connection_attempts=1,
-        socket_timeout=5,
-    )
-    conn = pika.BlockingConnection(params)
-    try:
-        channel = conn.channel()
-        queue = channel.queue_declare("", exclusive=True).method.queue
-        body = uuid.uuid4().bytes
-        channel.basic_publish("", queue, body)
-        for _ in range(100):
-            _method, _props, got = channel.basic_get(queue, auto_ack=True)
-            if got is not None:
-                return bytes(got)
-            conn.process_data_events(0.05)
-        raise AssertionError("the message never came back")
-    finally:
-        conn.close()
-
-
 @pytest.fixture
 def port() -> Iterator[int]:
     with reserve_port() as reserved:
@@ -226,7 +200,8 @@ async def test_an_ipv6_loopback_listener_serves_pika_over_ipv6(
     path = proxy.control_socket
     assert await ctl(path, f"LISTEN START {port} ADDRESS 0:0:0:0:0:0:0:1") == ""
     assert f"port={port} address=::1 tls=N proxyProtocol=N\n" in await ctl(path, "LISTEN PRINT")
-    body = await asyncio.to_thread(pika_roundtrip, "::1", port)
+    sent = uuid.uuid4().bytes
+    body = await asyncio.to_thread(pika_round_trip, port, sent, "::1")
     assert len(body) == 16
     assert not await reachable("127.0.0.1", port)  # IPv6 only
     assert await amqp_opens("::1", port)

@@ -14,11 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-import pika
 import pytest
 
 from amqpprox.core.context import Settings
-from tests.conftest import BROKER_PORT, free_closed_port
+from tests.conftest import BROKER_PORT, free_closed_port, pika_round_trip
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "contrib" / "systemd" / "amqpprox.service"
@@ -135,18 +134,8 @@ def test_the_proxy_relays_with_no_writable_executable_memory(tmp_socket_dir: str
         assert proc.stderr is not None
         assert proc.stderr.readline() == "scanner: c\n"  # the C extension, under MDWE
         _wait_listening(proc, port)
-        params = pika.ConnectionParameters(
-            host="127.0.0.1", port=port, credentials=pika.PlainCredentials("guest", "guest")
-        )
-        conn = pika.BlockingConnection(params)
-        try:
-            channel = conn.channel()
-            queue = channel.queue_declare("", exclusive=True).method.queue
-            channel.basic_publish("", queue, b"x" * 200_000)  # several frames, scanned
-            _method, _props, body = channel.basic_get(queue, auto_ack=True)
-            assert body == b"x" * 200_000
-        finally:
-            conn.close()
+        body = b"x" * 200_000  # several frames, scanned
+        assert pika_round_trip(port, body) == body
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err
