@@ -9,13 +9,14 @@ of the configuration as it is.
 One module per job: ``schema`` (the document's marshmallow schemas, reused by REST for
 request bodies), ``codec`` (model values <-> JSON, ``export``), ``prepare`` (a document
 to a checked ``Definitions``), ``diff`` (what applying it would change) and ``apply``
-(all or nothing, ``load_file``). This package re-exports what other modules use.
+(all or nothing; ``core.reload`` reads the file). This package re-exports what other
+modules use.
 No HTTP and no sockets here: I/O goes through ``core.operations``.
 """
 
 from __future__ import annotations
 
-from amqpprox.core.definitions.apply import apply, load_file
+from amqpprox.core.definitions.apply import apply
 from amqpprox.core.definitions.codec import (
     auth_from_json,
     auth_json,
@@ -71,7 +72,6 @@ __all__ = [
     "limits_from_json",
     "limits_json",
     "listener_json",
-    "load_file",
     "load_schema",
     "mapping_json",
     "prepare",

@@ -10,9 +10,6 @@ Must not import ``proxy`` or ``admin``.
 
 from __future__ import annotations
 
-import asyncio
-import json
-from pathlib import Path
 from typing import Any
 
 from amqpprox.core import operations as ops
@@ -21,7 +18,7 @@ from amqpprox.core.definitions.diff import diff
 from amqpprox.core.definitions.prepare import Definitions, prepare
 from amqpprox.core.model import Limits, ListenerSpec
 from amqpprox.core.tls import DIRECTIONS
-from amqpprox.errors import AmqpproxError, InvalidArgument, InvalidState
+from amqpprox.errors import AmqpproxError, InvalidState
 
 
 async def _apply_listeners(
@@ -144,18 +141,3 @@ async def apply(ctx: Context, document: object, *, dry_run: bool = False) -> dic
     finally:
         ctx.state.notify()
     return {"dry_run": False, "changes": changes}
-
-
-async def load_file(ctx: Context, path: str) -> dict[str, Any]:
-    """Apply a definitions file (``amqpprox --definitions``); problems name the file."""
-    try:
-        text = await asyncio.to_thread(Path(path).read_text, encoding="utf-8")
-        document = json.loads(text)
-    except OSError as error:
-        raise InvalidArgument(f"definitions file {path}: {error.strerror or error}") from error
-    except (ValueError, UnicodeDecodeError) as error:
-        raise InvalidArgument(f"definitions file {path}: not valid JSON: {error}") from error
-    try:
-        return await apply(ctx, document)
-    except AmqpproxError as error:
-        raise type(error)(f"definitions file {path}: {error.message}") from error
