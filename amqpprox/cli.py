@@ -155,6 +155,15 @@ def build_parser() -> argparse.ArgumentParser:
         " acknowledging it, and restore it at start; when PATH exists it wins over"
         " --definitions, which only seeds a missing one",
     )
+    parser.add_argument(
+        "--farmChangeEvictPerSecond",
+        type=int,
+        default=_DEFAULTS["farm_change_evict_per_second"],
+        metavar="N",
+        help="When a farm is redefined without a backend, close that backend's sessions"
+        " routed through the farm (Close 320) at N a second; 0 turns this off"
+        " (default %(default)s)",
+    )
     # Deadlines of the data plane (docs/architecture.md, "Deadlines and settings").
     for flag, setting, what in DEADLINE_FLAGS:
         parser.add_argument(
@@ -267,6 +276,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0 <= args.coalesceReadsMs <= 100:
         print("--coalesceReadsMs must be between 0 and 100")
         return 2
+    if not 0 <= args.farmChangeEvictPerSecond <= 10_000:
+        print("--farmChangeEvictPerSecond must be between 0 and 10000")
+        return 2
     for flag, _setting, _what in DEADLINE_FLAGS:
         value = getattr(args, flag[2:])
         if not 0 < value <= 3600:
@@ -303,6 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         watch_definitions=args.watchDefinitions,
         state_file=args.stateFile,
         coalesce_reads_ms=args.coalesceReadsMs,
+        farm_change_evict_per_second=args.farmChangeEvictPerSecond,
         **{setting: getattr(args, flag[2:]) for flag, setting, _what in DEADLINE_FLAGS},
     )
     configure(settings.log_directory, settings.console_verbosity)

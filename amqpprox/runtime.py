@@ -154,6 +154,7 @@ class Runtime:
             self._watcher.stop()
         await self.reloader.stop()
         await self.listeners.stop()
+        await self.ctx.moves.stop()  # evictions and migrations end; the drain closes all
         live = self.ctx.sessions.live()
         for session in live:
             session.disconnect_graceful(SHUTDOWN_TEXT, 320)

@@ -26,6 +26,7 @@ from amqpprox import __version__
 from amqpprox.admin import dashboard, dashboard_support, metrics, rest, security
 from amqpprox.admin.keys import CONTEXT
 from amqpprox.admin.rest_limits import LimitsApi
+from amqpprox.admin.rest_moves import MovesApi
 from amqpprox.admin.rest_tls import TlsApi
 from amqpprox.core.context import Context
 
@@ -50,6 +51,7 @@ async def readyz(request: web.Request) -> web.Response:
 def make_rest_app(ctx: Context) -> web.Application:
     """The REST sub-app: routes relative to its mount (``rest.MOUNT``)."""
     api = web.Application(middlewares=[rest.error_middleware(ctx)])
+    api.router.add_routes(MovesApi(ctx).routes())  # first: /vhosts/{vhost}/migrate
     api.router.add_routes(rest.RestApi(ctx).routes())
     api.router.add_routes(LimitsApi(ctx).routes())
     api.router.add_routes(TlsApi(ctx).routes())

@@ -25,6 +25,7 @@ from prometheus_client.exposition import choose_encoder
 from amqpprox import __version__, build
 from amqpprox.admin import stats as statfmt
 from amqpprox.admin.exposition import Exposition, labels
+from amqpprox.admin.metrics_moves import render_moves
 from amqpprox.admin.keys import CONTEXT
 from amqpprox.core.context import Context
 from amqpprox.core.sessions import UNKNOWN_VHOST, CloseReason
@@ -84,6 +85,7 @@ def render(ctx: Context, openmetrics: bool = False) -> str:
     _auth_families(out, ctx)
     _limit_refusals(out, ctx)
     _reload_families(out, ctx)
+    render_moves(out, ctx)
 
     probe = hub.buffer_probe
     if probe is not None:

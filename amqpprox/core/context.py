@@ -2,7 +2,8 @@
 
 ``runtime`` builds exactly one. It also owns the per-process state that is not
 configuration: the statistics (``stats``, a ``core.stats.StatsHub``) and the admission
-limiters (``admission``, a ``core.limits.Admission``). The listener manager is described
+limiters (``admission``, a ``core.limits.Admission``) and the evictions and migrations
+(``moves``, a ``core.moves.TrafficMoves``). The listener manager is described
 here as a Protocol so that ``core`` and ``admin`` never import the data plane.
 ``core.stats`` and ``core.limits`` import this module only for type checking.
 """
@@ -18,6 +19,7 @@ from typing import Protocol
 from amqpprox.core.hostnames import HostnameMapper
 from amqpprox.core.limits import Admission
 from amqpprox.core.model import ListenerSpec
+from amqpprox.core.moves import TrafficMoves
 from amqpprox.core.sessions import SessionRegistry
 from amqpprox.core.state import ProxyState
 from amqpprox.core.stats import StatsHub
@@ -73,6 +75,10 @@ class Settings:
     # Every configuration change is saved here before it is acknowledged, and restored at
     # start (amqpprox --stateFile PATH; core.persist). An existing one wins over definitions_file.
     state_file: str | None = None
+    # When a farm is redefined without a backend, that backend's sessions routed through
+    # the farm are closed (Close 320) at this many a second (--farmChangeEvictPerSecond);
+    # 0 leaves them alone (core.moves).
+    farm_change_evict_per_second: int = 10
 
 
 class ListenerControl(Protocol):
@@ -128,6 +134,9 @@ class Context:
         self.stats = StatsHub()
         # Connection-rate windows and admitted-session counts (LIMIT, REST limits).
         self.admission = Admission()
+        # Paced evictions and vhost migrations; a farm losing members evicts their sessions.
+        self.moves = TrafficMoves(self)
+        self.state.on_members_left = self.moves.farm_changed
         self.started_at = time.time()
         self.shutdown = asyncio.Event()
         self.ready = asyncio.Event()

@@ -66,6 +66,8 @@ class ProxyState:
         self._selectors: dict[str, RoundRobin] = {}
         # Called after every change (and by ``notify`` for configuration kept elsewhere).
         self.on_change: Callable[[], None] | None = None
+        # Called with (farm, backends) when a farm is redefined without those members.
+        self.on_members_left: Callable[[str, tuple[str, ...]], None] | None = None
         self._batching = 0
 
     def _changed(self) -> None:
@@ -143,9 +145,14 @@ class ProxyState:
                 f"backends not found: {', '.join(missing)}",
                 legacy_text=lines + "Farm not inserted due to at least one missing Backend\n",
             )
+        before = self.farms.get(farm.name)
         self.farms[farm.name] = farm
         self._repartition(farm)
         self._changed()
+        if before is not None and self.on_members_left is not None:
+            left = tuple(m for m in before.members if m not in farm.members)
+            if left:
+                self.on_members_left(farm.name, left)
 
     def add_partition_policy(self, name: str, policy: str) -> None:
         farm = self.farms.get(name)

@@ -9,6 +9,11 @@ verb's lines in the order its registration gives them.
 The first token of a line is the verb (case-insensitive); the rest is handed to the
 command, which splits it on white space. An unknown or empty verb answers with HELP.
 
+A module may add a subcommand to another module's verb with :func:`subcommand` (our
+additions to the original's verbs, kept out of the verb's own module): a line whose
+second token is that word goes to the subcommand's handler with the tokens after it,
+and HELP prints its lines after the verb's own.
+
 Imports ``core`` and ``errors`` only, never ``amqpprox.proxy``.
 """
 
@@ -38,6 +43,8 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {}
+# verb -> SUBWORD -> the subcommand (its help lines start with the subword).
+SUBCOMMANDS: dict[str, dict[str, Command]] = {}
 
 
 def register(verb: str, help_lines: tuple[str, ...], handler: Handler) -> Command:
@@ -63,11 +70,32 @@ def command(verb: str, *help_lines: str) -> Callable[[Handler], Handler]:
     return decorate
 
 
+def subcommand(verb: str, word: str, *help_lines: str) -> Callable[[Handler], Handler]:
+    """Decorator: handle ``verb word ...`` (the handler gets the tokens after ``word``)."""
+
+    def decorate(handler: Handler) -> Handler:
+        subs = SUBCOMMANDS.setdefault(verb, {})
+        if word != word.upper() or word.split() != [word] or word in subs:
+            raise ValueError(f"control subcommand {verb} {word!r} is invalid or registered twice")
+        if not help_lines or any(not line or "\n" in line for line in help_lines):
+            raise ValueError(f"control subcommand {verb} {word} needs single help lines")
+        subs[word] = Command(f"{verb} {word}", help_lines, handler)
+        return handler
+
+    return decorate
+
+
+def _lines(verb: str) -> list[str]:
+    lines = list(COMMANDS[verb].help_lines)
+    for sub in SUBCOMMANDS.get(verb, {}).values():
+        lines += sub.help_lines
+    return lines
+
+
 def help_text() -> str:
-    """HELP's reply: every verb's lines, verbs in alphabetical order."""
-    return "".join(
-        f"{verb} {line}\n" for verb in sorted(COMMANDS) for line in COMMANDS[verb].help_lines
-    )
+    """HELP's reply: every verb's lines (its subcommands' after its own), verbs in
+    alphabetical order."""
+    return "".join(f"{verb} {line}\n" for verb in sorted(COMMANDS) for line in _lines(verb))
 
 
 async def execute(ctx: Context, line: str, out: ControlOutput) -> None:
@@ -77,8 +105,13 @@ async def execute(ctx: Context, line: str, out: ControlOutput) -> None:
     if cmd is None:
         await out.write(help_text())
         return
+    args = rest.split()
+    sub = SUBCOMMANDS.get(cmd.verb, {}).get(args[0].upper()) if args else None
     try:
-        await cmd.handler(ctx, rest.split(), out)
+        if sub is not None:
+            await sub.handler(ctx, args[1:], out)
+        else:
+            await cmd.handler(ctx, args, out)
     except AmqpproxError as error:
         await out.write(error.legacy_text)
     except (ConnectionError, asyncio.CancelledError):

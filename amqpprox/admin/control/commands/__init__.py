@@ -22,6 +22,7 @@ from amqpprox.admin.control.commands import (
     log,
     maphostname,
     maps,
+    moves,
     sessions,
     stat,
     tls,
@@ -43,4 +44,5 @@ MODULES: tuple[ModuleType, ...] = (
     tls,  # TLS
     limits,  # LIMIT
     auth,  # AUTH
+    moves,  # BACKEND EVICT/EVICTIONS, VHOST MIGRATE/MIGRATIONS (subcommands)
 )
