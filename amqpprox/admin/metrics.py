@@ -25,8 +25,8 @@ from prometheus_client.exposition import choose_encoder
 from amqpprox import __version__, build
 from amqpprox.admin import stats as statfmt
 from amqpprox.admin.exposition import Exposition, labels
-from amqpprox.admin.metrics_moves import render_moves
 from amqpprox.admin.keys import CONTEXT
+from amqpprox.admin.metrics_moves import render_moves
 from amqpprox.core.context import Context
 from amqpprox.core.sessions import UNKNOWN_VHOST, CloseReason
 from amqpprox.core.stats import (

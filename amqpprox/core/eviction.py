@@ -100,12 +100,13 @@ class Eviction:
         try:
             for session in self.sessions:
                 if self._still_eligible(session):
-                    # The pace itself; the loop may wake a hair early, so check the clock again.
-                    while (delay := next_at - loop.time()) > 0:
-                        await asyncio.sleep(delay)
+                    delay = next_at - loop.time()
+                    if delay > 0:
+                        await asyncio.sleep(delay)  # the pace itself
                     if self._still_eligible(session):
                         self._evict(session)
-                        now = loop.time()
+                        # The loop may wake up to its clock resolution early: count it on time.
+                        now = max(loop.time(), next_at)
                         self.close_times.append(now)
                         next_at = now + interval
                 self.done += 1

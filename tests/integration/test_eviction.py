@@ -120,9 +120,8 @@ async def test_forty_sessions_at_ten_a_second_take_four_seconds_never_faster(
         "id=1 state=done backend=b1 reason=evict sessionsTotal=40 sessionsDone=40 "
         "sessionsClosed=40 perSecond=10 startedAt="
     )
-    async with aiohttp.ClientSession() as http:
-        async with http.get(proxy2.admin_url + "/metrics") as response:
-            text = await response.text()
+    async with aiohttp.ClientSession() as http, http.get(proxy2.admin_url + "/metrics") as got:
+        text = await got.text()
     assert 'amqpprox_sessions_evicted_total{backend="b1",reason="evict"} 40\n' in text
     assert 'amqpprox_sessions_evicted_total{backend="b2",reason="evict"} 0\n' in text
     assert "amqpprox_evictions_running 0\n" in text
