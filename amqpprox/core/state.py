@@ -73,10 +73,15 @@ class ProxyState:
         self._selectors: dict[str, RoundRobin] = {}
         # Called after every change (and by ``notify`` for configuration kept elsewhere).
         self.on_change: Callable[[], None] | None = None
+        # Called after every change, batched or not (the health checker's wake-up); they
+        # must not raise.
+        self.observers: list[Callable[[], None]] = []
         self._batching = 0
 
     def _changed(self) -> None:
         self.version += 1
+        for observer in self.observers:
+            observer()
         self.notify()
 
     def notify(self) -> None:
@@ -144,7 +149,9 @@ class ProxyState:
 
     def _require_backend(self, name: str) -> None:
         if name not in self.backends:
-            raise NotFound(f"backend {name!r} not found", legacy_text=f"Backend '{name}' not found")
+            raise NotFound(
+                f"backend {name!r} not found", legacy_text=f"Backend '{name}' not found\n"
+            )
 
     # -- backend states and health check settings (core.backend_status, core.health) --
     def backend_state(self, name: str) -> BackendState:

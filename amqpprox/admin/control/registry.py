@@ -8,6 +8,9 @@ verb's lines in the order its registration gives them.
 
 The first token of a line is the verb (case-insensitive); the rest is handed to the
 command, which splits it on white space. An unknown or empty verb answers with HELP.
+A module may add a sub-command word to a verb another module registered
+(:func:`subcommand`, e.g. ``BACKEND STATE``): its help lines follow the verb's, and a
+line whose second token is that word goes to its handler instead of the verb's.
 
 Imports ``core`` and ``errors`` only, never ``amqpprox.proxy``.
 """
@@ -38,6 +41,8 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {}
+# (verb, word) -> the handler of an added sub-command; it gets the tokens after the word.
+SUBCOMMANDS: dict[tuple[str, str], Handler] = {}
 
 
 def register(verb: str, help_lines: tuple[str, ...], handler: Handler) -> Command:
@@ -63,6 +68,22 @@ def command(verb: str, *help_lines: str) -> Callable[[Handler], Handler]:
     return decorate
 
 
+def subcommand(verb: str, word: str, *help_lines: str) -> Callable[[Handler], Handler]:
+    """Decorator: add sub-command ``word`` to the registered ``verb``, with its HELP lines."""
+
+    def decorate(handler: Handler) -> Handler:
+        cmd = COMMANDS.get(verb)
+        if cmd is None or (verb, word) in SUBCOMMANDS or word != word.upper():
+            raise ValueError(f"cannot add sub-command {word!r} to control verb {verb}")
+        if not help_lines or any(not line or "\n" in line for line in help_lines):
+            raise ValueError(f"sub-command {verb} {word} needs one or more single help lines")
+        COMMANDS[verb] = Command(verb, cmd.help_lines + help_lines, cmd.handler)
+        SUBCOMMANDS[(verb, word)] = handler
+        return handler
+
+    return decorate
+
+
 def help_text() -> str:
     """HELP's reply: every verb's lines, verbs in alphabetical order."""
     return "".join(
@@ -77,8 +98,13 @@ async def execute(ctx: Context, line: str, out: ControlOutput) -> None:
     if cmd is None:
         await out.write(help_text())
         return
+    args = rest.split()
+    handler = SUBCOMMANDS.get((cmd.verb, args[0].upper())) if args else None
     try:
-        await cmd.handler(ctx, rest.split(), out)
+        if handler is not None:
+            await handler(ctx, args[1:], out)
+        else:
+            await cmd.handler(ctx, args, out)
     except AmqpproxError as error:
         await out.write(error.legacy_text)
     except (ConnectionError, asyncio.CancelledError):

@@ -16,6 +16,7 @@ from amqpprox.admin.control.commands import (
     backends,
     datacenter,
     farms,
+    health,
     help_exit,
     limits,
     listen,
@@ -43,4 +44,5 @@ MODULES: tuple[ModuleType, ...] = (
     tls,  # TLS
     limits,  # LIMIT
     auth,  # AUTH
+    health,  # HEALTH; BACKEND STATE, BACKEND HEALTH
 )
