@@ -3,8 +3,9 @@
 Start: the state file (``core.persist``; else the definitions document), data plane,
 active health checks (``proxy.health_checker``), control socket, admin HTTP app (with
 the read deadlines of ``admin.deadlines``: request head, request body), cleanup job,
-then (simple mode) the configuration the original applies and its listener. SIGHUP reloads ``--definitions`` (``core.reload``), as does a
-change of the file with ``--watchDefinitions`` (``filewatch``).
+then (simple mode) the configuration the original applies and its listener. SIGHUP
+reloads ``--definitions`` (``core.reload``), as does a change of the file with
+``--watchDefinitions`` (``filewatch``).
 Stop (EXIT, SIGTERM, SIGINT):
 listeners close, every live session gets ``Connection.Close 320`` and up to
 ``drain_timeout`` to finish, the rest are cut, then the control socket and finally the
