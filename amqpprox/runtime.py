@@ -1,10 +1,11 @@
 """Composition root: builds the Context and starts/stops everything in order.
 
 Start: the state file (``core.persist``; else the definitions document), data plane,
-control socket, admin HTTP app (with the read deadlines of ``admin.deadlines``: request
-head, request body), cleanup job, then (simple mode) the configuration the original
-applies and its listener. SIGHUP reloads ``--definitions`` (``core.reload``), as does a
-change of the file with ``--watchDefinitions`` (``filewatch``).
+active health checks (``proxy.health_checker``), control socket, admin HTTP app (with
+the read deadlines of ``admin.deadlines``: request head, request body), cleanup job,
+then (simple mode) the configuration the original applies and its listener. SIGHUP
+reloads ``--definitions`` (``core.reload``), as does a change of the file with
+``--watchDefinitions`` (``filewatch``).
 Stop (EXIT, SIGTERM, SIGINT):
 listeners close, every live session gets ``Connection.Close 320`` and up to
 ``drain_timeout`` to finish, the rest are cut, then the control socket and finally the
@@ -31,6 +32,8 @@ from amqpprox.core.persist import StateFile
 from amqpprox.core.reload import Reloader
 from amqpprox.errors import AmqpproxError
 from amqpprox.filewatch import DirectoryWatcher
+from amqpprox.proxy.connector import Resolver
+from amqpprox.proxy.health_checker import HealthChecker
 from amqpprox.proxy.listener import ListenerManager
 from amqpprox.proxy.plane import DataPlane
 from amqpprox.proxy.tls import TlsContexts
@@ -60,6 +63,7 @@ class Runtime:
         self.ctx = Context(settings, self.listeners, tls=TlsContexts())
         self.plane = DataPlane(self.ctx)
         self.listeners.bind(self.plane)
+        self.health_checker = HealthChecker(self.ctx, Resolver(settings.dns_cache_seconds))
         self.control = ControlServer(self.ctx, settings.control_socket)
         self._admin_runner: web.AppRunner | None = None
         self.admin_port: int | None = None
@@ -79,6 +83,7 @@ class Runtime:
             await self.reloader.load_at_start()
         if state_file is not None:
             state_file.attach(self.ctx)  # saved now, then after every change
+        self.health_checker.start()  # active checks, where configured (off by default)
         if self.settings.definitions_file and self.settings.watch_definitions:
             self._watcher = DirectoryWatcher(self.settings.definitions_file, self.reloader.changed)
             self._watcher.start()
@@ -163,6 +168,7 @@ class Runtime:
             # Unfinished ones are cut; finished ones still waiting for a CloseOk lose their sockets.
             session.force_disconnect()
         await self.plane.cancel_tasks()
+        await self.health_checker.stop()
         if self._cleanup_task is not None:
             self._cleanup_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

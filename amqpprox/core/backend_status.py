@@ -1,9 +1,11 @@
-"""STAND-IN for part A (branch ``health``): backend states and whether a backend may be chosen.
+"""Backend states (operator intent) and the one question selection asks: may a new
+session go to this backend?
 
-Part A replaces this module with the real one (states set by ``BACKEND STATE``, health
-from active and passive checks). Until then every backend is ``ready`` and its health
-``unknown``, so ``selectable`` is simply "the backend exists". Only the API that part B
-(eviction, migration) uses is here: ``BackendState`` and ``selectable(ctx, name)``.
+``BackendState`` is what an operator sets (``BACKEND STATE``, REST, dashboard):
+``ready`` takes new sessions, ``drain`` and ``maint`` take none (existing sessions
+continue). The state is kept in ``core.state.ProxyState``; health (up/down/unknown)
+is kept apart in ``core.health.HealthBook`` (``ctx.health``). ``selectable`` combines
+both. No I/O here; imports only ``core`` for type checking.
 """
 
 from __future__ import annotations
@@ -16,13 +18,27 @@ if TYPE_CHECKING:
 
 
 class BackendState(enum.Enum):
-    """Operator intent for a backend (HAProxy's server states)."""
+    """What an operator wants of a backend."""
 
-    READY = "ready"
-    DRAIN = "drain"
-    MAINT = "maint"
+    READY = "ready"  # the default: new sessions may go to it
+    DRAIN = "drain"  # no new sessions; existing sessions continue
+    MAINT = "maint"  # no new sessions; shown as maintenance
+
+    @classmethod
+    def parse(cls, word: str) -> BackendState:
+        """The state named by ``word`` (case-insensitive); ValueError otherwise."""
+        return cls(word.strip().lower())
+
+
+STATE_WORDS = tuple(state.value for state in BackendState)
 
 
 def selectable(ctx: Context, name: str) -> bool:
-    """Whether new sessions may be sent to backend ``name``: it exists, is ready and not down."""
-    return name in ctx.state.backends
+    """Whether a new session may be routed to backend ``name``: it exists, its state is
+    ready and its health is not down (a down one whose passive back-off has run out
+    counts as selectable again, so it is retried)."""
+    if name not in ctx.state.backends:
+        return False
+    if ctx.state.backend_state(name) is not BackendState.READY:
+        return False
+    return not ctx.health.skips(name)

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from amqpprox.core.health import HealthBook
 from amqpprox.core.hostnames import HostnameMapper
 from amqpprox.core.limits import Admission
 from amqpprox.core.model import ListenerSpec
@@ -75,6 +76,9 @@ class Settings:
     # Every configuration change is saved here before it is acknowledged, and restored at
     # start (amqpprox --stateFile PATH; core.persist). An existing one wins over definitions_file.
     state_file: str | None = None
+    # Without active checks, a backend marked down by failed session attempts is tried
+    # again this many seconds after its last failure (core.health).
+    health_passive_retry: float = 10.0
     # When a farm is redefined without a backend, that backend's sessions routed through
     # the farm are closed (Close 320) at this many a second (--farmChangeEvictPerSecond);
     # 0 leaves them alone (core.moves).
@@ -130,6 +134,10 @@ class Context:
         # The data plane's TLS contexts (proxy.tls.TlsContexts); settings only without it.
         self.tls: TlsControl = tls if tls is not None else NoTls()
         self.hostnames = HostnameMapper()
+        # Backend health (core.health): fed by the data plane, read by every front end.
+        self.health = HealthBook()
+        self.health.check_of = self.state.effective_check
+        self.health.passive_retry = settings.health_passive_retry
         # Interval baselines, STAT/statsd sinks, latency histograms, connect failures.
         self.stats = StatsHub()
         # Connection-rate windows and admitted-session counts (LIMIT, REST limits).

@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from amqpprox.core.backend_status import BackendState
+from amqpprox.core.health import CheckSettings
 from amqpprox.core.model import (
     AuthConfig,
     Backend,
@@ -62,16 +64,26 @@ class ProxyState:
         self.default_limits = Limits()
         self.vhost_limits: dict[str, Limits] = {}
         self.auth = AuthConfig()
+        # Operator intent per backend (absent: ready) and active health check settings
+        # (per backend, and a default for every backend without its own); core.health.
+        self.backend_states: dict[str, BackendState] = {}
+        self.health_checks: dict[str, CheckSettings] = {}
+        self.default_health_check: CheckSettings | None = None
         self.version = 0
         self._selectors: dict[str, RoundRobin] = {}
         # Called after every change (and by ``notify`` for configuration kept elsewhere).
         self.on_change: Callable[[], None] | None = None
+        # Called after every change, batched or not (the health checker's wake-up); they
+        # must not raise.
+        self.observers: list[Callable[[], None]] = []
         # Called with (farm, backends) when a farm is redefined without those members.
         self.on_members_left: Callable[[str, tuple[str, ...]], None] | None = None
         self._batching = 0
 
     def _changed(self) -> None:
         self.version += 1
+        for observer in self.observers:
+            observer()
         self.notify()
 
     def notify(self) -> None:
@@ -133,7 +145,47 @@ class ProxyState:
             text = f"Backend '{name}' is still used by {', '.join(users)}"
             raise InvalidState(text, legacy_text=text)
         del self.backends[name]
+        self.backend_states.pop(name, None)
+        self.health_checks.pop(name, None)
         self._changed()
+
+    def _require_backend(self, name: str) -> None:
+        if name not in self.backends:
+            raise NotFound(
+                f"backend {name!r} not found", legacy_text=f"Backend '{name}' not found\n"
+            )
+
+    # -- backend states and health check settings (core.backend_status, core.health) --
+    def backend_state(self, name: str) -> BackendState:
+        """The operator's state of backend ``name`` (ready unless set otherwise)."""
+        return self.backend_states.get(name, BackendState.READY)
+
+    def set_backend_state(self, name: str, state: BackendState) -> None:
+        """Set a backend's state; NotFound for an unknown backend."""
+        self._require_backend(name)
+        if state is BackendState.READY:
+            self.backend_states.pop(name, None)
+        else:
+            self.backend_states[name] = state
+        self._changed()
+
+    def set_health_check(self, name: str | None, settings: CheckSettings | None) -> None:
+        """Check settings of backend ``name`` (None: the default for all); None turns
+        them off (a backend without its own falls back to the default)."""
+        if name is None:
+            self.default_health_check = settings
+        else:
+            self._require_backend(name)
+            if settings is None:
+                self.health_checks.pop(name, None)
+            else:
+                self.health_checks[name] = settings
+        self._changed()
+
+    def effective_check(self, name: str) -> CheckSettings | None:
+        """The settings backend ``name`` is actively checked with, or None."""
+        own = self.health_checks.get(name)
+        return own if own is not None else self.default_health_check
 
     # -- farms ----------------------------------------------------------------------
     def set_farm(self, farm: Farm) -> None:

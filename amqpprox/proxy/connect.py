@@ -19,6 +19,7 @@ import ssl
 import time
 from typing import TYPE_CHECKING
 
+from amqpprox.core.backend_status import BackendState
 from amqpprox.core.sessions import CloseReason
 from amqpprox.proxy import proxy_protocol
 from amqpprox.proxy.connector import open_connection
@@ -101,37 +102,86 @@ async def run(session: Session, route: Route) -> None:
 
 
 async def _try_candidates(session: Session, route: Route) -> None:
-    plane = session.plane
-    state, settings = plane.ctx.state, plane.ctx.settings
+    """The route's ready members in order, skipping those health says are down; when
+    every ready member is down (or the others failed too), the down ones are tried anyway,
+    so that a wrong verdict cannot take a vhost offline. ``drain`` and ``maint`` members
+    are never tried (core.backend_status)."""
+    ctx = session.plane.ctx
+    state, health = ctx.state, ctx.health
+    ready = 0
+    held_back: list[str] = []
     while not session.finished:
         name = route.plan.next_backend()
         if name is None:
             break
-        backend = state.backends.get(name)
-        if backend is None:
+        if name not in state.backends or state.backend_state(name) is not BackendState.READY:
             continue
-        try:
-            addresses = await plane.resolver.resolve(backend, settings.connect_timeout)
-        except (OSError, TimeoutError) as error:
-            _failed(session, name, "dns")
-            log.warning(
-                "Failed to resolve %s:%d for %s: %s", backend.host, backend.port, name, error
-            )
+        ready += 1
+        if health.skips(name):
+            held_back.append(name)
             continue
-        for host, port in addresses:
-            if session.finished:
+        if await _try_backend(session, name):
+            return
+    if held_back and not session.finished:
+        log.warning(
+            "%s of %s %s for vhost=%s down: trying %s anyway",
+            "Every ready member" if len(held_back) == ready else "The remaining members",
+            route.kind,
+            route.name,
+            session.vhost,
+            ", ".join(held_back),
+        )
+        for name in held_back:
+            if await _try_backend(session, name) or session.finished:
                 return
-            outcome = await _try_endpoint(session, name, host, port, backend)
-            if outcome is not Outcome.FAILED or session.finished:
-                return
-    if not session.finished:
-        log.error("No backends available for connection, vhost=%s", session.vhost)
-        session.refuse(CloseReason.NO_BACKEND, f"No broker reachable for vhost {session.vhost}")
+    if session.finished:
+        return
+    if not ready:
+        log.error("No ready broker for vhost=%s (%s %s)", session.vhost, route.kind, route.name)
+        session.refuse(CloseReason.NO_BACKEND, f"No ready broker for vhost {session.vhost}")
+        return
+    log.error("No backends available for connection, vhost=%s", session.vhost)
+    session.refuse(CloseReason.NO_BACKEND, f"No broker reachable for vhost {session.vhost}")
 
 
-def _failed(session: Session, name: str, reason: str) -> None:
+async def _try_backend(session: Session, name: str) -> bool:
+    """Each address of backend ``name`` until one answers; True when the session is
+    settled (open, refused by the broker, or abandoned). Tells the health book how the
+    backend did (passive detection): failed only when no address answered."""
+    plane = session.plane
+    backend = plane.ctx.state.backends.get(name)
+    if backend is None:
+        return False
+    try:
+        addresses = await plane.resolver.resolve(backend, plane.ctx.settings.connect_timeout)
+    except (OSError, TimeoutError) as error:
+        _failed(session, name, "dns")
+        log.warning("Failed to resolve %s:%d for %s: %s", backend.host, backend.port, name, error)
+        plane.ctx.health.record_attempt(name, False, f"dns: {error}")
+        return False
+    entry = plane.ctx.health.entry(name)
+    if entry is not None and entry.addresses and len(addresses) > 1:
+        # Addresses whose last check failed go last (a stable sort keeps the resolver's order).
+        addresses = sorted(addresses, key=lambda a: not entry.addresses.get(a[0], True))
+    last_error: str | None = None
+    for host, port in addresses:
+        if session.finished:
+            return True
+        outcome, failure = await _try_endpoint(session, name, host, port, backend)
+        if outcome is Outcome.OPEN or outcome is Outcome.BROKER_CLOSED:
+            plane.ctx.health.record_attempt(name, True)
+            return True
+        if outcome is not Outcome.FAILED or session.finished:
+            return True
+        last_error = failure
+    plane.ctx.health.record_attempt(name, False, last_error)
+    return False
+
+
+def _failed(session: Session, name: str, reason: str) -> str:
     session.connect_failures += 1
     session.plane.connect_failed(name, reason)
+    return reason
 
 
 def _connect_error(error: OSError, backend: Backend) -> str:
@@ -147,7 +197,8 @@ def _connect_error(error: OSError, backend: Backend) -> str:
 
 async def _try_endpoint(
     session: Session, name: str, host: str, port: int, backend: Backend
-) -> Outcome:
+) -> tuple[Outcome, str | None]:
+    """One address: the outcome, and for a failure its reason and address."""
     settings = session.settings
     session.connect_started_mono, session.broker_connected_mono = _monotonic(), None
     try:
@@ -162,13 +213,13 @@ async def _try_endpoint(
         async with asyncio.timeout(deadline):
             transport, side = await opening
     except (OSError, TimeoutError) as error:
-        _failed(session, name, _connect_error(error, backend))
+        reason = _failed(session, name, _connect_error(error, backend))
         log.warning("connect to %s (%s:%d) failed: %s", name, host, port, error)
-        return Outcome.FAILED
+        return Outcome.FAILED, f"{reason} ({host}:{port}): {error or 'timed out'}"
     session.broker_connected_mono = _monotonic()
     if session.finished:
         transport.abort()
-        return Outcome.ABANDONED
+        return Outcome.ABANDONED, None
     attempt = session.attach_broker(name, side)
     # A plain timer settles the attempt on timeout: cheaper than wait_for + shield.
     timer = asyncio.get_running_loop().call_later(
@@ -181,10 +232,10 @@ async def _try_endpoint(
     elif outcome is Outcome.TIMED_OUT or outcome is Outcome.FAILED:
         if outcome is Outcome.TIMED_OUT:
             log.warning("broker handshake with %s (%s:%d) timed out", name, host, port)
-        _failed(session, name, "timeout" if outcome is Outcome.TIMED_OUT else "no_amqp")
+        reason = _failed(session, name, "timeout" if outcome is Outcome.TIMED_OUT else "no_amqp")
         session.detach_broker()
-        outcome = Outcome.FAILED
-    return outcome
+        return Outcome.FAILED, f"{reason} ({host}:{port}): no AMQP answer"
+    return outcome, None
 
 
 def _open_flagged(

@@ -33,6 +33,8 @@ VERBS_BY_MODULE = {
     "tls": {"TLS"},
     "limits": {"LIMIT"},
     "auth": {"AUTH"},
+    "health": {"HEALTH"},
+    "vhost_moves": set(),  # subcommands only: BACKEND EVICT/EVICTIONS, VHOST MIGRATE/MIGRATIONS
 }
 
 
@@ -42,7 +44,7 @@ def test_each_command_module_registers_its_own_verbs() -> None:
         module = cmd.handler.__module__
         assert module.startswith(commands.__name__ + "."), (verb, module)
         registered.setdefault(module.rsplit(".", 1)[1], set()).add(verb)
-    assert registered == VERBS_BY_MODULE
+    assert registered == {module: verbs for module, verbs in VERBS_BY_MODULE.items() if verbs}
     assert [m.__name__.rsplit(".", 1)[1] for m in commands.MODULES] == list(VERBS_BY_MODULE)
 
 

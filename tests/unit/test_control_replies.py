@@ -49,6 +49,15 @@ ADDED_HELP_LINES = (
     "original's protobuf body (the default) or its JSON mapping",
     "BACKEND (ADD | ADD_DNS) name datacenter host port SEND-PROXY-V2 [TLS] - Send the backend "
     "a binary PROXY protocol v2 header instead of the v1 text line",
+    "BACKEND STATE name (ready | drain | maint) - Let a backend take new sessions, or not "
+    "(drain, maint); its sessions continue",
+    "BACKEND HEALTH [name] - Print each backend's state, health, last check and consecutive counts",
+    "BACKEND EVICT name [per_second] - Close the sessions on a backend gracefully "
+    "(Connection.Close 320), per_second a second (default 10)",
+    "BACKEND EVICTIONS [CANCEL id] - Print the evictions (running and recent) or cancel one",
+    "HEALTH CHECK (backend | DEFAULT) interval_ms [timeout_ms rise fall] - Check a backend (or "
+    "every backend without its own settings) with an AMQP handshake",
+    "HEALTH DISABLE (backend | DEFAULT) - Stop the active checks of a backend, or the default ones",
     "LIMIT CONNECTIONS (VHOST vhostName | DEFAULT | TOTAL) numberOfConnections - Configure the "
     "most concurrent client connections of a vhost, of each vhost, or of all together",
     "LIMIT OUT_DATA_RATE (DEFAULT | VHOST vhostName) BytesPerSecond - Configure data rate "
@@ -61,16 +70,24 @@ ADDED_HELP_LINES = (
     "IPv6 or localhost) instead of every interface",
     "LISTEN PRINT - Print the listeners: port, address, TLS or not, PROXY protocol or not",
     "SESSION id# UNPAUSE - Resume a paused session, or release one held at Open",
+    "VHOST MIGRATE vhost (FARM farm | BACKEND backend) [per_second] - Hold new sessions, map "
+    "the vhost to the target, close its sessions at per_second a second (default 10), release",
+    "VHOST MIGRATIONS [CANCEL id] - Print the migrations (running and recent) or cancel one",
 )
 
 
 def our_help(original: str) -> str:
-    """The original's HELP with ``ADDED_HELP_LINES`` after the last line of their verb."""
+    """The original's HELP with ``ADDED_HELP_LINES`` after the last line of their verb
+    (a verb of ours in its alphabetical place)."""
     lines = original.splitlines(keepends=True)
     for added in ADDED_HELP_LINES:
         verb = added.split(" ", 1)[0]
-        last = max(i for i, line in enumerate(lines) if line.split(" ", 1)[0] == verb)
-        lines.insert(last + 1, added + "\n")
+        same = [i for i, line in enumerate(lines) if line.split(" ", 1)[0] == verb]
+        if same:
+            lines.insert(same[-1] + 1, added + "\n")
+        else:  # a verb of ours: in its alphabetical place
+            after = [i for i, line in enumerate(lines) if line.split(" ", 1)[0] > verb]
+            lines.insert(after[0] if after else len(lines), added + "\n")
     return "".join(lines)
 
 

@@ -8,11 +8,9 @@ verb's lines in the order its registration gives them.
 
 The first token of a line is the verb (case-insensitive); the rest is handed to the
 command, which splits it on white space. An unknown or empty verb answers with HELP.
-
-A module may add a subcommand to another module's verb with :func:`subcommand` (our
-additions to the original's verbs, kept out of the verb's own module): a line whose
-second token is that word goes to the subcommand's handler with the tokens after it,
-and HELP prints its lines after the verb's own.
+A module may add a sub-command word to a verb another module registered
+(:func:`subcommand`, e.g. ``BACKEND STATE``): its help lines follow the verb's, and a
+line whose second token is that word goes to its handler instead of the verb's.
 
 Imports ``core`` and ``errors`` only, never ``amqpprox.proxy``.
 """
@@ -43,8 +41,8 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {}
-# verb -> SUBWORD -> the subcommand (its help lines start with the subword).
-SUBCOMMANDS: dict[str, dict[str, Command]] = {}
+# (verb, word) -> the handler of an added sub-command; it gets the tokens after the word.
+SUBCOMMANDS: dict[tuple[str, str], Handler] = {}
 
 
 def register(verb: str, help_lines: tuple[str, ...], handler: Handler) -> Command:
@@ -71,31 +69,26 @@ def command(verb: str, *help_lines: str) -> Callable[[Handler], Handler]:
 
 
 def subcommand(verb: str, word: str, *help_lines: str) -> Callable[[Handler], Handler]:
-    """Decorator: handle ``verb word ...`` (the handler gets the tokens after ``word``)."""
+    """Decorator: add sub-command ``word`` to the registered ``verb``, with its HELP lines."""
 
     def decorate(handler: Handler) -> Handler:
-        subs = SUBCOMMANDS.setdefault(verb, {})
-        if word != word.upper() or word.split() != [word] or word in subs:
-            raise ValueError(f"control subcommand {verb} {word!r} is invalid or registered twice")
+        cmd = COMMANDS.get(verb)
+        if cmd is None or (verb, word) in SUBCOMMANDS or word != word.upper():
+            raise ValueError(f"cannot add sub-command {word!r} to control verb {verb}")
         if not help_lines or any(not line or "\n" in line for line in help_lines):
-            raise ValueError(f"control subcommand {verb} {word} needs single help lines")
-        subs[word] = Command(f"{verb} {word}", help_lines, handler)
+            raise ValueError(f"sub-command {verb} {word} needs one or more single help lines")
+        COMMANDS[verb] = Command(verb, cmd.help_lines + help_lines, cmd.handler)
+        SUBCOMMANDS[(verb, word)] = handler
         return handler
 
     return decorate
 
 
-def _lines(verb: str) -> list[str]:
-    lines = list(COMMANDS[verb].help_lines)
-    for sub in SUBCOMMANDS.get(verb, {}).values():
-        lines += sub.help_lines
-    return lines
-
-
 def help_text() -> str:
-    """HELP's reply: every verb's lines (its subcommands' after its own), verbs in
-    alphabetical order."""
-    return "".join(f"{verb} {line}\n" for verb in sorted(COMMANDS) for line in _lines(verb))
+    """HELP's reply: every verb's lines, verbs in alphabetical order."""
+    return "".join(
+        f"{verb} {line}\n" for verb in sorted(COMMANDS) for line in COMMANDS[verb].help_lines
+    )
 
 
 async def execute(ctx: Context, line: str, out: ControlOutput) -> None:
@@ -106,10 +99,10 @@ async def execute(ctx: Context, line: str, out: ControlOutput) -> None:
         await out.write(help_text())
         return
     args = rest.split()
-    sub = SUBCOMMANDS.get(cmd.verb, {}).get(args[0].upper()) if args else None
+    handler = SUBCOMMANDS.get((cmd.verb, args[0].upper())) if args else None
     try:
-        if sub is not None:
-            await sub.handler(ctx, args[1:], out)
+        if handler is not None:
+            await handler(ctx, args[1:], out)
         else:
             await cmd.handler(ctx, args, out)
     except AmqpproxError as error:

@@ -16,17 +16,18 @@ from amqpprox.admin.control.commands import (
     backends,
     datacenter,
     farms,
+    health,
     help_exit,
     limits,
     listen,
     log,
     maphostname,
     maps,
-    moves,
     sessions,
     stat,
     tls,
     vhost,
+    vhost_moves,
 )
 
 MODULES: tuple[ModuleType, ...] = (
@@ -44,5 +45,6 @@ MODULES: tuple[ModuleType, ...] = (
     tls,  # TLS
     limits,  # LIMIT
     auth,  # AUTH
-    moves,  # BACKEND EVICT/EVICTIONS, VHOST MIGRATE/MIGRATIONS (subcommands)
+    health,  # HEALTH; BACKEND STATE, BACKEND HEALTH
+    vhost_moves,  # BACKEND EVICT/EVICTIONS, VHOST MIGRATE/MIGRATIONS (after vhost: adds to it)
 )

@@ -1,6 +1,7 @@
 """BACKEND EVICT / EVICTIONS and VHOST MIGRATE / MIGRATIONS: paced evictions and migrations.
 
-Subcommands of the original's BACKEND and VHOST verbs (``registry.subcommand``), over
+Subcommands of the original's BACKEND and VHOST verbs (``registry.subcommand``; this module
+is imported after ``vhost``, whose verb it extends), over
 ``core.moves``. Every error is one line naming what was wrong (the target, the id, the
 value). A job line is ``key=value`` fields as CONN's, names escaped by ``shown``.
 
