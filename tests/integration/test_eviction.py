@@ -8,83 +8,26 @@ that read the exact Connection.Close they get.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 
-from amqpprox.amqp.methods import ConnectionClose, ConnectionOpenOk, decode_method
 from amqpprox.core import moves
 from amqpprox.core import operations as ops
 from amqpprox.core.eviction import Eviction, JobState
-from tests.conftest import BROKER_HOST, BROKER_PORT, RunningProxy, ctl, running_proxy
+from tests.conftest import RunningProxy, ctl, running_proxy
 from tests.faults import FaultyForwarder
+from tests.moves_rig import (
+    closed_at,
+    configure_two_backends,
+    on_backend,
+    open_clients,
+    session_ids,
+    still_open,
+)
 from tests.polling import until
-from tests.rawamqp import CHANNEL_OPEN, CHANNEL_OPEN_OK_IDS, RawClient
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-async def forwarders() -> AsyncIterator[tuple[FaultyForwarder, FaultyForwarder]]:
-    one = await FaultyForwarder((BROKER_HOST, BROKER_PORT)).start()
-    two = await FaultyForwarder((BROKER_HOST, BROKER_PORT)).start()
-    try:
-        yield one, two
-    finally:
-        await one.stop()
-        await two.stop()
-
-
-@pytest.fixture
-async def proxy2(
-    tmp_socket_dir: str, forwarders: tuple[FaultyForwarder, FaultyForwarder]
-) -> AsyncIterator[RunningProxy]:
-    """A proxy with backends b1 and b2 (one forwarder each), farms f1 [b1] and f2 [b2],
-    and f1 the default farm; farm changes evict at 50/s."""
-    async with running_proxy(
-        tmp_socket_dir, simple=False, farm_change_evict_per_second=50
-    ) as running:
-        ctx = running.ctx
-        for name, forwarder in zip(("b1", "b2"), forwarders, strict=True):
-            await ops.add_backend(ctx, name, "dc", "127.0.0.1", forwarder.port)
-        ops.set_farm(ctx, "f1", ["b1"])
-        ops.set_farm(ctx, "f2", ["b2"])
-        ops.set_default_farm(ctx, "f1")
-        yield running
-
-
-async def open_clients(port: int, count: int) -> list[RawClient]:
-    async def one() -> RawClient:
-        client = await RawClient.connect(port)
-        assert isinstance(await client.open("/"), ConnectionOpenOk)
-        return client
-
-    return list(await asyncio.gather(*(one() for _ in range(count))))
-
-
-async def closed_at(client: RawClient, timeout: float = 20.0) -> tuple[float, ConnectionClose]:
-    """Wait for the proxy's Connection.Close; answer CloseOk; when it came (loop clock)."""
-    method = await client.read_method(timeout)
-    at = asyncio.get_running_loop().time()
-    assert isinstance(method, ConnectionClose), method
-    await client.close_ok()
-    return at, method
-
-
-async def still_open(client: RawClient) -> None:
-    """The client's connection still relays: a channel opens, and no Close came first."""
-    await client.send(CHANNEL_OPEN)
-    frame = await client.read_frame()
-    assert (frame.type, frame.channel) == (1, 1), decode_method(frame.payload)
-    method = decode_method(frame.payload)
-    assert (method.class_id, method.method_id) == CHANNEL_OPEN_OK_IDS  # type: ignore[union-attr]
-
-
-def on_backend(running: RunningProxy, backend: str) -> list[int]:
-    return sorted(
-        s.id for s in running.ctx.sessions if not s.finished and s.backend_name == backend
-    )
 
 
 async def test_forty_sessions_at_ten_a_second_take_four_seconds_never_faster(
@@ -92,7 +35,7 @@ async def test_forty_sessions_at_ten_a_second_take_four_seconds_never_faster(
 ) -> None:
     evicted = await open_clients(proxy2.port, 40)
     assert len(on_backend(proxy2, "b1")) == 40
-    ops.set_default_farm(proxy2.ctx, "f2")  # new sessions go to b2 from now on
+    ops.map_vhost_to_farm(proxy2.ctx, "/", "f2")  # new sessions go to b2 from now on
     reply = await ctl(proxy2.control_socket, "BACKEND EVICT b1 10")
     assert reply == "Eviction 1 started: 40 sessions of backend b1 at 10/s\n"
     later = await open_clients(proxy2.port, 3)  # opened after the start, on b2
@@ -156,7 +99,7 @@ async def test_a_cancelled_eviction_closes_no_more_sessions(proxy2: RunningProxy
             assert (await response.json())["error"] == "invalid_state"
     # The first ``closed`` sessions (in the eviction's order) got a Close; the rest relay.
     evicted_ids = {session.id for session in eviction.sessions[:closed]}
-    for client, session_id in zip(clients, sorted_ids(proxy2, clients), strict=True):
+    for client, session_id in zip(clients, session_ids(proxy2, clients), strict=True):
         if session_id in evicted_ids:
             _at, close = await closed_at(client)
             assert close.reply_code == 320
@@ -165,19 +108,13 @@ async def test_a_cancelled_eviction_closes_no_more_sessions(proxy2: RunningProxy
     await until(lambda: len(on_backend(proxy2, "b1")) == 12 - closed, "the evicted to finish")
 
 
-def sorted_ids(running: RunningProxy, clients: list[RawClient]) -> list[int]:
-    """The session id of each client, by its local port."""
-    by_port = {s.client[1]: s.id for s in running.ctx.sessions}
-    return [by_port[c.writer.get_extra_info("sockname")[1]] for c in clients]
-
-
 async def test_a_backend_leaving_a_farm_evicts_only_its_sessions_of_that_farm(
     proxy2: RunningProxy,
 ) -> None:
     ctx = proxy2.ctx
     via_f1 = await open_clients(proxy2.port, 2)  # b1 through farm f1
     ops.set_farm(ctx, "both", ["b1", "b2"])
-    ops.set_default_farm(ctx, "both")
+    ops.map_vhost_to_farm(ctx, "/", "both")
     via_both = [(await open_clients(proxy2.port, 1))[0] for _ in range(6)]  # b1, b2, b1...
     routes = [(s.farm_name, s.backend_name) for s in ctx.sessions]
     assert routes.count(("f1", "b1")) == 2
@@ -185,7 +122,7 @@ async def test_a_backend_leaving_a_farm_evicts_only_its_sessions_of_that_farm(
     on_b1 = routes.count(("both", "b1"))
     reply = await ctl(proxy2.control_socket, "FARM ADD both round-robin b2")
     assert reply == ""
-    ids = sorted_ids(proxy2, via_both)
+    ids = session_ids(proxy2, via_both)
     gone = [
         c for c, i in zip(via_both, ids, strict=True) if ctx.sessions.get(i).backend_name == "b1"
     ]
@@ -209,13 +146,11 @@ async def test_farm_change_eviction_off(
     async with running_proxy(
         tmp_socket_dir, simple=False, farm_change_evict_per_second=0
     ) as running:
+        await configure_two_backends(running, forwarders)
         ctx = running.ctx
-        for name, forwarder in zip(("b1", "b2"), forwarders, strict=True):
-            await ops.add_backend(ctx, name, "dc", "127.0.0.1", forwarder.port)
-        ops.set_farm(ctx, "f", ["b1", "b2"])
-        ops.set_default_farm(ctx, "f")
+        ops.set_farm(ctx, "f1", ["b1", "b2"])
         clients = await open_clients(running.port, 2)
-        ops.set_farm(ctx, "f", ["b2"])
+        ops.set_farm(ctx, "f1", ["b2"])
         assert ctx.moves.evictions == {}
         for client in clients:
             await still_open(client)
