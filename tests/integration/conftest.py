@@ -2,5 +2,5 @@
 
 from __future__ import annotations
 
-from tests.rawamqp import close_raw_clients  # noqa: F401 (autouse)
 from tests.moves_rig import forwarders, proxy2  # noqa: F401 (fixtures)
+from tests.rawamqp import close_raw_clients  # noqa: F401 (autouse)
