@@ -30,7 +30,7 @@ from markupsafe import Markup
 from multidict import MultiDictProxy
 
 from amqpprox import __version__
-from amqpprox.admin import humanize, throughput
+from amqpprox.admin import dashboard_moves, humanize, throughput
 from amqpprox.admin.dashboard_support import (
     DEFAULT_PAGE_SIZE,
     FLASH_COOKIE,
@@ -413,7 +413,8 @@ class Dashboard:
                 }
             )
         context = {"rows": rows, "actions": VHOST_ACTIONS, "default_farm": default_farm}
-        return self._render(request, "vhosts.html", context, ("vhosts_table",))
+        context |= dashboard_moves.vhosts_context(self.ctx, request)
+        return self._render(request, "vhosts.html", context, ("vhosts_table", "migrations"))
 
     async def vhost_action(self, request: web.Request) -> web.StreamResponse:
         return await self._guarded(request, self._vhost_action)
@@ -477,7 +478,8 @@ class Dashboard:
             }
             for b in sorted(ops.list_backends(self.ctx), key=lambda b: b.name)
         ]
-        return self._render(request, "backends.html", {"rows": rows}, ("backends_table",))
+        context = {"rows": rows, **dashboard_moves.backends_context(self.ctx, request)}
+        return self._render(request, "backends.html", context, ("backends_table", "evictions"))
 
     async def farms(self, request: web.Request) -> web.StreamResponse:
         mappings = ops.list_mappings(self.ctx)
@@ -579,7 +581,9 @@ def setup(app: web.Application, ctx: Context, guard: Guard) -> None:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    app.router.add_routes(Dashboard(ctx, guard, rates).routes())
+    pages = Dashboard(ctx, guard, rates)
+    app.router.add_routes(pages.routes())
+    app.router.add_routes(dashboard_moves.MovesViews(pages).routes())  # migrate, evict
     aiohttp_jinja2.get_env(app).globals["action_url"] = partial(route_url, app.router)
     app.router.add_static(
         "/static/", PACKAGE / "static", name=f"{ROUTE_PREFIX}static", append_version=True

@@ -128,13 +128,14 @@ async def test_live_regions_are_json(client: Client, runtime: Runtime) -> None:
     body = await response.json()
     assert set(body["regions"]) == {"sessions_table"}
     assert 'id="session-3"' in body["regions"]["sessions_table"]
-    for path, region in (
-        ("/", "overview"),
-        ("/vhosts", "vhosts_table"),
-        ("/sessions/1", "session_detail"),
+    for path, regions in (
+        ("/", {"overview"}),
+        ("/vhosts", {"vhosts_table", "migrations"}),
+        ("/backends", {"backends_table", "evictions"}),
+        ("/sessions/1", {"session_detail"}),
     ):
         body = await (await client.get(path, headers={"X-Dashboard-Live": "1"})).json()
-        assert set(body["regions"]) == {region}
+        assert set(body["regions"]) == regions
     gone = await client.get("/sessions/999", headers={"X-Dashboard-Live": "1"})
     assert gone.status == 404
 
