@@ -27,6 +27,7 @@ from tests.conftest import (
     RunningProxy,
     running_proxy,
 )
+from tests.moves_rig import forwarders, proxy2  # noqa: F401 (fixtures)
 
 CHROMIUM = os.environ.get("AMQPPROX_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
