@@ -108,8 +108,29 @@ async def test_a_cancelled_eviction_closes_no_more_sessions(proxy2: RunningProxy
     await until(lambda: len(on_backend(proxy2, "b1")) == 12 - closed, "the evicted to finish")
 
 
+async def redefine_without_b1(running: RunningProxy, how: str) -> None:
+    """Farm ``both`` redefined as [b2]: by FARM ADD, REST PUT or a definitions import."""
+    if how == "control":
+        assert await ctl(running.control_socket, "FARM ADD both round-robin b2") == ""
+        return
+    api = running.admin_url + "/api/v1"
+    async with aiohttp.ClientSession() as http:
+        if how == "rest":
+            async with http.put(api + "/farms/both", json={"backends": ["b2"]}) as response:
+                assert response.status == 200, await response.text()
+            return
+        async with http.get(api + "/definitions") as response:
+            document = await response.json()
+        for farm in document["farms"]:
+            if farm["name"] == "both":
+                farm["backends"] = ["b2"]
+        async with http.put(api + "/definitions", json=document) as response:
+            assert response.status == 200, await response.text()
+
+
+@pytest.mark.parametrize("how", ["control", "rest", "definitions"])
 async def test_a_backend_leaving_a_farm_evicts_only_its_sessions_of_that_farm(
-    proxy2: RunningProxy,
+    proxy2: RunningProxy, how: str
 ) -> None:
     ctx = proxy2.ctx
     via_f1 = await open_clients(proxy2.port, 2)  # b1 through farm f1
@@ -120,8 +141,7 @@ async def test_a_backend_leaving_a_farm_evicts_only_its_sessions_of_that_farm(
     assert routes.count(("f1", "b1")) == 2
     assert {("both", "b1"), ("both", "b2")} <= set(routes)
     on_b1 = routes.count(("both", "b1"))
-    reply = await ctl(proxy2.control_socket, "FARM ADD both round-robin b2")
-    assert reply == ""
+    await redefine_without_b1(proxy2, how)
     ids = session_ids(proxy2, via_both)
     gone = [
         c for c, i in zip(via_both, ids, strict=True) if ctx.sessions.get(i).backend_name == "b1"
