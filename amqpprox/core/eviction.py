@@ -79,9 +79,9 @@ class Eviction:
     on_evicted: Callable[[SessionBase, EvictReason], None] | None = field(default=None, repr=False)
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
-    @property
-    def total(self) -> int:
-        return len(self.sessions)
+    def __post_init__(self) -> None:
+        self.total = len(self.sessions)
+        self.session_ids: list[int] = [s.id for s in self.sessions]  # in eviction order
 
     @property
     def running(self) -> bool:
@@ -94,16 +94,20 @@ class Eviction:
 
     async def run(self) -> None:
         """Close the sessions at the pace; the job's state says how it ended."""
+        if not self.running:
+            return
         loop = asyncio.get_running_loop()
         interval = 1.0 / self.per_second
         next_at = loop.time()
         try:
-            for session in self.sessions:
+            for session in list(self.sessions):
+                if not self.running:
+                    break
                 if self._still_eligible(session):
                     delay = next_at - loop.time()
                     if delay > 0:
                         await asyncio.sleep(delay)  # the pace itself
-                    if self._still_eligible(session):
+                    if self.running and self._still_eligible(session):
                         self._evict(session)
                         # The loop may wake up to its clock resolution early: count it on time.
                         now = max(loop.time(), next_at)
@@ -131,6 +135,7 @@ class Eviction:
         self.state = state
         self.error = error
         self.finished_at = time.time()
+        self.sessions = []  # the history keeps ids and counts, not the sessions themselves
         log.info(
             "Eviction %d (%s) %s: %d of %d sessions done, %d closed",
             self.id,

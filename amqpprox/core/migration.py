@@ -2,12 +2,14 @@
 
 A ``Migration`` is a job with an id, a state (``running``, ``done``, ``failed``,
 ``cancelled``) and progress (its eviction's). ``begin`` does the synchronous part at
-once, so a front end can answer with the id: the vhost is paused (new sessions wait at
-``Connection.Open``, the VHOST PAUSE mechanism; established ones keep relaying) and
-mapped to the target. The task then evicts the vhost's sessions at the pace and
-unpauses, so that held and reconnecting clients open on the new target. A vhost that was
-paused before the migration stays paused. Cancelling stops the eviction and unpauses;
-the new mapping stays.
+once, so a front end can answer with the id: the vhost is held (new sessions wait at
+``Connection.Open``, the VHOST PAUSE mechanism, through ``ProxyState.migrating_vhosts``;
+established ones keep relaying) and mapped to the target. The task then evicts the
+vhost's sessions at the pace and releases the hold, so that held and reconnecting
+clients open on the new target. The hold is not configuration: it is never saved to the
+state file, so a restart in the middle of a migration holds nothing; an operator's own
+VHOST PAUSE is left as it is (a vhost paused before stays paused). Cancelling stops the
+eviction and releases the hold; the new mapping stays.
 
 Owned by ``core.moves.TrafficMoves`` (which validates the request); imports ``core``
 only, the Context for type checking.
@@ -46,7 +48,6 @@ class Migration:
     target: Target
     per_second: int
     eviction: Eviction
-    was_paused: bool = False
     state: JobState = JobState.RUNNING
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None
@@ -86,21 +87,18 @@ def sessions_to_move(ctx: Context, vhost: str) -> list[SessionBase]:
 
 
 def begin(ctx: Context, migration: Migration) -> None:
-    """Pause the vhost and switch its mapping (raises, with nothing changed, if it cannot)."""
+    """Hold the vhost's new sessions and switch its mapping (raises, with nothing changed,
+    if the change cannot be saved)."""
     state = ctx.state
     vhost = migration.vhost
     before = state.mappings.get(vhost)
-    with state.batch():
-        if not migration.was_paused:
-            state.set_vhost_paused(vhost, True)
-        kind: TargetKind = "farm" if migration.target.kind == "farm" else "backend"
-        state.map_vhost(Mapping(vhost, kind, migration.target.target))
+    state.migrating_vhosts.add(vhost)  # new sessions wait at Open from now on (never saved)
+    kind: TargetKind = "farm" if migration.target.kind == "farm" else "backend"
     try:
-        state.notify()  # saved (--stateFile) before the front end answers
+        state.map_vhost(Mapping(vhost, kind, migration.target.target))  # saved first
     except Exception:
-        with state.batch():  # nothing changed after all
-            if not migration.was_paused:
-                state.set_vhost_paused(vhost, False)
+        state.migrating_vhosts.discard(vhost)
+        with state.batch():  # the state file refused it: put the mapping back
             if before is None:
                 state.unmap_vhost(vhost)
             else:
@@ -130,20 +128,14 @@ async def run(ctx: Context, migration: Migration) -> None:
 
 
 def end(ctx: Context, migration: Migration, state: JobState, error: str | None = None) -> None:
-    """Unpause the vhost (unless it was paused before) and record the outcome, once."""
+    """Stop holding the vhost and record the outcome, once."""
     if not migration.running:
         return
     migration.state = state
     migration.error = error
     migration.finished_at = time.time()
     migration.eviction.finish(state, error)
-    if not migration.was_paused:
-        try:
-            release(ctx, migration.vhost)
-        except Exception as failure:  # the state file could not be saved: say so, go on
-            log.exception("Migration %d: unpausing vhost %s failed", migration.id, migration.vhost)
-            migration.state = JobState.FAILED
-            migration.error = f"unpausing the vhost failed: {failure}"
+    release(ctx, migration.vhost)
     log.info(
         "Migration %d of vhost %s to %s %s: %d of %d sessions moved",
         migration.id,
@@ -158,9 +150,12 @@ def end(ctx: Context, migration: Migration, state: JobState, error: str | None =
 
 
 def release(ctx: Context, vhost: str) -> None:
-    """Unpause ``vhost``: sessions held at Open connect out, to the new mapping. Sessions
-    already relaying are left alone (VHOST UNPAUSE would cut paused ones; none are)."""
-    ctx.state.set_vhost_paused(vhost, False)
+    """Stop holding ``vhost``: unless an operator paused it, the sessions held at Open
+    connect out, to the new mapping. Sessions already relaying are left alone."""
+    state = ctx.state
+    state.migrating_vhosts.discard(vhost)
+    if state.is_vhost_paused(vhost):
+        return
     for session in ctx.sessions.of_vhost(vhost):
         if session.paused and not session.finished and session.opened_at is None:
             session.release_held()

@@ -257,7 +257,6 @@ def migrate_vhost(
         target=target,
         per_second=rate,
         eviction=eviction,
-        was_paused=ctx.state.is_vhost_paused(vhost),
         on_finished=moves._migration_over,
     )
     mig.begin(ctx, migration)

@@ -61,6 +61,9 @@ class ProxyState:
         self.default_farm: str | None = None
         self.datacenter = ""
         self.paused_vhosts: dict[str, bool] = {}
+        # Vhosts a migration holds at Open while it runs (core.migration): not configuration,
+        # so never saved; a restart in the middle of a migration holds nothing.
+        self.migrating_vhosts: set[str] = set()
         self.default_limits = Limits()
         self.vhost_limits: dict[str, Limits] = {}
         self.auth = AuthConfig()
@@ -300,8 +303,9 @@ class ProxyState:
         self._changed()
 
     def is_vhost_paused(self, vhost: str) -> bool:
-        """Whether new sessions of ``vhost`` are held at Open (records nothing)."""
-        return self.paused_vhosts.get(vhost, False)
+        """Whether new sessions of ``vhost`` are held at Open: paused by an operator, or
+        migrating (records nothing)."""
+        return self.paused_vhosts.get(vhost, False) or vhost in self.migrating_vhosts
 
     def vhost_opened(self, vhost: str) -> None:
         """A session of ``vhost`` reached OpenOk: VHOST PRINT lists it from now on."""

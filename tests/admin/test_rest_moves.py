@@ -6,6 +6,8 @@ backends point at a closed port and are never connected to.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +18,7 @@ from amqpprox.core import operations as ops
 from amqpprox.errors import InvalidState
 from amqpprox.runtime import Runtime
 from tests.admin.conftest import API
-from tests.conftest import ctl, free_closed_port
+from tests.conftest import ctl, free_closed_port, make_settings
 from tests.polling import until
 
 Client = TestClient[Any, Any]
@@ -261,3 +263,26 @@ async def test_control_errors(configured: Runtime, line: str, reply: str) -> Non
     assert await ctl(configured.settings.control_socket, line) == reply
     assert unchanged(configured)
     assert configured.ctx.moves.evictions == {}
+
+
+async def test_the_migration_hold_is_never_saved_but_the_new_mapping_is(
+    tmp_socket_dir: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "state.json"
+    runtime = Runtime(make_settings(tmp_socket_dir, state_file=str(path)))
+    await runtime.start()
+    try:
+        ctx = runtime.ctx
+        await ops.add_backend(ctx, "b1", "dc", "127.0.0.1", free_closed_port())
+        ops.set_farm(ctx, "f1", ["b1"])
+        ops.set_farm(ctx, "f2", ["b1"])
+        ops.map_vhost_to_farm(ctx, "/", "f1")
+        migration = moves.migrate_vhost(ctx, "/", "farm", "f2")
+        assert ctx.state.is_vhost_paused("/")  # held while it runs...
+        saved = json.loads(path.read_text())
+        assert saved["paused_vhosts"] == []  # ... but a restart would hold nothing
+        assert {"vhost": "/", "farm": "f2"} in saved["mappings"]
+        await until(lambda: not migration.running, "the migration to end")
+        assert not ctx.state.is_vhost_paused("/")
+    finally:
+        await runtime.stop()

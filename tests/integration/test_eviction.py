@@ -98,7 +98,7 @@ async def test_a_cancelled_eviction_closes_no_more_sessions(proxy2: RunningProxy
             assert response.status == 409
             assert (await response.json())["error"] == "invalid_state"
     # The first ``closed`` sessions (in the eviction's order) got a Close; the rest relay.
-    evicted_ids = {session.id for session in eviction.sessions[:closed]}
+    evicted_ids = set(eviction.session_ids[:closed])
     for client, session_id in zip(clients, session_ids(proxy2, clients), strict=True):
         if session_id in evicted_ids:
             _at, close = await closed_at(client)

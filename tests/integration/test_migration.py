@@ -205,7 +205,7 @@ async def test_cancel_stops_the_eviction_releases_held_clients_and_keeps_the_map
     assert migration.task is not None
     await until(migration.task.done, "the migration's task to end")
     assert migration.eviction.evicted == moved
-    evicted = {s.id for s in migration.eviction.sessions[:moved]}
+    evicted = set(migration.eviction.session_ids[:moved])
     for client, session_id in zip(clients, session_ids(proxy2, clients), strict=True):
         if session_id in evicted:
             _at, close = await closed_at(client)

@@ -95,7 +95,7 @@ def _commit(ctx: Context, defs: Definitions) -> None:
         if vhost not in wanted_paused:
             ops.unpause_vhost(ctx, vhost)
     for vhost in defs.paused_vhosts:
-        if not state.is_vhost_paused(vhost):
+        if not state.paused_vhosts.get(vhost, False):  # a migration's hold is not a pause
             ops.pause_vhost(ctx, vhost)
 
 
