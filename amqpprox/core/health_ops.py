@@ -29,7 +29,7 @@ def parse_state(word: str) -> BackendState:
     except ValueError:
         raise InvalidArgument(
             f"state must be one of {', '.join(STATE_WORDS)}: {word!r}",
-            legacy_text=f"State must be one of {' | '.join(STATE_WORDS)}",
+            legacy_text=f"State must be one of {' | '.join(STATE_WORDS)}\n",
         ) from None
 
 
