@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from amqpprox.amqp.methods import ConnectionClose, ConnectionCloseOk, ConnectionOpenOk
+from amqpprox.core.model import ListenerSpec
 from amqpprox.proxy import connector
 from tests.conftest import (
     BROKER_HOST,
@@ -25,13 +27,23 @@ from tests.conftest import (
     running_proxy,
 )
 from tests.faults import Fault, FaultyForwarder
+from tests.integration.test_tls import _serving as tls_serving
+from tests.integration.test_tls import _start as tls_start
+from tests.integration.test_tls import _to_rabbit as tls_to_rabbit
 from tests.polling import until
 from tests.rawamqp import RawClient
+from tests.tlscerts import Pki, make_pki
 
 # Small intervals so that fall x interval and rise x interval stay well under a second.
 INTERVAL_MS, TIMEOUT_MS, RISE, FALL = 60, 50, 2, 2
 # Scheduling slack on a shared 2-core machine (checks are timers on a busy loop).
 SLACK = 1.5
+
+
+@pytest.fixture(scope="module")
+def pki() -> Iterator[Pki]:
+    with tempfile.TemporaryDirectory(prefix="apx-pki") as directory:
+        yield make_pki(directory)
 
 
 @pytest.fixture
@@ -234,3 +246,36 @@ async def test_dns_backend_is_up_while_any_address_is(
     await fwd.set_mode(Fault.REFUSE)
     await until(lambda: status(bare, "two") == "down", "two down")
     assert "127.0.0.2" in (entry.last_error or "") and "127.0.0.1" in (entry.last_error or "")
+
+
+async def test_tls_backend_with_proxy_header_is_checked(pki: Pki) -> None:
+    """proxy A checks backend 'secure': proxy B's secure PROXY listener (in front of
+    RabbitMQ), which needs the PROXY header before TLS and answers Connection.Start."""
+    with (
+        tempfile.TemporaryDirectory(prefix="apx") as dir_a,
+        tempfile.TemporaryDirectory(prefix="apx") as dir_b,
+    ):
+        b = await tls_start(dir_b, *tls_serving(pki), *tls_to_rabbit())
+        a = await tls_start(dir_a)
+        try:
+            b_port = await b.listeners.start(ListenerSpec(0, tls=True, proxy_protocol=True))
+            a_proxy = RunningProxy(a, 0, a.settings.control_socket)
+            await configure(
+                a_proxy,
+                f"TLS EGRESS CA_CERT_FILE {pki.ca_cert}",
+                "TLS EGRESS VERIFY_MODE PEER",
+                f"BACKEND ADD secure dc localhost {b_port} TLS SEND-PROXY",
+                f"HEALTH CHECK secure {INTERVAL_MS} 2000 1 1",
+            )
+            await until(lambda: a.ctx.health.status("secure") == "up", "TLS check passes")
+            counters = b.listeners.counters(b_port)
+            assert counters["accepted"] >= 1 and counters["proxy_header_rejected"] == 0
+            assert counters["tls_handshake_failures"] == 0
+            # A CA that did not sign B's certificate: every check fails in TLS.
+            await configure(a_proxy, f"TLS EGRESS CA_CERT_FILE {pki.other_ca_cert}")
+            await until(lambda: a.ctx.health.status("secure") == "down", "TLS check fails")
+            entry = a.ctx.health.entry("secure")
+            assert entry is not None and "CERTIFICATE_VERIFY_FAILED" in (entry.last_error or "")
+        finally:
+            await a.stop()
+            await b.stop()
