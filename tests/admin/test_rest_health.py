@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +18,7 @@ from amqpprox.admin.control import run_line
 from amqpprox.runtime import Runtime
 from tests.admin.conftest import API
 from tests.admin.test_rest_routes import expect_error, put
-from tests.conftest import free_closed_port
+from tests.conftest import free_closed_port, make_settings
 from tests.polling import until
 
 Client = TestClient[Any, Any]
@@ -274,3 +276,42 @@ async def test_hostile_backend_names_in_routes(client: Client, name: str) -> Non
         headers={"Content-Type": "application/json"},
     )
     await expect_error(response, 404, "not_found")
+
+
+def _read(path: str) -> str:
+    return Path(path).read_text()
+
+
+async def test_state_file_keeps_states_and_checks(tmp_socket_dir: str) -> None:
+    folder = tmp_socket_dir
+    state_file = os.path.join(folder, "state.json")
+    first = Runtime(make_settings(folder, state_file=state_file))
+    await first.start()
+    try:
+        for line in (
+            "BACKEND ADD b1 dc 127.0.0.1 5672",
+            "BACKEND STATE b1 maint",
+            "HEALTH CHECK b1 3600000 100 1 1",
+            "HEALTH CHECK DEFAULT 3600000",
+        ):
+            assert await run_line(first.ctx, line) == "", line
+        saved = json.loads(_read(state_file))["health"]
+        assert saved["states"] == {"b1": "maint"}  # written before the command replied
+    finally:
+        await first.stop()
+    second = Runtime(make_settings(folder, state_file=state_file))
+    await second.start()
+    try:
+        assert second.ctx.state.backend_state("b1").value == "maint"
+        assert second.ctx.state.health_checks["b1"].as_dict() == {
+            "interval_ms": 3600000,
+            "timeout_ms": 100,
+            "rise": 1,
+            "fall": 1,
+        }
+        assert second.ctx.state.default_health_check is not None
+        # The restored checks run: the restarted checker picked them up.
+        await until(lambda: "b1" in second.health_checker._tasks, "b1's check task")
+    finally:
+        await second.stop()
+    assert second.health_checker._tasks == {}  # every check task stopped with the proxy
