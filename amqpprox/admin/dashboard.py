@@ -30,7 +30,7 @@ from markupsafe import Markup
 from multidict import MultiDictProxy
 
 from amqpprox import __version__
-from amqpprox.admin import humanize, throughput
+from amqpprox.admin import dashboard_backends, humanize, throughput
 from amqpprox.admin.dashboard_support import (
     DEFAULT_PAGE_SIZE,
     FLASH_COOKIE,
@@ -579,7 +579,9 @@ def setup(app: web.Application, ctx: Context, guard: Guard) -> None:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    app.router.add_routes(Dashboard(ctx, guard, rates).routes())
+    dashboard = Dashboard(ctx, guard, rates)
+    app.router.add_routes(dashboard.routes())
+    dashboard_backends.setup(app, dashboard)  # backend states: drain / maint / ready
     aiohttp_jinja2.get_env(app).globals["action_url"] = partial(route_url, app.router)
     app.router.add_static(
         "/static/", PACKAGE / "static", name=f"{ROUTE_PREFIX}static", append_version=True
