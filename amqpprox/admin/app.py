@@ -25,6 +25,7 @@ from aiohttp.typedefs import Middleware
 from amqpprox import __version__
 from amqpprox.admin import dashboard, dashboard_support, metrics, rest, security
 from amqpprox.admin.keys import CONTEXT
+from amqpprox.admin.rest_health import HealthApi
 from amqpprox.admin.rest_limits import LimitsApi
 from amqpprox.admin.rest_moves import MovesApi
 from amqpprox.admin.rest_tls import TlsApi
@@ -55,6 +56,7 @@ def make_rest_app(ctx: Context) -> web.Application:
     api.router.add_routes(rest.RestApi(ctx).routes())
     api.router.add_routes(LimitsApi(ctx).routes())
     api.router.add_routes(TlsApi(ctx).routes())
+    api.router.add_routes(HealthApi(ctx).routes())
     api.router.add_get(f"{rest.VERSION_PATH}/stats", metrics.stats_handler)
     return api
 

@@ -30,7 +30,7 @@ from markupsafe import Markup
 from multidict import MultiDictProxy
 
 from amqpprox import __version__
-from amqpprox.admin import dashboard_moves, humanize, throughput
+from amqpprox.admin import dashboard_backends, dashboard_moves, humanize, throughput
 from amqpprox.admin.dashboard_support import (
     DEFAULT_PAGE_SIZE,
     FLASH_COOKIE,
@@ -581,9 +581,10 @@ def setup(app: web.Application, ctx: Context, guard: Guard) -> None:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    pages = Dashboard(ctx, guard, rates)
-    app.router.add_routes(pages.routes())
-    app.router.add_routes(dashboard_moves.MovesViews(pages).routes())  # migrate, evict
+    dashboard = Dashboard(ctx, guard, rates)
+    app.router.add_routes(dashboard.routes())
+    dashboard_backends.setup(app, dashboard)  # backend states: drain / maint / ready
+    app.router.add_routes(dashboard_moves.MovesViews(dashboard).routes())  # migrate, evict
     aiohttp_jinja2.get_env(app).globals["action_url"] = partial(route_url, app.router)
     app.router.add_static(
         "/static/", PACKAGE / "static", name=f"{ROUTE_PREFIX}static", append_version=True

@@ -26,6 +26,7 @@ from amqpprox import __version__, build
 from amqpprox.admin import stats as statfmt
 from amqpprox.admin.exposition import Exposition, labels
 from amqpprox.admin.keys import CONTEXT
+from amqpprox.admin.metrics_health import health_families
 from amqpprox.admin.metrics_moves import render_moves
 from amqpprox.core.context import Context
 from amqpprox.core.sessions import UNKNOWN_VHOST, CloseReason
@@ -80,6 +81,7 @@ def render(ctx: Context, openmetrics: bool = False) -> str:
         label_set = labels(("backend",), (backend,))
         _histogram(out, "amqpprox_backend_connect_duration_seconds", label_set, histogram)
     _backend_failures(out, ctx)
+    health_families(out, ctx)
     _listener_families(out, ctx)
     _farm_families(out, ctx)
     _auth_families(out, ctx)

@@ -38,6 +38,8 @@ from amqpprox.core import operations as ops
 from amqpprox.core.context import Context
 from amqpprox.core.definitions import backend_json, farm_json, listener_json, mapping_json
 from amqpprox.core.digits import ascii_digits
+from amqpprox.core.health_ops import backend_status_json
+from amqpprox.core.model import Backend
 from amqpprox.core.sessions import SessionBase
 from amqpprox.errors import AmqpproxError, NotFound
 
@@ -60,6 +62,7 @@ CONFIG_PATHS = tuple(
         "limits",
         "auth",
         "tls",
+        "health-checks",
     )
 )
 WRITE_METHODS = frozenset({"PUT", "POST", "DELETE", "PATCH"})
@@ -233,6 +236,11 @@ def session_id_of(request: web.Request) -> int:
     return int(text)
 
 
+def backend_view(ctx: Context, backend: Backend) -> dict[str, Any]:
+    """A backend as REST shows it: its definition, its state and its health."""
+    return {**backend_json(backend), **backend_status_json(ctx, backend.name)}
+
+
 def _json(data: object, status: int = 200) -> web.Response:
     return web.json_response(data, status=status)
 
@@ -340,10 +348,10 @@ class RestApi:
 
     # -- backends ------------------------------------------------------------------------
     async def list_backends(self, request: web.Request) -> web.Response:
-        return _json([backend_json(b) for b in ops.list_backends(self.ctx)])
+        return _json([backend_view(self.ctx, b) for b in ops.list_backends(self.ctx)])
 
     async def get_backend(self, request: web.Request) -> web.Response:
-        return _json(backend_json(ops.get_backend(self.ctx, request.match_info["name"])))
+        return _json(backend_view(self.ctx, ops.get_backend(self.ctx, request.match_info["name"])))
 
     async def put_backend(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -359,7 +367,7 @@ class RestApi:
             proxy_protocol=body["proxy_protocol"],
             tls=body["tls"],
         )
-        return _json(backend_json(backend), 201 if created else 200)
+        return _json(backend_view(self.ctx, backend), 201 if created else 200)
 
     async def delete_backend(self, request: web.Request) -> web.Response:
         ops.delete_backend(self.ctx, request.match_info["name"])

@@ -40,20 +40,44 @@ _LIMITS = {
 }
 
 
+_DEFAULT_TIMEOUT_MS, _DEFAULT_RISE, _DEFAULT_FALL = 1000, 2, 3
+
+
 @dataclass(frozen=True, slots=True)
 class CheckSettings:
     """How often and how strictly a backend is checked."""
 
     interval_ms: int = 2000
-    timeout_ms: int = 1000
-    rise: int = 2
-    fall: int = 3
+    timeout_ms: int = _DEFAULT_TIMEOUT_MS
+    rise: int = _DEFAULT_RISE
+    fall: int = _DEFAULT_FALL
 
     def __post_init__(self) -> None:
         for name, (low, high) in _LIMITS.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise InvalidArgument(f"{name} must be an integer from {low} to {high}: {value!r}")
+
+    @classmethod
+    def given(
+        cls,
+        interval_ms: int,
+        timeout_ms: int | None = None,
+        rise: int | None = None,
+        fall: int | None = None,
+    ) -> CheckSettings:
+        """Settings from the values an operator gave; the others default (the timeout
+        to the interval when that is shorter than the default timeout)."""
+        if timeout_ms is None:
+            timeout_ms = _DEFAULT_TIMEOUT_MS
+            if isinstance(interval_ms, int) and 1 <= interval_ms < timeout_ms:
+                timeout_ms = interval_ms
+        return cls(
+            interval_ms=interval_ms,
+            timeout_ms=timeout_ms,
+            rise=_DEFAULT_RISE if rise is None else rise,
+            fall=_DEFAULT_FALL if fall is None else fall,
+        )
 
     def as_dict(self) -> dict[str, int]:
         return {

@@ -29,7 +29,7 @@ def parse_state(word: str) -> BackendState:
     except ValueError:
         raise InvalidArgument(
             f"state must be one of {', '.join(STATE_WORDS)}: {word!r}",
-            legacy_text=f"State must be one of {' | '.join(STATE_WORDS)}",
+            legacy_text=f"State must be one of {' | '.join(STATE_WORDS)}\n",
         ) from None
 
 
@@ -59,17 +59,8 @@ def put_health_check(
     fall: int | None = None,
 ) -> CheckSettings:
     """Check ``backend`` (None: every backend without settings of its own) actively.
-    Left-out values take ``CheckSettings``' defaults; the timeout defaults to the interval
-    when that is shorter than the default timeout."""
-    defaults = CheckSettings()
-    if timeout_ms is None and isinstance(interval_ms, int):
-        timeout_ms = min(defaults.timeout_ms, max(1, interval_ms))
-    settings = CheckSettings(
-        interval_ms=interval_ms,
-        timeout_ms=defaults.timeout_ms if timeout_ms is None else timeout_ms,
-        rise=defaults.rise if rise is None else rise,
-        fall=defaults.fall if fall is None else fall,
-    )
+    Left-out values default (``CheckSettings.given``)."""
+    settings = CheckSettings.given(interval_ms, timeout_ms, rise, fall)
     if backend is not None:
         _require_backend(ctx, backend)
     ctx.state.set_health_check(backend, settings)

@@ -143,7 +143,10 @@ class HealthChecker:
     async def _supervise(self) -> None:
         while True:
             self._wake.clear()
-            self.reconcile()
+            try:
+                self.reconcile()
+            except Exception:  # a bug: say so, and follow the next change
+                log.exception("health checks could not follow the configuration")
             await self._wake.wait()
 
     def reconcile(self) -> None:

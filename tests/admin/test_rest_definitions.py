@@ -68,6 +68,7 @@ async def test_export_of_an_empty_proxy(client: Client) -> None:
         "auth": {"mode": "always_allow"},
         "tls": {direction: dict(NO_TLS) for direction in ("ingress", "egress")},
         "paused_vhosts": [],
+        "health": {"default_check": None, "checks": {}, "states": {}},
     }
 
 

@@ -115,6 +115,15 @@ async def test_backend_create_replace_get_list_delete(client: Client) -> None:
         "dns": False,
         "proxy_protocol": True,
         "tls": False,
+        "state": "ready",
+        "health": {
+            "status": "unknown",
+            "checked_at": None,
+            "last_error": None,
+            "consecutive_successes": 0,
+            "consecutive_failures": 0,
+            "check": None,
+        },
     }
     replaced = await put(client, "/backends/b1", {**BACKEND, "dns": True, "name": "b1"}, 200)
     assert replaced["dns"] is True and replaced["proxy_protocol"] is False

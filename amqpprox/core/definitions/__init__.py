@@ -2,9 +2,9 @@
 
 A definitions document holds the datacenter, backends, farms, vhost mappings, the
 default farm, the listeners (with their addresses, TLS and PROXY modes), the limits, the auth
-service and the TLS settings of both directions (``GET /api/v1/definitions``,
-``amqpprox --definitions``). A top-level key the document leaves out keeps that part
-of the configuration as it is.
+service, the TLS settings of both directions, and the backend states and health checks
+(``GET /api/v1/definitions``, ``amqpprox --definitions``). A top-level key the document
+leaves out keeps that part of the configuration as it is.
 
 One module per job: ``schema`` (the document's marshmallow schemas, reused by REST for
 request bodies), ``codec`` (model values <-> JSON, ``export``), ``prepare`` (a document
@@ -36,9 +36,11 @@ from amqpprox.core.definitions.schema import (
     MAX_NAME,
     AuthFields,
     BackendFields,
+    BackendStateFields,
     DefaultLimitsFields,
     DefinitionsSchema,
     FarmFields,
+    HealthCheckFields,
     ListenerFields,
     StrictInt,
     TargetFields,
@@ -52,10 +54,12 @@ __all__ = [
     "MAX_NAME",
     "AuthFields",
     "BackendFields",
+    "BackendStateFields",
     "DefaultLimitsFields",
     "Definitions",
     "DefinitionsSchema",
     "FarmFields",
+    "HealthCheckFields",
     "ListenerFields",
     "StrictInt",
     "TargetFields",

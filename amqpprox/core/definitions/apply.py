@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from amqpprox.core import operations as ops
+from amqpprox.core.backend_status import BackendState
 from amqpprox.core.context import Context
 from amqpprox.core.definitions.diff import diff
 from amqpprox.core.definitions.prepare import Definitions, prepare
@@ -90,6 +91,7 @@ def _commit(ctx: Context, defs: Definitions) -> None:
             state.set_vhost_limits(vhost, limits)
     if state.auth != defs.auth:
         state.set_auth(defs.auth)
+    _commit_health(ctx, defs)
     wanted_paused = set(defs.paused_vhosts)
     for vhost in [v for v, paused in state.paused_vhosts.items() if paused]:
         if vhost not in wanted_paused:
@@ -97,6 +99,20 @@ def _commit(ctx: Context, defs: Definitions) -> None:
     for vhost in defs.paused_vhosts:
         if not state.paused_vhosts.get(vhost, False):  # a migration's hold is not a pause
             ops.pause_vhost(ctx, vhost)
+
+
+def _commit_health(ctx: Context, defs: Definitions) -> None:
+    """Backend states and check settings (their backends exist by now: ``prepare``)."""
+    state = ctx.state
+    if state.default_health_check != defs.default_check:
+        state.set_health_check(None, defs.default_check)
+    checks, states = dict(defs.health_checks), dict(defs.backend_states)
+    for name in state.backends:
+        if state.health_checks.get(name) != checks.get(name):
+            state.set_health_check(name, checks.get(name))
+        wanted = states.get(name, BackendState.READY)
+        if state.backend_state(name) is not wanted:
+            state.set_backend_state(name, wanted)
 
 
 async def apply(ctx: Context, document: object, *, dry_run: bool = False) -> dict[str, Any]:

@@ -13,7 +13,9 @@ from typing import Any
 
 from amqpprox import __version__
 from amqpprox.core import operations as ops
+from amqpprox.core.backend_status import BackendState
 from amqpprox.core.context import Context
+from amqpprox.core.health import CheckSettings
 from amqpprox.core.model import (
     LIMIT_FIELDS,
     AuthConfig,
@@ -143,9 +145,36 @@ def export(ctx: Context) -> dict[str, Any]:
         "auth": auth_json(state.auth),
         "tls": all_tls_json(ctx),
         "paused_vhosts": paused_vhosts_json(state.paused_vhosts),
+        "health": health_json(
+            state.default_health_check, state.health_checks, state.backend_states
+        ),
     }
 
 
 def paused_vhosts_json(paused: AbstractMapping[str, bool]) -> list[str]:
     """The vhosts paused (VHOST PAUSE), sorted; unpaused and merely opened ones are not."""
     return sorted(v for v, is_paused in paused.items() if is_paused)
+
+
+def check_from_json(data: AbstractMapping[str, Any]) -> CheckSettings:
+    """Check settings from a loaded ``HealthCheckFields`` body (left-out values default)."""
+    return CheckSettings.given(
+        data["interval_ms"], data.get("timeout_ms"), data.get("rise"), data.get("fall")
+    )
+
+
+def health_json(
+    default: CheckSettings | None,
+    checks: AbstractMapping[str, CheckSettings],
+    states: AbstractMapping[str, BackendState],
+) -> dict[str, Any]:
+    """Backend states other than ready and check settings, by backend name."""
+    return {
+        "default_check": None if default is None else default.as_dict(),
+        "checks": {name: checks[name].as_dict() for name in sorted(checks)},
+        "states": {
+            name: states[name].value
+            for name in sorted(states)
+            if states[name] is not BackendState.READY
+        },
+    }

@@ -40,7 +40,15 @@ def diff(ctx: Context, defs: Definitions) -> dict[str, Any]:
         "mappings": _section_diff(current["mappings"], target["mappings"], "vhost"),
         "listeners": _section_diff(current["listeners"], listeners, "port"),
     }
-    for scalar in ("datacenter", "default_farm", "limits", "auth", "tls", "paused_vhosts"):
+    for scalar in (
+        "datacenter",
+        "default_farm",
+        "limits",
+        "auth",
+        "tls",
+        "paused_vhosts",
+        "health",
+    ):
         changes[scalar] = (
             None
             if current[scalar] == target[scalar]

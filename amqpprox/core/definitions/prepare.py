@@ -13,13 +13,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from amqpprox.core import operations as ops
+from amqpprox.core.backend_status import BackendState
 from amqpprox.core.context import Context
 from amqpprox.core.definitions.codec import (
     all_limits_json,
     auth_from_json,
     auth_json,
     backend_json,
+    check_from_json,
     farm_json,
+    health_json,
     limits_from_json,
     mapping_json,
     paused_vhosts_json,
@@ -27,6 +30,7 @@ from amqpprox.core.definitions.codec import (
     tls_json,
 )
 from amqpprox.core.definitions.schema import DefinitionsSchema, load_schema
+from amqpprox.core.health import CheckSettings
 from amqpprox.core.model import AuthConfig, Backend, Farm, Limits, ListenerSpec, Mapping
 from amqpprox.core.state import ProxyState
 from amqpprox.core.tls import DIRECTIONS, Direction, TlsSettings
@@ -51,6 +55,9 @@ class Definitions:
     tls: tuple[tuple[Direction, TlsSettings], ...] = ()
     tls_given: tuple[Direction, ...] = ()
     paused_vhosts: tuple[str, ...] = ()
+    default_check: CheckSettings | None = None
+    health_checks: tuple[tuple[str, CheckSettings], ...] = ()
+    backend_states: tuple[tuple[str, BackendState], ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -63,6 +70,9 @@ class Definitions:
             "auth": auth_json(self.auth),
             "tls": {d.lower(): tls_json(settings) for d, settings in self.tls},
             "paused_vhosts": sorted(self.paused_vhosts),
+            "health": health_json(
+                self.default_check, dict(self.health_checks), dict(self.backend_states)
+            ),
         }
 
 
@@ -175,7 +185,11 @@ async def prepare(ctx: Context, document: object) -> Definitions:
         given.append(direction)
 
     paused = doc.get("paused_vhosts", paused_vhosts_json(state.paused_vhosts))
+    default_check, checks, states = _health(ctx, doc, {b.name for b in backends})
     result = Definitions(
+        default_check=default_check,
+        health_checks=checks,
+        backend_states=states,
         paused_vhosts=tuple(sorted(set(paused))),
         tls=tuple(tls.items()),
         tls_given=tuple(given),
@@ -191,6 +205,39 @@ async def prepare(ctx: Context, document: object) -> Definitions:
     )
     _check(ctx, result)
     return result
+
+
+def _health(
+    ctx: Context, doc: dict[str, Any], backends: set[str]
+) -> tuple[
+    CheckSettings | None,
+    tuple[tuple[str, CheckSettings], ...],
+    tuple[tuple[str, BackendState], ...],
+]:
+    """The document's health part (else the current one, less the backends it removes)."""
+    state = ctx.state
+    if "health" not in doc:
+        return (
+            state.default_health_check,
+            tuple((n, c) for n, c in sorted(state.health_checks.items()) if n in backends),
+            tuple((n, s) for n, s in sorted(state.backend_states.items()) if n in backends),
+        )
+    part = doc["health"]
+    for section in ("checks", "states"):
+        for name in part[section]:
+            if name not in backends:
+                raise InvalidArgument(f"health.{section}: backend {name!r} is not defined")
+    try:
+        default = None if part["default_check"] is None else check_from_json(part["default_check"])
+        checks = tuple((n, check_from_json(c)) for n, c in sorted(part["checks"].items()))
+    except AmqpproxError as error:
+        raise InvalidArgument(f"health: {error.message}") from error
+    states = tuple(
+        (n, BackendState(word))
+        for n, word in sorted(part["states"].items())
+        if word != BackendState.READY.value
+    )
+    return default, checks, states
 
 
 def _check(ctx: Context, defs: Definitions) -> None:

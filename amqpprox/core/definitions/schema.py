@@ -190,6 +190,31 @@ class TlsDef(Schema):
     egress = fields.Nested(TlsFields)
 
 
+class HealthCheckFields(Schema):
+    """Active health check settings (core.health.CheckSettings); left-out values default."""
+
+    interval_ms = StrictInt(required=True, validate=validate.Range(min=10, max=3_600_000))
+    timeout_ms = StrictInt(validate=validate.Range(min=1, max=600_000))
+    rise = StrictInt(validate=validate.Range(min=1, max=1000))
+    fall = StrictInt(validate=validate.Range(min=1, max=1000))
+
+
+class BackendStateFields(Schema):
+    state = fields.String(required=True, validate=validate.OneOf(["ready", "drain", "maint"]))
+
+
+class HealthDef(Schema):
+    """Backend states and check settings; a backend left out is ready / not checked."""
+
+    default_check = fields.Nested(HealthCheckFields, allow_none=True, load_default=None)
+    checks = fields.Dict(keys=_name(), values=fields.Nested(HealthCheckFields), load_default=dict)
+    states = fields.Dict(
+        keys=_name(),
+        values=fields.String(validate=validate.OneOf(["ready", "drain", "maint"])),
+        load_default=dict,
+    )
+
+
 class DefinitionsSchema(Schema):
     amqpprox_version = fields.String()  # informational; ignored on import
     datacenter = fields.String(validate=validate.Length(max=MAX_NAME))
@@ -203,6 +228,8 @@ class DefinitionsSchema(Schema):
     tls = fields.Nested(TlsDef)
     # The vhosts whose new sessions are held (VHOST PAUSE); every other vhost is unpaused.
     paused_vhosts = fields.List(fields.String(validate=validate.Length(min=1, max=MAX_NAME)))
+    # Backend states and active health check settings (core.backend_status, core.health).
+    health = fields.Nested(HealthDef)
 
 
 def describe_validation_error(error: ValidationError) -> str:
