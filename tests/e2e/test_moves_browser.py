@@ -75,6 +75,10 @@ async def test_evict_without_javascript_asks_first(proxy2: RunningProxy) -> None
     async with aiohttp.ClientSession() as http:
         html = await (await http.get(proxy2.admin_url + "/backends")).text()
         assert 'id="evict-form"' in html
+        # Each row links to the form with its backend chosen.
+        assert 'href="/backends?evict=b2#evict"' in html
+        chosen = await (await http.get(proxy2.admin_url + "/backends?evict=b2")).text()
+        assert '<option value="b2" selected>b2</option>' in chosen
         match = re.search(r'name="csrf" value="([^"]+)"', html)
         assert match is not None
         form = {"csrf": match.group(1), "next": "/backends", "backend": "b1", "per_second": "5"}
