@@ -162,7 +162,7 @@ def release(ctx: Context, vhost: str) -> None:
 
 
 def cancel(ctx: Context, migration: Migration) -> bool:
-    """Stop the eviction and unpause now; False when the migration is over already."""
+    """Stop the eviction and release the hold now; False when the migration is over."""
     if not migration.running:
         return False
     end(ctx, migration, JobState.CANCELLED)

@@ -28,6 +28,7 @@ from tests.conftest import (
     running_proxy,
 )
 from tests.moves_rig import forwarders, proxy2  # noqa: F401 (fixtures)
+from tests.rawamqp import close_raw_clients  # noqa: F401 (autouse: no raw client outlives its test)
 
 CHROMIUM = os.environ.get("AMQPPROX_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [

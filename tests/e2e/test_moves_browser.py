@@ -20,7 +20,6 @@ from amqpprox.core import moves
 from tests.conftest import RunningProxy
 from tests.moves_rig import closed_at, open_clients
 from tests.polling import until
-from tests.rawamqp import close_raw_clients  # noqa: F401 (autouse)
 
 pytestmark = pytest.mark.broker
 # The first migration's row shows some of its six sessions moved while it still runs.
