@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient
 
 from amqpprox.core import moves
 from amqpprox.core import operations as ops
+from amqpprox.core.health import PASSIVE_FALL
 from amqpprox.errors import InvalidState
 from amqpprox.runtime import Runtime
 from tests.admin.conftest import API
@@ -286,3 +287,22 @@ async def test_the_migration_hold_is_never_saved_but_the_new_mapping_is(
         assert not ctx.state.is_vhost_paused("/")
     finally:
         await runtime.stop()
+
+
+async def test_a_target_that_is_down_is_refused(client: Client, configured: Runtime) -> None:
+    health = configured.ctx.health
+    for _ in range(PASSIVE_FALL):  # as the data plane books failed session attempts
+        health.record_attempt("b2", False, "connection refused")
+    assert health.status("b2") == "down"
+    response = await client.post(API + "/vhosts/%2F/migrate", json={"backend": "b2"})
+    assert response.status == 409
+    assert (await response.json())["message"] == (
+        "Cannot migrate vhost '/': backend 'b2' is not ready and up"
+    )
+    assert await ctl(configured.settings.control_socket, "VHOST MIGRATE / FARM f2") == (
+        "Cannot migrate vhost '/': farm 'f2' has no ready member that is up\n"
+    )
+    assert unchanged(configured)
+    health.record_attempt("b2", True)  # a session reached it: up again
+    response = await client.post(API + "/vhosts/%2F/migrate", json={"backend": "b2"})
+    assert response.status == 202
