@@ -306,3 +306,20 @@ async def test_a_target_that_is_down_is_refused(client: Client, configured: Runt
     health.record_attempt("b2", True)  # a session reached it: up again
     response = await client.post(API + "/vhosts/%2F/migrate", json={"backend": "b2"})
     assert response.status == 202
+
+
+async def test_hostile_names_are_text_on_the_dashboard_panels(
+    client: Client, configured: Runtime
+) -> None:
+    ctx = configured.ctx
+    vhost = "<img src=x onerror=alert(1)>"
+    ops.map_vhost_to_farm(ctx, vhost, "f1")
+    migration = moves.migrate_vhost(ctx, vhost, "farm", "f2")
+    await until(lambda: not migration.running, "the migration to end")
+    html = await (await client.get("/vhosts")).text()
+    assert 'data-migration="1"' in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "<img src=x" not in html
+    live = await (await client.get("/vhosts", headers={"X-Dashboard-Live": "1"})).json()
+    assert "&lt;img src=x" in live["regions"]["migrations"]
+    assert "<img src=x" not in live["regions"]["migrations"]
