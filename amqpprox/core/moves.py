@@ -98,32 +98,62 @@ class TrafficMoves:
         reason: EvictReason,
         per_second: int,
         text: str,
-        backend: str | None = None,
-        vhost: str | None = None,
+        backend: str,
     ) -> Eviction:
+        """Start closing ``sessions`` of ``backend`` (BACKEND EVICT, a farm change)."""
         eviction = Eviction(
             id=next(self._eviction_ids),
             reason=reason,
             per_second=per_second,
             text=reply_text(text),
             backend=backend,
-            vhost=vhost,
+            vhost=None,
             sessions=sessions,
             on_evicted=self._count_evicted,
         )
-        if reason is not EvictReason.MIGRATION:
-            self._trim(self.evictions)
-            self.evictions[eviction.id] = eviction
-            eviction.task = self._spawn(eviction.run(), f"eviction-{eviction.id}")
-            log.info(
-                "Eviction %d (%s) of backend %s started: %d sessions at %d/s",
-                eviction.id,
-                reason.value,
-                backend,
-                eviction.total,
-                per_second,
-            )
+        self._trim(self.evictions)
+        self.evictions[eviction.id] = eviction
+        eviction.task = self._spawn(eviction.run(), f"eviction-{eviction.id}")
+        log.info(
+            "Eviction %d (%s) of backend %s started: %d sessions at %d/s",
+            eviction.id,
+            reason.value,
+            backend,
+            eviction.total,
+            per_second,
+        )
         return eviction
+
+    def start_migration(self, vhost: str, target: Target, per_second: int) -> Migration:
+        """Hold ``vhost``, map it to ``target`` and start evicting its sessions (checked by
+        ``migrate_vhost``); raises, with nothing changed, if the mapping cannot be saved."""
+        ctx = self.ctx
+        kind, name = target
+        migration_id = next(self._migration_ids)
+        eviction = Eviction(
+            id=migration_id,  # the migration's own; it is not listed with the evictions
+            reason=EvictReason.MIGRATION,
+            per_second=per_second,
+            text=reply_text(f"CONNECTION_FORCED - vhost {vhost} is moving to {kind} {name}"),
+            backend=None,
+            vhost=vhost,
+            sessions=mig.sessions_to_move(ctx, vhost),
+            on_evicted=self._count_evicted,
+        )
+        migration = Migration(
+            id=migration_id,
+            vhost=vhost,
+            source=ctx.state.target_of(vhost),
+            target=target,
+            per_second=per_second,
+            eviction=eviction,
+            on_finished=self._migration_over,
+        )
+        mig.begin(ctx, migration)
+        self._trim(self.migrations)
+        self.migrations[migration.id] = migration
+        migration.task = self._spawn(mig.run(ctx, migration), f"migration-{migration.id}")
+        return migration
 
     def farm_changed(self, farm: str, left: tuple[str, ...]) -> None:
         """``ProxyState``'s hook: backends ``left`` are no longer members of ``farm``."""
@@ -243,27 +273,7 @@ def migrate_vhost(
     for other in moves.migrations.values():
         if other.running and other.vhost == vhost:
             raise _refuse(vhost, f"migration {other.id} of it is still running")
-    eviction = moves.start_eviction(
-        mig.sessions_to_move(ctx, vhost),
-        reason=EvictReason.MIGRATION,
-        per_second=rate,
-        text=f"CONNECTION_FORCED - vhost {vhost} is moving to {kind} {name}",
-        vhost=vhost,
-    )
-    migration = Migration(
-        id=next(moves._migration_ids),
-        vhost=vhost,
-        source=ctx.state.target_of(vhost),
-        target=target,
-        per_second=rate,
-        eviction=eviction,
-        on_finished=moves._migration_over,
-    )
-    mig.begin(ctx, migration)
-    moves._trim(moves.migrations)
-    moves.migrations[migration.id] = migration
-    migration.task = moves._spawn(mig.run(ctx, migration), f"migration-{migration.id}")
-    return migration
+    return moves.start_migration(vhost, target, rate)
 
 
 def list_migrations(ctx: Context) -> list[Migration]:
