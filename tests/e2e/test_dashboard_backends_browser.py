@@ -11,7 +11,10 @@ from playwright.async_api import Page, expect
 from amqpprox.amqp.methods import ConnectionClose, ConnectionOpenOk
 from amqpprox.core.backend_status import BackendState
 from tests.conftest import RunningProxy, ctl, free_closed_port, pika_round_trip
-from tests.rawamqp import RawClient
+from tests.rawamqp import (
+    RawClient,
+    close_raw_clients,  # noqa: F401 (autouse: no raw client outlives the test)
+)
 
 pytestmark = pytest.mark.broker
 
