@@ -236,10 +236,14 @@ class FileFormatter(logging.Formatter):
         line_id = getattr(record, "line_id", 0)
         tag = getattr(record, "session_tag", "")
         head = (
-            f"{stamp}.{micros:06d}Z {line_id} {record.process}-{record.thread} "
-            f"{record.levelname}{tag}: "
+            f"{stamp}.{micros:06d}Z {line_id} {_PID[0]}-{record.thread} {record.levelname}{tag}: "
         )
         return _one_line(head + record.getMessage(), record, self)
+
+
+# The process id the file format shows (logging.logProcesses is off: see configure).
+_PID = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
 
 
 # -- files ---------------------------------------------------------------------------------
@@ -379,6 +383,9 @@ def configure(
     # logging documentation's "Optimization" advice).
     logging._srcfile = None
     logging.logMultiprocessing = False
+    # Every record would ask the kernel for the process id (glibc does not cache getpid):
+    # the file format takes it from _PID instead, refreshed in a forked child.
+    logging.logProcesses = False
     for handler in list(root.handlers):
         root.removeHandler(handler)
         handler.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import ipaddress
 import signal
@@ -17,10 +18,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import haproxy, report
+from bench import amqpperf, haproxy, report
 from bench.procs import Server, wait_amqp_ready
 from bench.procstat import cpu_seconds, raise_nofile_limit
-from bench.rawamqp import AmqpError, Target
+from bench.rawamqp import AmqpError, Target, open_connection
 from bench.rounds import Metrics, Runs, medians, round_order
 from bench.scenarios import CPU_SCENARIOS, SCENARIOS, Params, cpu_metrics, run_scenario
 from bench.targets import (
@@ -141,6 +142,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--samples", type=int, help="override the latency sample count")
     ap.add_argument(
+        "--go-seconds",
+        type=float,
+        help="how long each amqpperf run lasts (default 8, with --quick 2)",
+    )
+    ap.add_argument(
+        "--no-amqpperf",
+        action="store_true",
+        help="skip the go-* scenarios (default: build amqpperf from ../shared/tools/amqpperf "
+        "and run them when Go and amqp091-go are installed)",
+    )
+    ap.add_argument(
+        "--background-idle",
+        type=_positive_int,
+        default=0,
+        metavar="N",
+        help="hold N idle handshaked connections through every target while the "
+        "scenarios run (the load a real proxy carries beside the measured traffic)",
+    )
+    ap.add_argument(
         "--idle-connections",
         type=_positive_int,
         help="connections the idle scenario holds (default 5000, with --quick 1000)",
@@ -165,6 +185,7 @@ def make_params(args: argparse.Namespace) -> Params:
         "latency_samples": args.samples,
         "idle_connections": args.idle_connections,
         "idle_hold_s": args.idle_hold,
+        "go_seconds": args.go_seconds,
     }
     fields = {k: v for k, v in overrides.items() if v is not None}
     if fields:
@@ -172,11 +193,36 @@ def make_params(args: argparse.Namespace) -> Params:
     return p
 
 
-def selected_scenarios(only: list[str] | None, quick: bool) -> list[str]:
-    """``--only`` as given (in canonical order); else all, without ``idle`` when quick."""
+def selected_scenarios(only: list[str] | None, quick: bool, go: bool = True) -> list[str]:
+    """``--only`` as given (in canonical order); else all, without ``idle`` when quick;
+    without the ``go-*`` ones when amqpperf is not there (``go`` false)."""
     if only:
-        return [s for s in SCENARIOS if s in only]
-    return [s for s in SCENARIOS if not (quick and s == "idle")]
+        chosen = [s for s in SCENARIOS if s in only]
+    else:
+        chosen = [s for s in SCENARIOS if not (quick and s == "idle")]
+    return [s for s in chosen if go or s not in amqpperf.SCENARIOS]
+
+
+def with_amqpperf(args: argparse.Namespace, params: Params) -> Params:
+    """``params`` naming the built amqpperf, unless skipped or it cannot be built."""
+    if args.no_amqpperf:
+        return params
+    binary = amqpperf.build()
+    if binary is None:
+        print(amqpperf.INSTALL_HINT, file=sys.stderr)
+        return params
+    print(f"amqpperf: {binary.relative_to(PROJECT_ROOT)}", file=sys.stderr)
+    return dataclasses.replace(params, amqpperf=str(binary))
+
+
+def hold_idle(columns: list[Column], count: int, stack: contextlib.ExitStack) -> None:
+    """``count`` idle handshaked connections through every column, closed on exit."""
+    for column in columns:
+        for _ in range(count):
+            conn = open_connection(column.target, timeout=READY_TIMEOUT)
+            stack.callback(conn.sock.close)
+    if count:
+        print(f"holding {count} idle connections through each target", file=sys.stderr)
 
 
 def repeat_count(repeat: int | None, quick: bool) -> int:
@@ -333,6 +379,8 @@ def _print_results(
         print(line)
     for line in report.added_latency_text(med, names):
         print(line)
+    for line in report.cpu_vs_haproxy_text(med, names):
+        print(line)
     for line in report.tls_cost_text(med, names):
         print(line)
     for line in report.load_generator_text(med):
@@ -350,8 +398,8 @@ def run(args: argparse.Namespace) -> int:
     if args.tls and (args.no_proxy or args.proxy is not None):
         print("--tls needs the proxy the benchmark starts itself", file=sys.stderr)
         return 2
-    params = make_params(args)
-    scenarios = selected_scenarios(args.only, args.quick)
+    params = with_amqpperf(args, make_params(args))
+    scenarios = selected_scenarios(args.only, args.quick, go=params.amqpperf is not None)
     repeat = repeat_count(args.repeat, args.quick)
     info = report.machine_info()
     print(report.header_text(info), flush=True)
@@ -362,6 +410,7 @@ def run(args: argparse.Namespace) -> int:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="amqpprox-bench-")))
         stack.callback(_stop_all, servers)
         columns = start_columns(args, workdir, servers)
+        hold_idle(columns, args.background_idle, stack)
         names = [c.name for c in columns]
         addrs = {c.name: str(c.target) for c in columns}
         print(report.targets_text(addrs), flush=True)
@@ -379,6 +428,7 @@ def run(args: argparse.Namespace) -> int:
             "params": params.__dict__,
             "repeat": repeat,
             "orders": orders,
+            "background_idle": args.background_idle,
         }
         return _print_results(args, summary, runs, names)
 

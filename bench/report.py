@@ -42,6 +42,22 @@ ROWS: dict[str, list[Row]] = {
         Row("proxy CPU µs / conn", "cpu_us_per_conn", intermediary=True),
     ],
     "latency": [Row("rtt p50 (µs)", "p50_us"), Row("rtt p99 (µs)", "p99_us")],
+    "go-msgs": [
+        Row("amqpperf msgs/s (100 B, 1p/1c)", "msgs_per_s"),
+        Row("amqpperf proxy CPU s / M msgs", "cpu_s_per_million_msgs", intermediary=True),
+    ],
+    "go-mib": [
+        Row("amqpperf MiB/s (1 MiB msgs)", "mib_per_s"),
+        Row("amqpperf proxy CPU s / GiB", "cpu_s_per_gib", intermediary=True),
+    ],
+    "go-conn": [
+        Row("amqpperf conn/s (Dial+Close)", "conn_per_s"),
+        Row("amqpperf proxy CPU µs / conn", "cpu_us_per_conn", intermediary=True),
+    ],
+    "go-latency": [
+        Row("amqpperf rtt p50 (µs)", "p50_us"),
+        Row("amqpperf rtt p99 (µs)", "p99_us"),
+    ],
     "idle": [
         Row("idle: open N conns (s)", "open_s"),
         Row("idle: KiB RSS / session (round 1)", "kib_per_session", intermediary=True),
@@ -51,6 +67,10 @@ ROWS: dict[str, list[Row]] = {
         Row("idle: GET /readyz max ms", "admin_readyz_max_ms", intermediary=True),
     ],
 }
+
+
+LATENCY = ("latency", "go-latency")  # scenarios whose "added" column is target - direct
+CPU_KEYS = ("cpu_s_per_million_msgs", "cpu_s_per_gib", "cpu_us_per_conn")
 
 
 def machine_info() -> dict[str, Any]:
@@ -129,7 +149,7 @@ def _table_rows(results: Results, others: list[str], with_added: bool) -> list[l
                     cells.append("-")
                 else:
                     cells.append(f"{val / direct:.2f}")
-                if scenario == "latency" and val is not None and direct is not None:
+                if scenario in LATENCY and val is not None and direct is not None:
                     added.append(f"{t} {val - direct:+,.0f}")
             if with_added:
                 cells.append(", ".join(added))
@@ -143,7 +163,7 @@ def table_text(results: Results, target_names: list[str]) -> str:
     head = ["scenario", "direct"]
     for t in others:
         head += [t, f"{t}/direct"]
-    with_added = bool(others) and "latency" in results
+    with_added = bool(others) and any(s in results for s in LATENCY)
     if with_added:
         head.append("added (µs)")
     rows = _table_rows(results, others, with_added)
@@ -164,7 +184,7 @@ def notes_text(repeat: int, target_names: list[str], results: Results) -> list[s
         f"values: median of {repeat} round(s) per target (except as noted); each round runs "
         "every target once, the order rotated by one per round"
     ]
-    if any(s in results for s in ("msgs", "mib", "conn")):
+    if any(s in results for s in ("msgs", "mib", "conn", "go-msgs", "go-mib", "go-conn")):
         lines.append(
             "proxy CPU rows: utime+stime of the intermediary's process (/proc/<pid>/stat) "
             f"across each run (resolution {1000 / os.sysconf('SC_CLK_TCK'):.0f} ms, coarse for "
@@ -196,19 +216,40 @@ def _distinct(per_target: dict[str, dict[str, Any]], key: str) -> str:
 
 
 def added_latency_text(results: Results, target_names: list[str]) -> list[str]:
-    """``added p50/p99`` lines (target minus direct) for the latency scenario."""
-    lat = results.get("latency", {})
-    direct = lat.get("direct", {})
+    """``added p50/p99`` lines (target minus direct) for the latency scenarios."""
+    lines = []
+    for scenario in LATENCY:
+        lat = results.get(scenario, {})
+        direct = lat.get("direct", {})
+        for t in target_names:
+            other = lat.get(t, {})
+            if t != "direct" and "p50_us" in direct and "p50_us" in other:
+                lines.append(
+                    f"{t}: added p50/p99 ({scenario}) = "
+                    f"{other['p50_us'] - direct['p50_us']:+,.0f} / "
+                    f"{other['p99_us'] - direct['p99_us']:+,.0f} µs"
+                )
+    return lines
+
+
+def cpu_vs_haproxy_text(results: Results, target_names: list[str]) -> list[str]:
+    """Each amqpprox column's CPU per unit of work as a multiple of HAProxy's."""
+    if "haproxy" not in target_names:
+        return []
     lines = []
     for t in target_names:
-        if t == "direct":
+        if t in ("direct", "haproxy") or t.startswith("haproxy"):
             continue
-        other = lat.get(t, {})
-        if "p50_us" in direct and "p50_us" in other:
-            lines.append(
-                f"{t}: added p50/p99 = {other['p50_us'] - direct['p50_us']:+,.0f} / "
-                f"{other['p99_us'] - direct['p99_us']:+,.0f} µs"
-            )
+        parts = []
+        for scenario, specs in ROWS.items():
+            per_target = results.get(scenario, {})
+            for row in specs:
+                mine = per_target.get(t, {}).get(row.key)
+                theirs = per_target.get("haproxy", {}).get(row.key)
+                if row.key in CPU_KEYS and mine is not None and theirs:
+                    parts.append(f"{scenario} {mine / theirs:.2f}")
+        if parts:
+            lines.append(f"{t} CPU per unit of work / haproxy's: " + ", ".join(parts))
     return lines
 
 
@@ -271,7 +312,7 @@ def ratios(results: Results) -> dict[str, dict[str, float]]:
                 val = metrics.get(row.key)
                 if t != "direct" and direct and val is not None:
                     out.setdefault(scenario, {})[f"{t}/{row.key}"] = val / direct
-                    if scenario == "latency":
+                    if scenario in LATENCY:
                         out[scenario][f"{t}/added_{row.key}"] = val - direct
     return out
 

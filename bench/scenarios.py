@@ -5,6 +5,8 @@
 * ``conn``    - full AMQP open/close cycles per second from N worker processes
 * ``latency`` - publish one message, wait for its delivery, repeat
 * ``idle``    - hold N handshaked, silent connections (see :mod:`bench.idle`)
+* ``go-*``    - the same (but idle) driven by ``amqpperf``, a compiled client (see
+  :mod:`bench.amqpperf`)
 
 The throughput workers report their own CPU time (``getrusage``) and wall time, so
 the run can show that the load generator is not the bottleneck.
@@ -16,8 +18,10 @@ import multiprocessing.connection
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from bench import amqpperf
 from bench.idle import IdleJob, Probe, run_idle
 from bench.procs import WorkerFn, workers
 from bench.procstat import own_cpu_seconds
@@ -51,6 +55,8 @@ class Params:
     timeout: float = 120.0
     idle_connections: int = 5000
     idle_hold_s: float = 5.0
+    go_seconds: float = 8.0
+    amqpperf: str | None = None  # the built binary (bench.amqpperf.build), for go-*
 
     @classmethod
     def quick(cls) -> Params:
@@ -64,6 +70,7 @@ class Params:
             timeout=15.0,
             idle_connections=1000,
             idle_hold_s=2.0,
+            go_seconds=2.0,
         )
 
 
@@ -285,16 +292,18 @@ def run_latency(target: Target, p: Params) -> dict[str, float]:
     }
 
 
-SCENARIOS = ("msgs", "mib", "conn", "latency", "idle")
-CPU_SCENARIOS = ("msgs", "mib", "conn")  # the intermediary's CPU is read around these
+SCENARIOS = ("msgs", "mib", "conn", "latency", *amqpperf.SCENARIOS, "idle")
+# The intermediary's CPU is read around these.
+CPU_SCENARIOS = ("msgs", "mib", "conn", *amqpperf.CPU_SCENARIOS)
 
 
 def cpu_metrics(scenario: str, metrics: dict[str, float], cpu_s: float) -> dict[str, float]:
     """The intermediary's CPU (``cpu_s`` over one run) per unit of work done in that run.
 
     ``msgs``: s per million messages; ``mib`` (1 MiB messages): s per GiB relayed;
-    ``conn``: µs per connection opened and closed.
+    ``conn``: µs per connection opened and closed; ``go-*`` as the bench's own.
     """
+    scenario = scenario.removeprefix("go-")
     out = {"proxy_cpu_s": cpu_s}
     messages = metrics.get("messages", 0.0)
     if scenario == "msgs" and messages > 0:
@@ -318,6 +327,11 @@ def run_scenario(
         return run_conn(target, p)
     if name == "latency":
         return run_latency(target, p)
+    if name in amqpperf.SCENARIOS:
+        if p.amqpperf is None:
+            raise AmqpError(amqpperf.INSTALL_HINT)
+        go = amqpperf.GoParams(seconds=p.go_seconds, msg_size=p.msg_size)
+        return amqpperf.run(Path(p.amqpperf), name, target, go)
     if name == "idle":
         return run_idle(target, probe or Probe(), IdleJob(p.idle_connections, hold_s=p.idle_hold_s))
     raise ValueError(f"unknown scenario {name!r}")

@@ -23,6 +23,7 @@ from amqpprox.core.backend_status import BackendState
 from amqpprox.core.sessions import CloseReason
 from amqpprox.proxy import proxy_protocol
 from amqpprox.proxy.connector import open_connection
+from amqpprox.proxy.deadline import Deadline
 from amqpprox.proxy.lifecycle import Phase
 from amqpprox.proxy.tls import contexts_of
 from amqpprox.proxy.transports import BrokerSide
@@ -72,7 +73,7 @@ def start(session: Session) -> None:
         session.farm_name = route.name
     session.move(Phase.CONNECTING)
     # The plane keeps the task until done; the session need not.
-    session.plane.track(asyncio.get_running_loop().create_task(run(session, route)))
+    session.plane.track(session.plane.loop.create_task(run(session, route)))
 
 
 async def run(session: Session, route: Route) -> None:
@@ -199,18 +200,17 @@ async def _try_endpoint(
     session: Session, name: str, host: str, port: int, backend: Backend
 ) -> tuple[Outcome, str | None]:
     """One address: the outcome, and for a failure its reason and address."""
-    settings = session.settings
+    settings, loop = session.settings, session.plane.loop
     session.connect_started_mono, session.broker_connected_mono = _monotonic(), None
     try:
         if backend.proxy_protocol or backend.tls:
             opening = _open_flagged(session, backend, host, port)
             deadline = settings.connect_timeout + settings.tls_handshake_timeout * backend.tls
         else:
-            loop = asyncio.get_running_loop()
             opening = loop.create_connection(BrokerSide, host, port)
             deadline = settings.connect_timeout
-        # asyncio.timeout cancels this task at the deadline: no extra task, unlike wait_for.
-        async with asyncio.timeout(deadline):
+        # Cancels this task at the deadline: no extra task, unlike wait_for.
+        async with Deadline(loop, deadline):
             transport, side = await opening
     except (OSError, TimeoutError) as error:
         reason = _failed(session, name, _connect_error(error, backend))
@@ -222,7 +222,7 @@ async def _try_endpoint(
         return Outcome.ABANDONED, None
     attempt = session.attach_broker(name, side)
     # A plain timer settles the attempt on timeout: cheaper than wait_for + shield.
-    timer = asyncio.get_running_loop().call_later(
+    timer = loop.call_later(
         settings.broker_handshake_timeout, session.settle_attempt, Outcome.TIMED_OUT
     )
     outcome = await attempt

@@ -41,9 +41,18 @@ class DataPlane:
         self.connect_failures: Counter[str] = stats.connect_failures
         stats.buffer_probe = probe_buffers
         self._tasks: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._a_session_finished = asyncio.Event()
         self.admission = ctx.admission
         self.admission.on_change.append(self._limits_changed)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop sessions run on, asked for once (``proxy.deadline`` says why)."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     def open_session(
         self, side: ClientSide, listen_port: int, secure: bool, client: tuple[str, int] | None

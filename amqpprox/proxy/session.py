@@ -67,7 +67,7 @@ class Session(SessionBase):
         )
         self.plane = plane
         self.settings = ctx.settings
-        self._loop = asyncio.get_running_loop()
+        self._loop = plane.loop
         self.listen_port = listen_port
         self.phase = Phase.HANDSHAKE
         self.client_side = side
@@ -327,7 +327,9 @@ class Session(SessionBase):
             self.client_side.on_data(pending)
         limit = adapter.silence_limit()
         if limit is not None:
-            self._silence = BrokerSilence(self, self.broker_gate, limit, self.broker_silent)
+            self._silence = BrokerSilence(
+                self._loop, self, self.broker_gate, limit, self.broker_silent
+            )
         log.debug("session %d: vhost %s open on %s", self.id, self.vhost, self.backend_name)
 
     # -- transport events -----------------------------------------------------------------

@@ -25,22 +25,22 @@ _monotonic = time.monotonic
 class BrokerSilence:
     """Calls ``on_silent(seconds)`` once the broker has been silent for ``limit`` seconds."""
 
-    __slots__ = ("_gate", "_limit", "_on_silent", "_session", "_timer")
+    __slots__ = ("_gate", "_limit", "_loop", "_on_silent", "_session", "_timer")
 
     def __init__(
         self,
+        loop: asyncio.AbstractEventLoop,
         session: SessionBase,
         gate: ReadGate,
         limit: float,
         on_silent: Callable[[float], None],
     ) -> None:
+        self._loop = loop
         self._session = session
         self._gate = gate  # the broker side's: while it holds, we are not reading
         self._limit = limit
         self._on_silent = on_silent
-        self._timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
-            limit, self._check
-        )
+        self._timer: asyncio.TimerHandle | None = loop.call_later(limit, self._check)
 
     def stop(self) -> None:
         if self._timer is not None:
@@ -54,6 +54,6 @@ class BrokerSilence:
         silent = _monotonic() - self._session.last_out_at
         if silent < self._limit or self._gate.holds:
             wait = self._limit - silent if silent < self._limit else self._limit
-            self._timer = asyncio.get_running_loop().call_later(wait, self._check)
+            self._timer = self._loop.call_later(wait, self._check)
             return
         self._on_silent(silent)

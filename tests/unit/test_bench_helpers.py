@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import haproxy, report
+from bench import amqpperf, haproxy, report
 from bench.cli import build_parser, make_params, repeat_count, selected_scenarios
 from bench.procstat import (
     parse_limits_nofile,
@@ -108,6 +108,36 @@ def test_cpu_metrics_per_unit_of_work() -> None:
     assert cpu_metrics("mib", {"messages": 1024.0}, 3.0)["cpu_s_per_gib"] == 3.0
     assert cpu_metrics("conn", {"connections": 500.0}, 0.5)["cpu_us_per_conn"] == 1000.0
     assert cpu_metrics("msgs", {}, 1.0) == {"proxy_cpu_s": 1.0}
+    # amqpperf's scenarios are read in the same units as the bench's own.
+    assert cpu_metrics("go-conn", {"connections": 500.0}, 0.5)["cpu_us_per_conn"] == 1000.0
+    assert cpu_metrics("go-msgs", {"messages": 1e6}, 4.0)["cpu_s_per_million_msgs"] == 4.0
+
+
+def test_amqpperf_scenarios_drop_out_without_the_binary() -> None:
+    everything = selected_scenarios(None, quick=False)
+    assert {"go-msgs", "go-mib", "go-conn", "go-latency"} <= set(everything)
+    assert not any(s.startswith("go-") for s in selected_scenarios(None, False, go=False))
+    assert selected_scenarios(["go-conn", "conn"], quick=True) == ["conn", "go-conn"]
+
+
+def test_amqpperf_dials_tls_by_the_certificate_name_with_the_bench_ca() -> None:
+    plain = amqpperf.url_of(Target("127.0.0.1", 5673))
+    assert plain == ("amqp://guest:guest@127.0.0.1:5673/", {})
+    url, env = amqpperf.url_of(Target("127.0.0.1", 5674, tls_ca="/ca.pem"))
+    assert url == "amqps://guest:guest@localhost:5674/" and env == {"SSL_CERT_FILE": "/ca.pem"}
+
+
+def test_cpu_per_unit_of_work_against_haproxy() -> None:
+    med = {
+        "go-conn": {"proxy": {"cpu_us_per_conn": 600.0}, "haproxy": {"cpu_us_per_conn": 200.0}},
+        "msgs": {
+            "proxy": {"cpu_s_per_million_msgs": 5.0},
+            "haproxy": {"cpu_s_per_million_msgs": 4.0},
+        },
+    }
+    lines = report.cpu_vs_haproxy_text(med, ["direct", "proxy", "haproxy"])
+    assert lines == ["proxy CPU per unit of work / haproxy's: msgs 1.25, go-conn 3.00"]
+    assert report.cpu_vs_haproxy_text(med, ["direct", "proxy"]) == []
 
 
 def test_scenario_selection_and_repeats() -> None:
