@@ -86,6 +86,7 @@ class SessionBase:
         self.secure = secure
         self.vhost = ""
         self.connection_name = ""
+        self.protocol = "amqp"  # or "stream" (RabbitMQ Streams)
         self.state = SessionState.HANDSHAKING
         self.paused = False
         self.auth_denied = False

@@ -19,7 +19,9 @@ import ssl
 import time
 from typing import TYPE_CHECKING
 
+from amqpprox.core.selection import SingleBackendPlan
 from amqpprox.core.sessions import CloseReason
+from amqpprox.core.state import Route
 from amqpprox.proxy import proxy_protocol
 from amqpprox.proxy.connector import open_connection
 from amqpprox.proxy.lifecycle import Phase
@@ -30,7 +32,6 @@ if TYPE_CHECKING:
     from collections.abc import Coroutine
 
     from amqpprox.core.model import Backend
-    from amqpprox.core.state import Route
     from amqpprox.proxy.session import Session
 
 log = logging.getLogger("amqpprox.session")
@@ -67,6 +68,12 @@ def start(session: Session) -> None:
         log.error("No mapping available for vhost=%s", session.vhost)
         session.refuse(CloseReason.NO_MAPPING, f"No known broker mapping for vhost {session.vhost}")
         return
+    node = getattr(session.adapter, "node", None)
+    if node is not None:  # a stream node listener: this one backend, after the same checks
+        if node not in state.backends:
+            session.refuse(CloseReason.BROKEN_MAPPING, f"No backend {node} for node listener")
+            return
+        route = Route(route.kind, route.name, SingleBackendPlan(node))
     if route.kind == "farm":
         session.farm_name = route.name
     session.move(Phase.CONNECTING)
@@ -118,9 +125,10 @@ async def _try_candidates(session: Session, route: Route) -> None:
                 "Failed to resolve %s:%d for %s: %s", backend.host, backend.port, name, error
             )
             continue
-        for host, port in addresses:
+        for host, found in addresses:
             if session.finished:
                 return
+            port = session.adapter.backend_port(backend, found)
             outcome = await _try_endpoint(session, name, host, port, backend)
             if outcome is not Outcome.FAILED or session.finished:
                 return

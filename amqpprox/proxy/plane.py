@@ -19,6 +19,7 @@ from amqpprox.core.stats import BufferFigures
 from amqpprox.proxy import auth, shaping
 from amqpprox.proxy.connector import Resolver
 from amqpprox.proxy.session import Session
+from amqpprox.proxy.stream_nodes import NodeBook
 from amqpprox.proxy.transports import ClientSide
 
 if TYPE_CHECKING:
@@ -43,13 +44,21 @@ class DataPlane:
         self._tasks: set[asyncio.Task[None]] = set()
         self._a_session_finished = asyncio.Event()
         self.admission = ctx.admission
+        self.stream_nodes = NodeBook()  # broker nodes of stream metadata -> proxy endpoints
         self.admission.on_change.append(self._limits_changed)
 
     def open_session(
-        self, side: ClientSide, listen_port: int, secure: bool, client: tuple[str, int] | None
+        self,
+        side: ClientSide,
+        listen_port: int,
+        secure: bool,
+        client: tuple[str, int] | None,
+        *,
+        protocol: str = "amqp",
+        node: str | None = None,
     ) -> Session:
         """A client socket was accepted: its session starts."""
-        return Session(self, side, listen_port, secure, client)
+        return Session(self, side, listen_port, secure, client, protocol=protocol, node=node)
 
     def track(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)

@@ -25,6 +25,7 @@ from amqpprox.proxy.gate import Hold, ReadGate
 from amqpprox.proxy.graceful import GracefulClose
 from amqpprox.proxy.lifecycle import PUBLIC, Phase, check_move
 from amqpprox.proxy.relay import Relay
+from amqpprox.proxy.stream_adapter import StreamAdapter
 from amqpprox.proxy.transports import BrokerSide, ClientSide, discard, peer_address
 from amqpprox.proxy.watch import BrokerSilence
 
@@ -55,6 +56,9 @@ class Session(SessionBase):
         listen_port: int,
         secure: bool,
         client: tuple[str, int] | None = None,
+        *,
+        protocol: str = "amqp",
+        node: str | None = None,
     ) -> None:
         transport = side.transport
         assert transport is not None
@@ -79,7 +83,10 @@ class Session(SessionBase):
         self._silence: BrokerSilence | None = None  # heartbeats on: the broker's silence
         side.peer_gate = self.broker_gate  # the client's full write buffer stops the broker
         side.on_lost = self.client_lost
-        self.adapter = Amqp091(self)
+        self.adapter: Amqp091 | StreamAdapter = (
+            StreamAdapter(self, node) if protocol == "stream" else Amqp091(self)
+        )
+        self.protocol = protocol
         self.relay: Relay | None = None
         # What a live session's reads reach: the relay's entry points, or the features
         # that wrap them (proxy.shaping, proxy.coalescing); see ``rewire``.
@@ -170,7 +177,7 @@ class Session(SessionBase):
         if relay is None:
             return
         client: Callable[[bytes], None] = relay.client_data
-        broker: Callable[[bytes], None] = relay.broker_data
+        broker: Callable[[bytes], None] = self.adapter.wrap_broker(relay.broker_data)
         if self.coalescers is not None:
             client, broker = wrap_pair(
                 self.coalescers, self, (relay.in_scanner, relay.out_scanner), (client, broker)
@@ -315,13 +322,14 @@ class Session(SessionBase):
                 partial(self.client_gate.set, Hold.COALESCE),
                 partial(self.broker_gate.set, Hold.COALESCE),
             )
-        self.client_chain, self.broker_chain = self.relay.client_data, self.relay.broker_data
+        self.client_chain = self.relay.client_data
+        self.broker_chain = adapter.wrap_broker(self.relay.broker_data)
         if self.coalescers is not None or self.shaper is not None:
             self.rewire()
         self.client_transport.write(open_ok)
         self.move(Phase.PAUSED if self.paused else Phase.ACTIVE)
         if trailing:
-            self.relay.broker_data(trailing)
+            self.broker_chain(trailing)
         pending = adapter.went_live()
         if pending:
             self.client_side.on_data(pending)

@@ -84,7 +84,7 @@ class _Side(asyncio.Protocol):
 class ClientSide(_Side):
     """A client's socket, accepted by a listener: it starts the session."""
 
-    __slots__ = ("_client", "_listen_port", "_plane", "_secure")
+    __slots__ = ("_client", "_listen_port", "_node", "_plane", "_protocol", "_secure")
 
     def __init__(
         self,
@@ -92,8 +92,13 @@ class ClientSide(_Side):
         listen_port: int,
         secure: bool,
         client: tuple[str, int] | None = None,
+        *,
+        protocol: str = "amqp",
+        node: str | None = None,
     ) -> None:
         super().__init__()
+        self._protocol = protocol
+        self._node = node
         self._plane = plane
         self._listen_port = listen_port
         self._secure = secure
@@ -101,7 +106,14 @@ class ClientSide(_Side):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self._plane.open_session(self, self._listen_port, self._secure, self._client)
+        self._plane.open_session(
+            self,
+            self._listen_port,
+            self._secure,
+            self._client,
+            protocol=self._protocol,
+            node=self._node,
+        )
 
 
 class BrokerSide(_Side):
