@@ -40,6 +40,8 @@ async def _apply_listeners(
                 proxy_protocol=spec.proxy_protocol,
                 host=spec.host,
                 notify=False,
+                protocol=spec.protocol,
+                node=spec.node,
             )
             undo.append((spec.port, before))
     except AmqpproxError:
