@@ -166,6 +166,7 @@ class ServerHandshake:
             if self._finished():
                 if isinstance(event, OpenReceived):  # frames pipelined after Open: kept
                     self._pending += b"".join(codec.frame(p) for p in payloads[index + 1 :])
+                    self._pending += self._splitter.rest()
                 break
         return events
 
@@ -256,13 +257,16 @@ class ClientHandshake:
 
     def receive_data(self, data: bytes) -> list[BrokerOpened | BrokerRefused]:
         events: list[BrokerOpened | BrokerRefused] = []
-        for payload in self._splitter.feed(data):
-            frame = codec.split(payload)
-            event = self._handle(frame)
+        payloads = self._splitter.feed(data)
+        for index, payload in enumerate(payloads):
+            event = self._handle(codec.split(payload))
             if event is None:
                 continue
-            if isinstance(event, BrokerOpened):
-                event = BrokerOpened(event.correlation_id, event.properties, self._splitter.rest())
+            if isinstance(event, BrokerOpened):  # what follows is the relay's
+                after = b"".join(codec.frame(p) for p in payloads[index + 1 :])
+                event = BrokerOpened(
+                    event.correlation_id, event.properties, after + self._splitter.rest()
+                )
             events.append(event)
             break
         return events
