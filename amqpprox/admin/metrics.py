@@ -26,6 +26,7 @@ from amqpprox import __version__, build
 from amqpprox.admin import stats as statfmt
 from amqpprox.admin.exposition import Exposition, labels
 from amqpprox.admin.keys import CONTEXT
+from amqpprox.admin.metrics_protocols import protocol_families
 from amqpprox.core.context import Context
 from amqpprox.core.sessions import UNKNOWN_VHOST, CloseReason
 from amqpprox.core.stats import (
@@ -38,6 +39,7 @@ from amqpprox.core.stats import (
     RouteTotals,
     route_totals,
 )
+from amqpprox.core.totals import protocol_totals
 from amqpprox.errors import InvalidArgument
 
 REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
@@ -58,6 +60,7 @@ def render(ctx: Context, openmetrics: bool = False) -> str:
     )
     out.line("amqpprox_build_info", labels(("version", "scanner"), (__version__, build())), 1)
     _route_families(out, route_totals(registry))
+    protocol_families(out, protocol_totals(registry))
 
     out.family(
         "amqpprox_connections_accepted", "counter", "Client connections accepted by the listeners."

@@ -13,6 +13,7 @@ import subprocess
 import uuid
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 from rstream import (
     AMQPMessage,
@@ -242,3 +243,53 @@ async def test_listen_start_stream_control_command(tmp_socket_dir: str) -> None:
             assert (await client.open("/"))[0] == codec.OK
         finally:
             client.close()
+
+
+async def test_bytes_and_frames_agree_across_conn_rest_and_metrics(
+    streams: tuple[RunningProxy, int],
+) -> None:
+    running, port = streams
+    client = await RawStream.connect(port)
+    try:
+        await client.handshake()
+        assert (await client.open("/"))[0] == codec.OK
+        for corr in (5, 6, 7):
+            client.send(request(codec.METADATA, corr, b"\x00\x00\x00\x01\x00\x02no"))
+            await client.frame_of(codec.METADATA | codec.RESPONSE)
+        [session] = [s for s in running.ctx.sessions if s.protocol == "stream"]
+        assert session.in_frames == 3 and session.out_frames >= 3
+        line = next(
+            each
+            for each in (await ctl(running.control_socket, "CONN")).splitlines()
+            if each.startswith(f"id={session.id} ")
+        )
+        conn = dict(field.split("=", 1) for field in line.split() if "=" in field)
+        async with aiohttp.ClientSession() as http:
+            url = f"{running.admin_url}/api/v1/sessions/{session.id}"
+            async with http.get(url) as response:
+                rest = await response.json()
+            async with http.get(f"{running.admin_url}/metrics") as response:
+                metrics = await response.text()
+        assert rest["protocol"] == "stream"
+        assert conn["ingressLocal"] == "127.0.0.1"
+        for name, key in (
+            ("inBytes", "in_bytes"),
+            ("inFrames", "in_frames"),
+            ("outBytes", "out_bytes"),
+            ("outFrames", "out_frames"),
+        ):
+            assert int(conn[name]) == rest[key] == getattr(session, key)
+        series = {
+            line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in metrics.splitlines()
+            if line.startswith("amqpprox_protocol_")
+        }
+        stream_in = 'protocol="stream",direction="client_to_broker"'
+        stream_out = 'protocol="stream",direction="broker_to_client"'
+        assert series[f"amqpprox_protocol_bytes_total{{{stream_in}}}"] == rest["in_bytes"]
+        assert series[f"amqpprox_protocol_bytes_total{{{stream_out}}}"] == rest["out_bytes"]
+        assert series[f"amqpprox_protocol_frames_total{{{stream_in}}}"] == rest["in_frames"]
+        assert series[f"amqpprox_protocol_frames_total{{{stream_out}}}"] == rest["out_frames"]
+        assert series['amqpprox_protocol_sessions{protocol="stream",state="active"}'] == 1
+    finally:
+        client.close()
