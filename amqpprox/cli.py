@@ -135,6 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
         " reads so that they batch up; 0 (default) relays every read at once",
     )
     parser.add_argument(
+        "--streamAdvertisedHost",
+        default="",
+        metavar="HOST",
+        help="RabbitMQ Streams: the host name the proxy gives stream clients in Open and"
+        " Metadata responses (default: the address each client connected to); set it to"
+        " the name in the ingress TLS certificate",
+    )
+    parser.add_argument(
         "--definitions",
         default=None,
         metavar="FILE",
@@ -303,6 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         watch_definitions=args.watchDefinitions,
         state_file=args.stateFile,
         coalesce_reads_ms=args.coalesceReadsMs,
+        stream_advertised_host=args.streamAdvertisedHost,
         **{setting: getattr(args, flag[2:]) for flag, setting, _what in DEADLINE_FLAGS},
     )
     configure(settings.log_directory, settings.console_verbosity)

@@ -192,14 +192,20 @@ class StreamAdapter:
         session = self.session
         if host is not None and port is not None and port.isdigit() and session.backend_name:
             session.plane.stream_nodes.learn(session.backend_name, host, int(port))
-        props["advertised_host"], ingress = session.local[0], session.local[1]
+        props["advertised_host"], ingress = self.ingress
         props["advertised_port"] = str(ingress)
         return codec.open_response(event.correlation_id, codec.OK, list(props.items()))
+
+    @property
+    def ingress(self) -> tuple[str, int]:
+        """The proxy endpoint this client came in on, as clients are told to reach it."""
+        session = self.session
+        return session.settings.stream_advertised_host or session.local[0], session.local[1]
 
     def proxy_endpoint(self, host: str, port: int) -> tuple[str, int]:
         session = self.session
         return session.plane.stream_nodes.proxy_endpoint(
-            session.plane.ctx, host, port, session.local
+            session.plane.ctx, host, port, self.ingress
         )
 
     def wrap_broker(self, sink: Callable[[bytes], None]) -> Callable[[bytes], None]:
