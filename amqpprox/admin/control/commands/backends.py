@@ -43,11 +43,11 @@ async def _backend(ctx: Context, args: list[str], out: ControlOutput) -> None:
 async def _backend_stream_port(ctx: Context, args: list[str], out: ControlOutput) -> None:
     """Ours: BACKEND STREAM_PORT name port (silent on success)."""
     if len(args) != 2:
-        await out.write("STREAM_PORT requires a name and a port\n")
+        await out.write("STREAM_PORT requires a name and a port")
         return
     port = tcp_port(args[1])
     if port is None:
-        await out.write("Invalid port provided.\n")
+        await out.write("Arguments not correctly provided")
         return
     ops.set_backend_stream_port(ctx, args[0], port)
 
