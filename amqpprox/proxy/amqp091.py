@@ -128,7 +128,8 @@ class Amqp091:
         return port
 
     def wrap_broker(self, sink: Callable[[bytes], None]) -> Callable[[bytes], None]:
-        return sink  # AMQP 0-9-1 relays the broker's bytes as they are
+        """The session's entry for the broker's bytes: the relay itself, as they are."""
+        return sink
 
     def broker_greeting(self, egress_port: int) -> bytes:
         """Start the handshake with the broker just connected: the bytes to send it."""

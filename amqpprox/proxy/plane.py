@@ -48,17 +48,10 @@ class DataPlane:
         self.admission.on_change.append(self._limits_changed)
 
     def open_session(
-        self,
-        side: ClientSide,
-        listen_port: int,
-        secure: bool,
-        client: tuple[str, int] | None,
-        *,
-        protocol: str = "amqp",
-        node: str | None = None,
+        self, side: ClientSide, listen_port: int, secure: bool, client: tuple[str, int] | None
     ) -> Session:
         """A client socket was accepted: its session starts."""
-        return Session(self, side, listen_port, secure, client, protocol=protocol, node=node)
+        return Session(self, side, listen_port, secure, client)
 
     def track(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)

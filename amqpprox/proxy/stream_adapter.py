@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from amqpprox.amqp.methods import ConnectionStartOk
 from amqpprox.core.sessions import CloseReason
+from amqpprox.proxy.amqp091 import Amqp091
 from amqpprox.proxy.lifecycle import Phase
 from amqpprox.proxy.stream_metadata import MetadataRewriter
 from amqpprox.stream import codec
@@ -53,6 +54,11 @@ _AMQP_TO_STREAM = {
 }
 
 
+def adapter_for(session: Session, protocol: str, node: str | None) -> Amqp091 | StreamAdapter:
+    """The protocol adapter of a session accepted by a listener of ``protocol``."""
+    return StreamAdapter(session, node) if protocol == "stream" else Amqp091(session)
+
+
 def stream_code(code: int) -> int:
     """A stream response code for ``code`` (an AMQP reply code, or a stream code)."""
     if code < 100:
@@ -67,6 +73,7 @@ class StreamAdapter:
 
     def __init__(self, session: Session, node: str | None = None) -> None:
         self.session = session
+        session.protocol = self.protocol
         self.node = node  # a node listener's backend: every connection goes there
         settings = session.settings
         cap = settings.stream_max_frame_size
@@ -209,7 +216,8 @@ class StreamAdapter:
         )
 
     def wrap_broker(self, sink: Callable[[bytes], None]) -> Callable[[bytes], None]:
-        """The broker-to-client chain: Metadata responses rewritten on their way."""
+        """The session's entry for the broker's bytes, made once when it goes live (the
+        features a session gains later wrap it): Metadata responses rewritten."""
         return MetadataRewriter(
             sink, self.proxy_endpoint, self.session.settings.stream_max_frame_size
         )

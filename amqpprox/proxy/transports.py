@@ -84,7 +84,7 @@ class _Side(asyncio.Protocol):
 class ClientSide(_Side):
     """A client's socket, accepted by a listener: it starts the session."""
 
-    __slots__ = ("_client", "_listen_port", "_node", "_plane", "_protocol", "_secure")
+    __slots__ = ("_client", "_listen_port", "_plane", "_secure", "node", "protocol")
 
     def __init__(
         self,
@@ -97,8 +97,8 @@ class ClientSide(_Side):
         node: str | None = None,
     ) -> None:
         super().__init__()
-        self._protocol = protocol
-        self._node = node
+        self.protocol = protocol  # of the listener: "amqp" or "stream"
+        self.node = node  # a stream node listener's backend
         self._plane = plane
         self._listen_port = listen_port
         self._secure = secure
@@ -106,14 +106,7 @@ class ClientSide(_Side):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self._plane.open_session(
-            self,
-            self._listen_port,
-            self._secure,
-            self._client,
-            protocol=self._protocol,
-            node=self._node,
-        )
+        self._plane.open_session(self, self._listen_port, self._secure, self._client)
 
 
 class BrokerSide(_Side):
