@@ -191,7 +191,7 @@ def _print(results: dict[str, list[dict[str, float]]], args: argparse.Namespace)
         print(f"| {key} | {direct:,.0f} | {proxied:,.0f} | {proxied / direct:.2f} |")
     cpu = _median(results["proxy"], "cpu_s_per_million_msgs")
     if cpu is not None:
-        print(f"| proxy CPU s per million messages (published + consumed) | | {cpu:.1f} | |")
+        print(f"| proxy CPU s per million messages (published + consumed) | | {cpu:.2f} | |")
 
 
 if __name__ == "__main__":
