@@ -410,6 +410,7 @@ async def put_listener(
     notify: bool = True,
     protocol: str = "amqp",
     node: str | None = None,
+    check_node: bool = True,
 ) -> tuple[ListenerSpec, bool]:
     """Listen on ``port`` (idempotent); a listener in another mode (TLS, PROXY) or on
     another address is replaced.
@@ -420,7 +421,7 @@ async def put_listener(
     """
     validate_port(port)
     wanted = ListenerSpec(port, tls, host, proxy_protocol, protocol, node)
-    if node is not None:
+    if node is not None and check_node:  # a definitions import checked its own backends
         get_backend(ctx, node)
     current = next((s for s in ctx.listeners.specs() if s.port == port), None)
     if current is not None and current == wanted:

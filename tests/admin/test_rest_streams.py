@@ -97,3 +97,39 @@ async def test_stream_listener_refused(
     await put(client, "/backends/b1", BACKEND)
     response = await client.put(API + f"/listeners/{reserved_port}", json=body)
     await expect_error(response, status, code, fragment)
+
+
+async def test_definitions_round_trip_a_node_listener(
+    client: Client, runtime: Runtime, reserved_port: int
+) -> None:
+    document = {
+        "backends": [{**BACKEND, "name": "b1", "stream_port": 15552}],
+        "listeners": [
+            {"port": reserved_port, "address": "127.0.0.1", "protocol": "stream", "node": "b1"}
+        ],
+    }
+    response = await client.put(API + "/definitions", json=document)
+    assert response.status == 200, await response.text()
+    [spec] = runtime.ctx.listeners.specs()
+    assert (spec.protocol, spec.node) == ("stream", "b1")
+    assert runtime.ctx.state.backends["b1"].stream_port == 15552
+    exported = await (await client.get(API + "/definitions")).json()
+    again = await client.put(API + "/definitions", json=exported)
+    assert again.status == 200
+    assert (await again.json())["changes"]["listeners"] == {
+        "added": [],
+        "removed": [],
+        "changed": [],
+    }
+
+
+async def test_definitions_refuse_a_node_listener_of_no_backend(
+    client: Client, runtime: Runtime, reserved_port: int
+) -> None:
+    document = {
+        "backends": [],
+        "listeners": [{"port": reserved_port, "protocol": "stream", "node": "ghost"}],
+    }
+    response = await client.put(API + "/definitions", json=document)
+    await expect_error(response, 400, "invalid_argument", "listeners.0", "ghost")
+    assert runtime.ctx.listeners.specs() == []

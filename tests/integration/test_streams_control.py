@@ -248,3 +248,30 @@ async def test_hostile_vhost_names_are_routed_as_text(tmp_socket_dir: str) -> No
             client.close()
         conn = await ctl(running.control_socket, "CONN")
         assert "\x1b" not in conn
+
+
+async def test_data_rate_limits_apply_and_metadata_stays_rewritten(
+    streams: tuple[RunningProxy, int],
+) -> None:
+    """OUT_DATA_RATE shapes a stream session's broker side; setting and lifting it while
+    the session is live keeps the Metadata rewriter on frame boundaries."""
+    running, port = streams
+    client = await _opened(port)
+    try:
+        stream = f"amqpprox-rate-{uuid.uuid4().hex[:8]}"
+        client.send(request(CREATE, 5, _name(stream) + b"\x00\x00\x00\x00"))
+        await client.frame_of(CREATE | codec.RESPONSE)
+        await ctl(running.control_socket, "LIMIT OUT_DATA_RATE VHOST / 100000")
+        await ctl(running.control_socket, "LIMIT DATA_RATE VHOST / 100000")
+        [session] = _stream_sessions(running)
+        await until(lambda: session.shaper is not None, "the shaper on the stream session")
+        for corr in range(6, 16):
+            brokers = await _metadata(client, stream, corr)
+            assert {(host, p) for _r, host, p in brokers} == {("127.0.0.1", port)}
+            if corr == 10:
+                await ctl(running.control_socket, "LIMIT DISABLE OUT_DATA_RATE VHOST /")
+                await ctl(running.control_socket, "LIMIT DISABLE DATA_RATE VHOST /")
+        client.send(request(DELETE, 20, _name(stream)))
+        await client.frame_of(DELETE | codec.RESPONSE)
+    finally:
+        client.close()

@@ -42,6 +42,7 @@ async def _apply_listeners(
                 notify=False,
                 protocol=spec.protocol,
                 node=spec.node,
+                check_node=False,
             )
             undo.append((spec.port, before))
     except AmqpproxError:

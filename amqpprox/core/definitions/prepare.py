@@ -148,6 +148,12 @@ async def prepare(ctx: Context, document: object) -> Definitions:
             )
             for item in doc["listeners"]
         )
+        names = {backend.name for backend in backends}
+        for index, spec in enumerate(listeners):
+            if spec.node is not None and spec.node not in names:
+                raise InvalidArgument(
+                    f"listeners.{index}: node {spec.node!r} is not one of the backends"
+                )
 
     default_limits, vhost_limits = state.default_limits, tuple(state.vhost_limits.items())
     if "limits" in doc:
