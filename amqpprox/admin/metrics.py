@@ -26,7 +26,7 @@ from amqpprox import __version__, build
 from amqpprox.admin import stats as statfmt
 from amqpprox.admin.exposition import Exposition, labels
 from amqpprox.admin.keys import CONTEXT
-from amqpprox.admin.metrics_protocols import protocol_families
+from amqpprox.admin.metrics_protocols import listener_protocols, protocol_families
 from amqpprox.core.context import Context
 from amqpprox.core.sessions import UNKNOWN_VHOST, CloseReason
 from amqpprox.core.stats import (
@@ -83,6 +83,7 @@ def render(ctx: Context, openmetrics: bool = False) -> str:
         _histogram(out, "amqpprox_backend_connect_duration_seconds", label_set, histogram)
     _backend_failures(out, ctx)
     _listener_families(out, ctx)
+    listener_protocols(out, ctx.listeners.specs())
     _farm_families(out, ctx)
     _auth_families(out, ctx)
     _limit_refusals(out, ctx)

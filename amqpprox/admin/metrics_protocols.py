@@ -9,9 +9,10 @@ time, never per frame.
 from __future__ import annotations
 
 from amqpprox.admin.exposition import Exposition, labels
+from amqpprox.core.model import ListenerSpec
 from amqpprox.core.totals import SESSION_STATES, RouteTotals
 
-__all__ = ["protocol_families"]
+__all__ = ["listener_protocols", "protocol_families"]
 
 _TRAFFIC = (
     ("amqpprox_protocol_bytes", "Bytes relayed after the handshake, by protocol.", "in_bytes",
@@ -51,3 +52,18 @@ def protocol_families(out: Exposition, totals: dict[str, RouteTotals]) -> None:
             ):
                 label_set = labels(("protocol", "direction"), (protocol, direction))
                 out.line(name + "_total", label_set, getattr(each, attribute))
+
+
+def listener_protocols(out: Exposition, specs: list[ListenerSpec]) -> None:
+    """What each running listener speaks: joins ``amqpprox_listener_up`` on ``port``."""
+    out.family(
+        "amqpprox_listener_protocol",
+        "gauge",
+        "1 for each running listener: its protocol (amqp or stream) and, for a stream "
+        'node listener, its backend (node="" otherwise).',
+    )
+    for spec in sorted(specs, key=lambda each: each.port):
+        label_set = labels(
+            ("port", "protocol", "node"), (str(spec.port), spec.protocol, spec.node or "")
+        )
+        out.line("amqpprox_listener_protocol", label_set, 1)

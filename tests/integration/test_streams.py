@@ -291,5 +291,9 @@ async def test_bytes_and_frames_agree_across_conn_rest_and_metrics(
         assert series[f"amqpprox_protocol_frames_total{{{stream_in}}}"] == rest["in_frames"]
         assert series[f"amqpprox_protocol_frames_total{{{stream_out}}}"] == rest["out_frames"]
         assert series['amqpprox_protocol_sessions{protocol="stream",state="active"}'] == 1
+        listener = f'amqpprox_listener_protocol{{port="{port}",protocol="stream",node=""}} 1'
+        assert listener in metrics.splitlines()
+        amqp = f'amqpprox_listener_protocol{{port="{running.port}",protocol="amqp",node=""}} 1'
+        assert amqp in metrics.splitlines()
     finally:
         client.close()
