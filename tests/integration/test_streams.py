@@ -130,7 +130,9 @@ async def test_rstream_publishes_with_confirms_and_consumes_all_through_the_prox
     assert "vhost=/" in conn
 
 
-async def test_metadata_names_only_proxy_endpoints(streams: tuple[RunningProxy, int]) -> None:
+async def test_metadata_names_only_proxy_endpoints(
+    streams: tuple[RunningProxy, int], caplog: pytest.LogCaptureFixture
+) -> None:
     _running, port = streams
     client = await RawStream.connect(port)
     try:
@@ -149,6 +151,9 @@ async def test_metadata_names_only_proxy_endpoints(streams: tuple[RunningProxy, 
             brokers = codec.read_metadata_brokers(got.body)
             assert brokers
             assert {(host, p) for _ref, host, p in brokers} == {("127.0.0.1", port)}
+            # No node listener for the broker's node: the client's listener, logged.
+            lost = [r for r in caplog.records if "locality is lost" in r.getMessage()]
+            assert len(lost) == 1 and "default-backend" in lost[0].getMessage()
         finally:
             client.send(request(DELETE, 7, name))
             await client.frame_of(DELETE | codec.RESPONSE)
