@@ -48,6 +48,7 @@ class Amqp091:
     """The AMQP 0-9-1 side of one session."""
 
     protocol = "amqp"
+    node: str | None = None  # AMQP listeners are never node listeners
 
     def __init__(self, session: Session) -> None:
         self.session = session

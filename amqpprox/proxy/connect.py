@@ -68,7 +68,7 @@ def start(session: Session) -> None:
         log.error("No mapping available for vhost=%s", session.vhost)
         session.refuse(CloseReason.NO_MAPPING, f"No known broker mapping for vhost {session.vhost}")
         return
-    node = getattr(session.adapter, "node", None)
+    node = session.adapter.node
     if node is not None:  # a stream node listener: this one backend, after the same checks
         if node not in state.backends:
             session.refuse(CloseReason.BROKEN_MAPPING, f"No backend {node} for node listener")

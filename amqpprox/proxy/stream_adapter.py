@@ -70,6 +70,7 @@ class StreamAdapter:
     """The stream protocol side of one session."""
 
     protocol = "stream"
+    node: str | None = None
 
     def __init__(self, session: Session, node: str | None = None) -> None:
         self.session = session
