@@ -89,6 +89,7 @@ bench: venv
 	$(PY) -m bench --also-coalescing
 	$(PY) -m bench.figures
 	$(PY) -m bench.scrape
+	$(PY) -m bench.streams
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache

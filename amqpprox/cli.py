@@ -135,6 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
         " reads so that they batch up; 0 (default) relays every read at once",
     )
     parser.add_argument(
+        "--streamAdvertisedHost",
+        default="",
+        metavar="HOST",
+        help="RabbitMQ Streams: the host name the proxy gives stream clients in Open and"
+        " Metadata responses (default: the address each client connected to); set it to"
+        " the name in the ingress TLS certificate",
+    )
+    parser.add_argument(
         "--definitions",
         default=None,
         metavar="FILE",
@@ -316,6 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         state_file=args.stateFile,
         coalesce_reads_ms=args.coalesceReadsMs,
         farm_change_evict_per_second=args.farmChangeEvictPerSecond,
+        stream_advertised_host=args.streamAdvertisedHost,
         **{setting: getattr(args, flag[2:]) for flag, setting, _what in DEADLINE_FLAGS},
     )
     configure(settings.log_directory, settings.console_verbosity)

@@ -155,3 +155,7 @@ def pika_round_trip(port: int, body: bytes, host: str = "127.0.0.1") -> bytes:
         raise AssertionError("the message never came back")
     finally:
         conn.close()
+
+
+# What every listener's JSON (REST, definitions) says of an AMQP listener.
+AMQP_LISTENER = {"protocol": "amqp", "node": None}

@@ -28,6 +28,7 @@ from amqpprox.admin.exposition import Exposition, labels
 from amqpprox.admin.keys import CONTEXT
 from amqpprox.admin.metrics_health import health_families
 from amqpprox.admin.metrics_moves import render_moves
+from amqpprox.admin.metrics_protocols import listener_protocols, protocol_families
 from amqpprox.core.context import Context
 from amqpprox.core.sessions import UNKNOWN_VHOST, CloseReason
 from amqpprox.core.stats import (
@@ -40,6 +41,7 @@ from amqpprox.core.stats import (
     RouteTotals,
     route_totals,
 )
+from amqpprox.core.totals import protocol_totals
 from amqpprox.errors import InvalidArgument
 
 REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
@@ -60,6 +62,7 @@ def render(ctx: Context, openmetrics: bool = False) -> str:
     )
     out.line("amqpprox_build_info", labels(("version", "scanner"), (__version__, build())), 1)
     _route_families(out, route_totals(registry))
+    protocol_families(out, protocol_totals(registry))
 
     out.family(
         "amqpprox_connections_accepted", "counter", "Client connections accepted by the listeners."
@@ -83,6 +86,7 @@ def render(ctx: Context, openmetrics: bool = False) -> str:
     _backend_failures(out, ctx)
     health_families(out, ctx)
     _listener_families(out, ctx)
+    listener_protocols(out, ctx.listeners.specs())
     _farm_families(out, ctx)
     _auth_families(out, ctx)
     _limit_refusals(out, ctx)

@@ -260,6 +260,7 @@ def session_json(session: SessionBase, now: float) -> dict[str, Any]:
         "auth_denied": session.auth_denied,
         "secure": session.secure,
         "connection_name": session.connection_name,
+        "protocol": session.protocol,
         "client": _endpoint(session.client),
         "local": _endpoint(session.local),
         "egress_local": _endpoint(session.egress_local),
@@ -366,6 +367,7 @@ class RestApi:
             dns=body["dns"],
             proxy_protocol=body["proxy_protocol"],
             tls=body["tls"],
+            stream_port=body["stream_port"],
         )
         return _json(backend_view(self.ctx, backend), 201 if created else 200)
 
@@ -454,6 +456,8 @@ class RestApi:
             tls=body["tls"],
             proxy_protocol=body["proxy_protocol"],
             host=body["address"],
+            protocol=body["protocol"],
+            node=body["node"],
         )
         return _json(listener_json(spec), 201 if created else 200)
 

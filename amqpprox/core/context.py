@@ -54,6 +54,10 @@ class Settings:
     tls_handshake_timeout: float = 10.0
     proxy_header_timeout: float = 5.0
     max_frame_size: int = 131072
+    stream_max_frame_size: int = 1048576  # RabbitMQ Streams frames (the broker's default)
+    # The host stream clients are sent back to (Open and Metadata responses); empty: the
+    # address each client connected to.
+    stream_advertised_host: str = ""
     # LIMIT: a refused client gets its Connection.Close after this delay (the original: 750 ms).
     limit_close_delay: float = 0.75
     # AUTH SERVICE: the whole exchange with the auth service (the original: 30 s + 30 s).

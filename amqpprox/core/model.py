@@ -86,9 +86,11 @@ class Backend:
     ip: str | None = None
     proxy_protocol: int = 0
     tls: bool = False
+    stream_port: int = 5552  # RabbitMQ Streams (the rabbitmq_stream plugin's port)
 
     def __post_init__(self) -> None:
         validate_name("backend", self.name)
+        validate_port(self.stream_port)
         validate_label("datacenter", self.datacenter, allow_empty=True)
         validate_text("backend host", self.host)
         validate_port(self.port)
@@ -182,6 +184,9 @@ def listen_address(text: str) -> str:
         ) from None
 
 
+LISTENER_PROTOCOLS = ("amqp", "stream")
+
+
 @dataclass(frozen=True, slots=True)
 class ListenerSpec:
     """An AMQP listening port; ``tls`` means START_SECURE (the ingress TLS context).
@@ -197,10 +202,18 @@ class ListenerSpec:
     tls: bool = False
     host: str = ALL_INTERFACES
     proxy_protocol: bool = False
+    protocol: str = "amqp"  # or "stream": RabbitMQ Streams clients
+    node: str | None = None  # a stream node listener: every connection to this backend
 
     def __post_init__(self) -> None:
         validate_port(self.port, allow_zero=True)
         object.__setattr__(self, "host", listen_address(self.host))
+        if self.protocol not in LISTENER_PROTOCOLS:
+            raise InvalidArgument(f"protocol must be amqp or stream: {self.protocol!r}")
+        if self.node is not None:
+            if self.protocol != "stream":
+                raise InvalidArgument("only a stream listener can be a node listener")
+            validate_name("backend", self.node)
 
 
 # The fields of a ``Limits``: the original's four (LIMIT CONN_RATE ... DATA_RATE_ALARM),

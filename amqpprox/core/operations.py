@@ -8,6 +8,7 @@ return plain values; rendering (the original's text, JSON, HTML) is each front e
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import socket
@@ -53,14 +54,15 @@ async def add_backend(
     proxy_protocol: int = 0,
     tls: bool = False,
     replace: bool = False,
+    stream_port: int = 5552,
 ) -> Backend:
     """BACKEND ADD (resolved now, first address kept) or ADD_DNS (resolved at each connect)."""
     ip: str | None = None
     # Validate before resolving, so a bad name or port never waits on DNS.
-    Backend(name, datacenter, host, port, "0.0.0.0", proxy_protocol, tls)
+    Backend(name, datacenter, host, port, "0.0.0.0", proxy_protocol, tls, stream_port)
     if not dns:
         ip = await resolve_first(host, port)
-    backend = Backend(name, datacenter, host, port, ip, proxy_protocol, tls)
+    backend = Backend(name, datacenter, host, port, ip, proxy_protocol, tls, stream_port)
     if replace:
         ctx.state.replace_backend(backend)
     else:
@@ -96,6 +98,13 @@ async def resolve_first(host: str, port: int) -> str:
 def _netdb_code(errno: int | None) -> int:
     # asio's netdb category: 1 host not found, 2 try again (a temporary failure).
     return 2 if errno == socket.EAI_AGAIN else 1
+
+
+def set_backend_stream_port(ctx: Context, name: str, port: int) -> Backend:
+    """BACKEND STREAM_PORT: where the backend's broker serves RabbitMQ Streams."""
+    backend = dataclasses.replace(get_backend(ctx, name), stream_port=port)
+    ctx.state.replace_backend(backend)
+    return backend
 
 
 def delete_backend(ctx: Context, name: str) -> None:
@@ -185,13 +194,20 @@ async def start_listener(
     tls: bool = False,
     proxy_protocol: bool = False,
     host: str = ALL_INTERFACES,
+    protocol: str = "amqp",
+    node: str | None = None,
 ) -> int:
     """LISTEN START / START_SECURE; ``proxy_protocol``: clients come through a PROXY sender.
+
+    ``protocol`` "stream" (LISTEN START_STREAM) serves RabbitMQ Streams clients; ``node``
+    makes it a node listener that sends every connection to that backend.
 
     ``host``: the bind address (``model.listen_address``); a port we already listen on is
     busy whatever its address.
     """
-    spec = ListenerSpec(port, tls, host, proxy_protocol=proxy_protocol)
+    spec = ListenerSpec(port, tls, host, proxy_protocol, protocol, node)
+    if node is not None:
+        get_backend(ctx, node)  # a node listener names a known backend
     bound = await ctx.listeners.start(spec)
     ctx.state.notify()  # listeners live outside ProxyState: tell the state file
     return bound
@@ -340,6 +356,7 @@ async def put_backend(
     dns: bool = False,
     proxy_protocol: int = 0,
     tls: bool = False,
+    stream_port: int = 5552,
 ) -> tuple[Backend, bool]:
     """Create or replace a backend (farms using it are repartitioned); True when created."""
     created = name not in ctx.state.backends
@@ -353,6 +370,7 @@ async def put_backend(
         proxy_protocol=proxy_protocol,
         tls=tls,
         replace=True,
+        stream_port=stream_port,
     )
     return backend, created
 
@@ -390,6 +408,9 @@ async def put_listener(
     proxy_protocol: bool = False,
     host: str = ALL_INTERFACES,
     notify: bool = True,
+    protocol: str = "amqp",
+    node: str | None = None,
+    check_node: bool = True,
 ) -> tuple[ListenerSpec, bool]:
     """Listen on ``port`` (idempotent); a listener in another mode (TLS, PROXY) or on
     another address is replaced.
@@ -399,7 +420,9 @@ async def put_listener(
     (a definitions import) tells the state file once its whole change is done.
     """
     validate_port(port)
-    wanted = ListenerSpec(port, tls, host, proxy_protocol=proxy_protocol)
+    wanted = ListenerSpec(port, tls, host, proxy_protocol, protocol, node)
+    if node is not None and check_node:  # a definitions import checked its own backends
+        get_backend(ctx, node)
     current = next((s for s in ctx.listeners.specs() if s.port == port), None)
     if current is not None and current == wanted:
         return current, False

@@ -86,6 +86,7 @@ class SessionBase:
         self.secure = secure
         self.vhost = ""
         self.connection_name = ""
+        self.protocol = "amqp"  # or "stream" (RabbitMQ Streams)
         self.state = SessionState.HANDSHAKING
         self.paused = False
         self.auth_denied = False
@@ -216,6 +217,7 @@ class SessionRegistry:
         # The removed sessions' totals per (vhost, backend name or ""): what keeps
         # per-label counters monotonic; ``removed`` sums them.
         self.removed_by_route: dict[tuple[str, str], Totals] = {}
+        self.removed_by_protocol: dict[str, Totals] = {}  # "amqp", "stream"
         self.opened_total = 0
         # Whether a vhost may be a label (the Context asks its ProxyState); by default all.
         self.known_vhost: Callable[[str], bool] = _every_vhost
@@ -276,6 +278,10 @@ class SessionRegistry:
             if totals is None:
                 totals = self.removed_by_route[route] = Totals()
             totals.add(session)
+            by_protocol = self.removed_by_protocol.get(session.protocol)
+            if by_protocol is None:
+                by_protocol = self.removed_by_protocol[session.protocol] = Totals()
+            by_protocol.add(session)
         return done
 
 

@@ -24,6 +24,7 @@ STATE_LABEL: dict[SessionState, str | None] = {
     SessionState.BROKER_DISCONNECTED: "broker_disconnected",
     SessionState.CLOSED: None,  # finished, waiting for cleanup: not a live session
 }
+PROTOCOLS = ("amqp", "stream")
 SESSION_STATES = ("handshaking", "active", "paused", "closing", "broker_disconnected")
 
 
@@ -53,6 +54,22 @@ def route_totals(registry: SessionRegistry) -> dict[tuple[str, str], RouteTotals
         totals = out.get(key)
         if totals is None:
             totals = out[key] = RouteTotals()
+        if session.close_reason is None:
+            label = STATE_LABEL[session.state]
+            if label is not None:
+                totals.states[label] += 1
+        totals.add(session)
+    return out
+
+
+def protocol_totals(registry: SessionRegistry) -> dict[str, RouteTotals]:
+    """Cumulative counters per protocol ("amqp", "stream"): live sessions plus removed
+    ones; both protocols always present, so their series exist from the start."""
+    out = {protocol: RouteTotals() for protocol in PROTOCOLS}
+    for protocol, removed in registry.removed_by_protocol.items():
+        out.setdefault(protocol, RouteTotals()).merge(removed)
+    for session in registry:
+        totals = out.setdefault(session.protocol, RouteTotals())
         if session.close_reason is None:
             label = STATE_LABEL[session.state]
             if label is not None:

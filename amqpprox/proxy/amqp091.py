@@ -23,7 +23,10 @@ from amqpprox.core.sessions import CloseReason
 from amqpprox.proxy.lifecycle import Phase
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from amqpprox.amqp.methods import ConnectionStartOk
+    from amqpprox.core.model import Backend
     from amqpprox.proxy.session import Session
 
 log = logging.getLogger("amqpprox.session")
@@ -43,6 +46,9 @@ def close_frame(code: int, text: str, class_id: int = 0, method_id: int = 0) -> 
 
 class Amqp091:
     """The AMQP 0-9-1 side of one session."""
+
+    protocol = "amqp"
+    node: str | None = None  # AMQP listeners are never node listeners
 
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -119,6 +125,13 @@ class Amqp091:
         )
 
     # -- the broker handshake (we replay the client's) ----------------------------------
+    def backend_port(self, backend: Backend, port: int) -> int:
+        return port
+
+    def wrap_broker(self, sink: Callable[[bytes], None]) -> Callable[[bytes], None]:
+        """The session's entry for the broker's bytes: the relay itself, as they are."""
+        return sink
+
     def broker_greeting(self, egress_port: int) -> bytes:
         """Start the handshake with the broker just connected: the bytes to send it."""
         session, server, settings = self.session, self.server, self.session.settings

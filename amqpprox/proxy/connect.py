@@ -20,7 +20,9 @@ import time
 from typing import TYPE_CHECKING
 
 from amqpprox.core.backend_status import BackendState
+from amqpprox.core.selection import SingleBackendPlan
 from amqpprox.core.sessions import CloseReason
+from amqpprox.core.state import Route
 from amqpprox.proxy import proxy_protocol
 from amqpprox.proxy.connector import open_connection
 from amqpprox.proxy.deadline import Deadline
@@ -32,7 +34,6 @@ if TYPE_CHECKING:
     from collections.abc import Coroutine
 
     from amqpprox.core.model import Backend
-    from amqpprox.core.state import Route
     from amqpprox.proxy.session import Session
 
 log = logging.getLogger("amqpprox.session")
@@ -69,6 +70,12 @@ def start(session: Session) -> None:
         log.error("No mapping available for vhost=%s", session.vhost)
         session.refuse(CloseReason.NO_MAPPING, f"No known broker mapping for vhost {session.vhost}")
         return
+    node = session.adapter.node
+    if node is not None:  # a stream node listener: this one backend, after the same checks
+        if node not in state.backends:
+            session.refuse(CloseReason.BROKEN_MAPPING, f"No backend {node} for node listener")
+            return
+        route = Route(route.kind, route.name, SingleBackendPlan(node))
     if route.kind == "farm":
         session.farm_name = route.name
     session.move(Phase.CONNECTING)
@@ -165,9 +172,10 @@ async def _try_backend(session: Session, name: str) -> bool:
         # Addresses whose last check failed go last (a stable sort keeps the resolver's order).
         addresses = sorted(addresses, key=lambda a: not entry.addresses.get(a[0], True))
     last_error: str | None = None
-    for host, port in addresses:
+    for host, found in addresses:
         if session.finished:
             return True
+        port = session.adapter.backend_port(backend, found)
         outcome, failure = await _try_endpoint(session, name, host, port, backend)
         if outcome is Outcome.OPEN or outcome is Outcome.BROKER_CLOSED:
             plane.ctx.health.record_attempt(name, True)

@@ -131,7 +131,9 @@ class ListenerManager:
             sock.close()
             raise _bind_failure(spec, error) from error
         port = int(sock.getsockname()[1])
-        bound = ListenerSpec(port, spec.tls, spec.host, spec.proxy_protocol)
+        bound = ListenerSpec(
+            port, spec.tls, spec.host, spec.proxy_protocol, spec.protocol, spec.node
+        )
         counters = self._counters.setdefault(port, ListenerCounters())
         self._listened[port] = bound
         if spec.tls or spec.proxy_protocol:
@@ -141,16 +143,21 @@ class ListenerManager:
             )
         else:
             server = await asyncio.get_running_loop().create_server(
-                lambda: ClientSide(plane, port, False), sock=sock, backlog=BACKLOG
+                lambda: ClientSide(plane, port, False, protocol=spec.protocol, node=spec.node),
+                sock=sock,
+                backlog=BACKLOG,
             )
             listener = _Listener(bound, counters, server=server)
         self._listeners[port] = listener
         log.info(
-            "listening on %s port %d%s%s",
+            "listening on %s port %d%s%s%s",
             spec.host,
             port,
             " (TLS)" if spec.tls else "",
             " (PROXY protocol)" if spec.proxy_protocol else "",
+            f" (stream{' node ' + spec.node if spec.node else ''})"
+            if spec.protocol == "stream"
+            else "",
         )
         return port
 
@@ -220,7 +227,9 @@ class ListenerManager:
             raise
 
         def factory() -> ClientSide:
-            return ClientSide(plane, spec.port, spec.tls, client)
+            return ClientSide(
+                plane, spec.port, spec.tls, client, protocol=spec.protocol, node=spec.node
+            )
 
         if not spec.tls:
             await loop.connect_accepted_socket(factory, conn)

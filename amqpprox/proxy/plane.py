@@ -19,6 +19,7 @@ from amqpprox.core.stats import BufferFigures
 from amqpprox.proxy import auth, shaping
 from amqpprox.proxy.connector import Resolver
 from amqpprox.proxy.session import Session
+from amqpprox.proxy.stream_nodes import NodeBook
 from amqpprox.proxy.transports import ClientSide
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ class DataPlane:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._a_session_finished = asyncio.Event()
         self.admission = ctx.admission
+        self.stream_nodes = NodeBook()  # broker nodes of stream metadata -> proxy endpoints
         self.admission.on_change.append(self._limits_changed)
 
     @property

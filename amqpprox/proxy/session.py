@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING
 
 from amqpprox.core.sessions import ZERO_ENDPOINT, CloseReason, SessionBase, SessionState
 from amqpprox.proxy import connect
-from amqpprox.proxy.amqp091 import ACCESS_REFUSED, RESOURCE_ERROR, Amqp091
+from amqpprox.proxy.amqp091 import ACCESS_REFUSED, RESOURCE_ERROR
 from amqpprox.proxy.coalescing import ReadCoalescer, wrap_pair
 from amqpprox.proxy.gate import Hold, ReadGate
 from amqpprox.proxy.graceful import GracefulClose
 from amqpprox.proxy.lifecycle import PUBLIC, Phase, check_move
 from amqpprox.proxy.relay import Relay
+from amqpprox.proxy.stream_adapter import adapter_for
 from amqpprox.proxy.transports import BrokerSide, ClientSide, discard, peer_address
 from amqpprox.proxy.watch import BrokerSilence
 
@@ -79,12 +80,13 @@ class Session(SessionBase):
         self._silence: BrokerSilence | None = None  # heartbeats on: the broker's silence
         side.peer_gate = self.broker_gate  # the client's full write buffer stops the broker
         side.on_lost = self.client_lost
-        self.adapter = Amqp091(self)
+        self.adapter = adapter_for(self, side.protocol, side.node)
         self.relay: Relay | None = None
         # What a live session's reads reach: the relay's entry points, or the features
         # that wrap them (proxy.shaping, proxy.coalescing); see ``rewire``.
         self.client_chain: Callable[[bytes], None] = discard
         self.broker_chain: Callable[[bytes], None] = discard
+        self.broker_entry: Callable[[bytes], None] = discard  # ``adapter.wrap_broker``
         self.shaper: Shaper | None = None
         self.coalescers: tuple[ReadCoalescer, ReadCoalescer] | None = None
         self._held: list[bytes] = []  # the client's reads while paused
@@ -170,7 +172,7 @@ class Session(SessionBase):
         if relay is None:
             return
         client: Callable[[bytes], None] = relay.client_data
-        broker: Callable[[bytes], None] = relay.broker_data
+        broker: Callable[[bytes], None] = self.broker_entry
         if self.coalescers is not None:
             client, broker = wrap_pair(
                 self.coalescers, self, (relay.in_scanner, relay.out_scanner), (client, broker)
@@ -189,11 +191,10 @@ class Session(SessionBase):
             self.client_side.on_data(data)
 
     def deliver_broker(self, data: bytes) -> None:
-        side = self.broker_side
         if self.phase in _RELAYING and self.relay is not None:
-            self.relay.broker_data(data)
-        elif side is not None:
-            side.on_data(data)
+            self.broker_entry(data)
+        elif self.broker_side is not None:
+            self.broker_side.on_data(data)
 
     def _hold_client(self, data: bytes) -> None:
         self._held.append(data)
@@ -315,13 +316,14 @@ class Session(SessionBase):
                 partial(self.client_gate.set, Hold.COALESCE),
                 partial(self.broker_gate.set, Hold.COALESCE),
             )
-        self.client_chain, self.broker_chain = self.relay.client_data, self.relay.broker_data
+        self.broker_entry = adapter.wrap_broker(self.relay.broker_data)
+        self.client_chain, self.broker_chain = self.relay.client_data, self.broker_entry
         if self.coalescers is not None or self.shaper is not None:
             self.rewire()
         self.client_transport.write(open_ok)
         self.move(Phase.PAUSED if self.paused else Phase.ACTIVE)
         if trailing:
-            self.relay.broker_data(trailing)
+            self.broker_entry(trailing)
         pending = adapter.went_live()
         if pending:
             self.client_side.on_data(pending)

@@ -84,7 +84,7 @@ class _Side(asyncio.Protocol):
 class ClientSide(_Side):
     """A client's socket, accepted by a listener: it starts the session."""
 
-    __slots__ = ("_client", "_listen_port", "_plane", "_secure")
+    __slots__ = ("_client", "_listen_port", "_plane", "_secure", "node", "protocol")
 
     def __init__(
         self,
@@ -92,8 +92,13 @@ class ClientSide(_Side):
         listen_port: int,
         secure: bool,
         client: tuple[str, int] | None = None,
+        *,
+        protocol: str = "amqp",
+        node: str | None = None,
     ) -> None:
         super().__init__()
+        self.protocol = protocol  # of the listener: "amqp" or "stream"
+        self.node = node  # a stream node listener's backend
         self._plane = plane
         self._listen_port = listen_port
         self._secure = secure

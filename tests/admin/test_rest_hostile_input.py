@@ -208,7 +208,14 @@ async def test_a_partial_listener_put_leaves_a_tls_listener_tls(
         response = await sent
         await _refused(response, "tls")
         assert await (await client.get(API + "/listeners")).json() == [
-            {"port": reserved_port, "address": "0.0.0.0", "tls": True, "proxy_protocol": False}
+            {
+                "port": reserved_port,
+                "address": "0.0.0.0",
+                "tls": True,
+                "proxy_protocol": False,
+                "protocol": "amqp",
+                "node": None,
+            }
         ]
         [spec] = runtime.ctx.listeners.specs()
         assert spec.tls and not spec.proxy_protocol
@@ -219,4 +226,6 @@ async def test_a_partial_listener_put_leaves_a_tls_listener_tls(
             "address": "0.0.0.0",
             "tls": True,
             "proxy_protocol": True,
+            "protocol": "amqp",
+            "node": None,
         }

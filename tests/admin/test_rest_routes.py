@@ -124,6 +124,7 @@ async def test_backend_create_replace_get_list_delete(client: Client) -> None:
             "consecutive_failures": 0,
             "check": None,
         },
+        "stream_port": 5552,
     }
     replaced = await put(client, "/backends/b1", {**BACKEND, "dns": True, "name": "b1"}, 200)
     assert replaced["dns"] is True and replaced["proxy_protocol"] is False
@@ -323,6 +324,8 @@ async def test_listener_routes(client: Client, runtime: Runtime, reserved_port: 
         "address": "0.0.0.0",
         "tls": False,
         "proxy_protocol": False,
+        "protocol": "amqp",
+        "node": None,
     }
     # Idempotent; a PUT states the listener whole: without "tls" it is refused.
     response = await client.put(API + f"/listeners/{reserved_port}", json={"tls": False})

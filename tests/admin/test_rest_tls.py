@@ -218,6 +218,8 @@ async def test_listener_proxy_protocol(
         "address": "0.0.0.0",
         "tls": False,
         "proxy_protocol": True,
+        "protocol": "amqp",
+        "node": None,
     }
     assert runtime.ctx.listeners.specs()[0].proxy_protocol
     response = await client.put(url, json=body)
@@ -292,7 +294,14 @@ async def test_definitions_carry_tls_and_listener_modes(
         "egress": {**NO_TLS, "ca_cert_file": pki.ca_cert},
     }
     assert exported["listeners"] == [
-        {"port": reserved_port, "address": "0.0.0.0", "tls": True, "proxy_protocol": True}
+        {
+            "port": reserved_port,
+            "address": "0.0.0.0",
+            "tls": True,
+            "proxy_protocol": True,
+            "protocol": "amqp",
+            "node": None,
+        }
     ]
     assert await (await client.get(API + "/tls/egress")).json() == exported["tls"]["egress"]
     # Round trip: applying the export changes nothing.

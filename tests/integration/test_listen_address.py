@@ -32,6 +32,7 @@ from amqpprox.cli import build_parser
 from amqpprox.runtime import Runtime
 from tests.admin.conftest import reserve_port
 from tests.conftest import (
+    AMQP_LISTENER,
     BROKER_HOST,
     BROKER_PORT,
     RunningProxy,
@@ -244,7 +245,13 @@ async def test_rest_listener_address(proxy: RunningProxy, rest: Rest, port: int)
     )
     assert (status, body) == (
         201,
-        {"port": port, "address": "127.0.0.1", "tls": False, "proxy_protocol": False},
+        {
+            "port": port,
+            "address": "127.0.0.1",
+            "tls": False,
+            "proxy_protocol": False,
+            **AMQP_LISTENER,
+        },
     )
     assert body in (await rest.call("GET", "/listeners"))[1]
     assert await amqp_opens("127.0.0.1", port)
@@ -290,7 +297,13 @@ async def test_definitions_keep_the_address(proxy: RunningProxy, rest: Rest, por
     assert status == 201
     status, exported = await rest.call("GET", "/definitions")
     assert status == 200
-    mine = {"port": port, "address": "127.0.0.1", "tls": False, "proxy_protocol": False}
+    mine = {
+        "port": port,
+        "address": "127.0.0.1",
+        "tls": False,
+        "proxy_protocol": False,
+        **AMQP_LISTENER,
+    }
     assert mine in exported["listeners"]
     # A round trip changes nothing.
     status, result = await rest.call("PUT", "/definitions", exported)

@@ -18,7 +18,7 @@ import pytest
 
 from amqpprox.runtime import Runtime
 from tests.admin.conftest import reserve_port
-from tests.conftest import BROKER_HOST, BROKER_PORT, make_settings
+from tests.conftest import AMQP_LISTENER, BROKER_HOST, BROKER_PORT, make_settings
 from tests.polling import until
 
 pytestmark = pytest.mark.broker
@@ -180,7 +180,13 @@ async def test_definitions_moved_to_a_second_proxy_route_the_same() -> None:
         await configure_through_rest(first)
         document = await first.call("GET", "/definitions")
         assert document["listeners"] == [
-            {"port": first.port, "address": "0.0.0.0", "tls": False, "proxy_protocol": False}
+            {
+                "port": first.port,
+                "address": "0.0.0.0",
+                "tls": False,
+                "proxy_protocol": False,
+                **AMQP_LISTENER,
+            }
         ]
         # The second proxy runs on the same host: it listens on its own port.
         document["listeners"] = [{"port": second.port, "tls": False}]

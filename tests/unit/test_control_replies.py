@@ -49,6 +49,8 @@ ADDED_HELP_LINES = (
     "original's protobuf body (the default) or its JSON mapping",
     "BACKEND (ADD | ADD_DNS) name datacenter host port SEND-PROXY-V2 [TLS] - Send the backend "
     "a binary PROXY protocol v2 header instead of the v1 text line",
+    "BACKEND STREAM_PORT name port - Set the port of the backend's RabbitMQ Streams listener "
+    "(default 5552)",
     "BACKEND STATE name (ready | drain | maint) - Let a backend take new sessions, or not "
     "(drain, maint); its sessions continue",
     "BACKEND HEALTH [name] - Print each backend's state, health, last check and consecutive counts",
@@ -69,6 +71,8 @@ ADDED_HELP_LINES = (
     "LISTEN (START | START_SECURE) port [PROXY] ADDRESS address - Listen on one address (IPv4, "
     "IPv6 or localhost) instead of every interface",
     "LISTEN PRINT - Print the listeners: port, address, TLS or not, PROXY protocol or not",
+    "LISTEN (START_STREAM | START_SECURE_STREAM) port [NODE backend] [PROXY] [ADDRESS address] "
+    "- Listen for RabbitMQ Streams clients; NODE sends every connection to that backend",
     "SESSION id# UNPAUSE - Resume a paused session, or release one held at Open",
     "VHOST MIGRATE vhost (FARM farm | BACKEND backend) [per_second] - Hold new sessions, map "
     "the vhost to the target, close its sessions at per_second a second (default 10), release",

@@ -41,6 +41,9 @@ async def _apply_listeners(
                 proxy_protocol=spec.proxy_protocol,
                 host=spec.host,
                 notify=False,
+                protocol=spec.protocol,
+                node=spec.node,
+                check_node=False,
             )
             undo.append((spec.port, before))
     except AmqpproxError:

@@ -42,6 +42,7 @@ def backend_json(backend: Backend) -> dict[str, Any]:
         "dns": backend.dns,
         "proxy_protocol": proxy_protocol_json(backend.proxy_protocol),
         "tls": backend.tls,
+        "stream_port": backend.stream_port,
     }
 
 
@@ -64,6 +65,8 @@ def listener_json(spec: ListenerSpec) -> dict[str, Any]:
         "address": spec.host,
         "tls": spec.tls,
         "proxy_protocol": spec.proxy_protocol,
+        "protocol": spec.protocol,
+        "node": spec.node,
     }
 
 

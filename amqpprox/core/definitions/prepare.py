@@ -102,12 +102,13 @@ async def prepare(ctx: Context, document: object) -> Definitions:
                     ip,
                     item["proxy_protocol"],
                     item["tls"],
+                    item["stream_port"],
                 )
                 if not item["dns"]:
                     ip = await ops.resolve_first(item["host"], item["port"])
                     probe = Backend(
                         probe.name, probe.datacenter, probe.host, probe.port, ip,
-                        probe.proxy_protocol, probe.tls,
+                        probe.proxy_protocol, probe.tls, probe.stream_port,
                     )  # fmt: skip
             except AmqpproxError as error:
                 raise InvalidArgument(f"backends.{index}: {error.message}") from error
@@ -147,9 +148,22 @@ async def prepare(ctx: Context, document: object) -> Definitions:
     if "listeners" in doc:
         _unique(doc["listeners"], "port", "listeners")
         listeners = tuple(
-            ListenerSpec(item["port"], item["tls"], item["address"], item["proxy_protocol"])
+            ListenerSpec(
+                item["port"],
+                item["tls"],
+                item["address"],
+                item["proxy_protocol"],
+                item["protocol"],
+                item["node"],
+            )
             for item in doc["listeners"]
         )
+        names = {backend.name for backend in backends}
+        for index, spec in enumerate(listeners):
+            if spec.node is not None and spec.node not in names:
+                raise InvalidArgument(
+                    f"listeners.{index}: node {spec.node!r} is not one of the backends"
+                )
 
     default_limits, vhost_limits = state.default_limits, tuple(state.vhost_limits.items())
     if "limits" in doc:

@@ -13,7 +13,13 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from amqpprox.core.model import ALL_INTERFACES, MAX_BYTES_PER_SECOND, MAX_COUNT, ROUND_ROBIN
+from amqpprox.core.model import (
+    ALL_INTERFACES,
+    LISTENER_PROTOCOLS,
+    MAX_BYTES_PER_SECOND,
+    MAX_COUNT,
+    ROUND_ROBIN,
+)
 from amqpprox.core.tls import VERIFY_MODES
 from amqpprox.errors import InvalidArgument
 
@@ -70,6 +76,8 @@ class BackendFields(Schema):
     dns = StrictBool(load_default=False)
     proxy_protocol = ProxyProtocolVersion(load_default=0)
     tls = StrictBool(load_default=False)
+    # RabbitMQ Streams: the broker's rabbitmq_stream port (stream listeners connect there).
+    stream_port = StrictInt(load_default=5552, validate=validate.Range(min=1, max=65535))
 
 
 class BackendDef(BackendFields):
@@ -107,6 +115,11 @@ class ListenerFields(Schema):
     proxy_protocol = StrictBool(load_default=False)  # clients send a PROXY header first
     # The bind address (validated by ``model.listen_address``); every interface if left out.
     address = fields.String(load_default=ALL_INTERFACES, validate=validate.Length(max=MAX_NAME))
+    # "stream": RabbitMQ Streams clients; ``node``: a stream node listener's backend.
+    protocol = fields.String(load_default="amqp", validate=validate.OneOf(LISTENER_PROTOCOLS))
+    node = fields.String(
+        load_default=None, allow_none=True, validate=validate.Length(min=1, max=MAX_NAME)
+    )
 
 
 class ListenerDef(ListenerFields):

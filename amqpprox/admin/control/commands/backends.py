@@ -19,6 +19,8 @@ from amqpprox.errors import InvalidArgument
     "[SEND-PROXY] [TLS] | DELETE name | PRINT) - Change backend servers",
     "(ADD | ADD_DNS) name datacenter host port SEND-PROXY-V2 [TLS] - Send the backend a "
     "binary PROXY protocol v2 header instead of the v1 text line",
+    "STREAM_PORT name port - Set the port of the backend's RabbitMQ Streams listener "
+    "(default 5552)",
 )
 async def _backend(ctx: Context, args: list[str], out: ControlOutput) -> None:
     sub = args[0].upper() if args else ""
@@ -30,10 +32,24 @@ async def _backend(ctx: Context, args: list[str], out: ControlOutput) -> None:
             await out.write("DELETE requires a name argument")
             return
         ops.delete_backend(ctx, name)
+    elif sub == "STREAM_PORT":
+        await _backend_stream_port(ctx, args[1:], out)
     elif sub == "PRINT":
         await out.write("".join(shown(b.describe()) + "\n" for b in ops.list_backends(ctx)))
     else:
         await out.write(f"Subcommand '{sub}' not recognized.")
+
+
+async def _backend_stream_port(ctx: Context, args: list[str], out: ControlOutput) -> None:
+    """Ours: BACKEND STREAM_PORT name port (silent on success)."""
+    if len(args) != 2:
+        await out.write("STREAM_PORT requires a name and a port")
+        return
+    port = tcp_port(args[1])
+    if port is None:
+        await out.write("Arguments not correctly provided")
+        return
+    ops.set_backend_stream_port(ctx, args[0], port)
 
 
 async def _backend_add(ctx: Context, args: list[str], out: ControlOutput, *, dns: bool) -> None:

@@ -28,30 +28,50 @@ def listener_line(spec: ListenerSpec) -> str:
     return (
         f"port={spec.port} address={shown(spec.host)} tls={yn(spec.tls)} "
         f"proxyProtocol={yn(spec.proxy_protocol)}"
+        + (
+            f" protocol=stream{' node=' + shown(spec.node) if spec.node else ''}"
+            if spec.protocol == "stream"
+            else ""
+        )
     )
 
 
-def start_options(words: list[str]) -> tuple[bool, str]:
-    """The words after LISTEN START's port: (PROXY given, the bind address).
+def start_options(words: list[str], *, stream: bool = False) -> tuple[bool, str, str | None]:
+    """The words after LISTEN START's port: (PROXY given, the bind address, the NODE
+    backend of a stream listener).
 
     Raises ``InvalidArgument`` for an unknown or repeated word, or ADDRESS without one.
     """
     proxy, address, seen = False, ALL_INTERFACES, set()
+    node: str | None = None
+    options = ("PROXY", "ADDRESS", "NODE") if stream else ("PROXY", "ADDRESS")
     rest = iter(words)
     for word in rest:
         option = word.upper()
-        if option not in ("PROXY", "ADDRESS"):
+        if option not in options:
             raise InvalidArgument(f"Unknown option: {shown(word)}")
         if option in seen:
             raise InvalidArgument(f"Option given twice: {option}")
         seen.add(option)
         if option == "PROXY":
             proxy = True
+        elif option == "NODE":
+            node = next(rest, "")
+            if not node:
+                raise InvalidArgument("No backend provided.")
         else:
             address = next(rest, "")
             if not address:
                 raise InvalidArgument("No address provided.")
-    return proxy, address
+    return proxy, address, node
+
+
+_STARTS = {
+    "START": (False, "amqp"),
+    "START_SECURE": (True, "amqp"),
+    "START_STREAM": (False, "stream"),
+    "START_SECURE_STREAM": (True, "stream"),
+}
 
 
 @command(
@@ -62,6 +82,8 @@ def start_options(words: list[str]) -> tuple[bool, str]:
     "(START | START_SECURE) port [PROXY] ADDRESS address - Listen on one address (IPv4, "
     "IPv6 or localhost) instead of every interface",
     "PRINT - Print the listeners: port, address, TLS or not, PROXY protocol or not",
+    "(START_STREAM | START_SECURE_STREAM) port [NODE backend] [PROXY] [ADDRESS address] - "
+    "Listen for RabbitMQ Streams clients; NODE sends every connection to that backend",
 )
 async def _listen(ctx: Context, args: list[str], out: ControlOutput) -> None:
     if not args:
@@ -69,16 +91,23 @@ async def _listen(ctx: Context, args: list[str], out: ControlOutput) -> None:
         return
     sub = args[0].upper()
     port = tcp_port(arg(args, 1))
-    if sub in ("START", "START_SECURE"):
+    if sub in _STARTS:
         if port is None:
             await out.write("Invalid port provided.\n")
             return
+        tls, protocol = _STARTS[sub]
         # Ours: "LISTEN START port PROXY" reads a PROXY protocol header from each client;
         # "... ADDRESS address" binds that address only.
         try:
-            accept_proxy, address = start_options(args[2:])
+            accept_proxy, address, node = start_options(args[2:], stream=protocol == "stream")
             await ops.start_listener(
-                ctx, port, tls=sub == "START_SECURE", proxy_protocol=accept_proxy, host=address
+                ctx,
+                port,
+                tls=tls,
+                proxy_protocol=accept_proxy,
+                host=address,
+                protocol=protocol,
+                node=node,
             )
         except AmqpproxError as error:
             # Deliberate difference: the original printed nothing (and, for a busy port,
