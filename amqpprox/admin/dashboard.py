@@ -282,6 +282,7 @@ class Dashboard:
             vhost=vhost if "vhost" in q and vhost != "*" else None,
             backend=backend or None,
             state=state if state not in ("live", "all") else None,
+            user=q.get("user") or None,
             sort=SESSION_SORTS[sort] or "id",
             reverse=desc,
         )
@@ -307,6 +308,7 @@ class Dashboard:
             "vhost": vhost if "vhost" in q else None,
             "backend": backend or None,
             "client": client or None,
+            "user": q.get("user") or None,
             "state": state if state != "live" else None,
             "size": size if size != DEFAULT_PAGE_SIZE else None,
         }
@@ -339,7 +341,7 @@ class Dashboard:
             "vhosts": self._vhost_names(),
             "backends": backends,
             "states": STATE_FILTERS,
-            "filtering": bool(("vhost" in q and vhost != "*") or backend or client)
+            "filtering": bool(("vhost" in q and vhost != "*") or backend or client or q.get("user"))
             or state != "live",
         }
         return self._render(request, "sessions.html", context, ("sessions_table",))

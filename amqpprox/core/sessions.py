@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from amqpprox.amqp.identity import ClientIdentity
+
 ZERO_ENDPOINT = ("0.0.0.0", 0)
 # The vhost label of sessions that never named a vhost, or named one that is neither
 # configured nor ever opened: a bounded label for what unauthenticated clients send.
@@ -86,6 +88,8 @@ class SessionBase:
         self.secure = secure
         self.vhost = ""
         self.connection_name = ""
+        # Who the client said it is and what it negotiated (set at Connection.Open).
+        self.identity = ClientIdentity()
         self.state = SessionState.HANDSHAKING
         self.paused = False
         self.auth_denied = False
