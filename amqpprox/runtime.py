@@ -162,6 +162,7 @@ class Runtime:
             # Unfinished ones are cut; finished ones still waiting for a CloseOk lose their sockets.
             session.force_disconnect()
         await self.plane.cancel_tasks()
+        await self.ctx.traces.shutdown()  # trace files flushed, live trace streams ended
         if self._cleanup_task is not None:
             self._cleanup_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

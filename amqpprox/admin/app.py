@@ -27,6 +27,7 @@ from amqpprox.admin import dashboard, dashboard_support, metrics, rest, security
 from amqpprox.admin.keys import CONTEXT
 from amqpprox.admin.rest_limits import LimitsApi
 from amqpprox.admin.rest_tls import TlsApi
+from amqpprox.admin.rest_traces import TracesApi
 from amqpprox.core.context import Context
 
 
@@ -53,6 +54,7 @@ def make_rest_app(ctx: Context) -> web.Application:
     api.router.add_routes(rest.RestApi(ctx).routes())
     api.router.add_routes(LimitsApi(ctx).routes())
     api.router.add_routes(TlsApi(ctx).routes())
+    api.router.add_routes(TracesApi(ctx).routes())
     api.router.add_get(f"{rest.VERSION_PATH}/stats", metrics.stats_handler)
     return api
 

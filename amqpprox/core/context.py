@@ -22,6 +22,7 @@ from amqpprox.core.sessions import SessionRegistry
 from amqpprox.core.state import ProxyState
 from amqpprox.core.stats import StatsHub
 from amqpprox.core.tls import NoTls, TlsControl
+from amqpprox.core.traces import TraceRegistry
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +129,8 @@ class Context:
         self.stats = StatsHub()
         # Connection-rate windows and admitted-session counts (LIMIT, REST limits).
         self.admission = Admission()
+        # On-demand AMQP traces (core.traces); the data plane taps the sessions they follow.
+        self.traces = TraceRegistry()
         self.started_at = time.time()
         self.shutdown = asyncio.Event()
         self.ready = asyncio.Event()

@@ -177,6 +177,7 @@ class Session(SessionBase):
             )
         if self.shaper is not None:
             client, broker = self.shaper.wrap(client, broker)
+        client, broker = self.plane.wrap_traced(self, client, broker)
         self.client_chain, self.broker_chain = client, broker
         self.route()
 
@@ -218,6 +219,7 @@ class Session(SessionBase):
             *self.client,
         )
         self.plane.apply_limits(self)
+        self.plane.session_opened(self)
         if self.plane.ctx.state.is_vhost_paused(vhost) or self.paused:
             self.paused = True
             self.move(Phase.HELD)
@@ -316,7 +318,7 @@ class Session(SessionBase):
                 partial(self.broker_gate.set, Hold.COALESCE),
             )
         self.client_chain, self.broker_chain = self.relay.client_data, self.relay.broker_data
-        if self.coalescers is not None or self.shaper is not None:
+        if self.coalescers is not None or self.shaper is not None or self.id in self.plane.taps:
             self.rewire()
         self.client_transport.write(open_ok)
         self.move(Phase.PAUSED if self.paused else Phase.ACTIVE)

@@ -33,6 +33,7 @@ VERBS_BY_MODULE = {
     "tls": {"TLS"},
     "limits": {"LIMIT"},
     "auth": {"AUTH"},
+    "trace": {"TRACE"},
 }
 
 

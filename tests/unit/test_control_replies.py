@@ -61,6 +61,10 @@ ADDED_HELP_LINES = (
     "IPv6 or localhost) instead of every interface",
     "LISTEN PRINT - Print the listeners: port, address, TLS or not, PROXY protocol or not",
     "SESSION id# UNPAUSE - Resume a paused session, or release one held at Open",
+    "TRACE START (SESSION id | VHOST vhost | SOURCE ip) [BODIES] [FILE path] - Trace the AMQP "
+    "frames of one session, or of a vhost's or a client address's sessions",
+    "TRACE STOP id - Stop a trace",
+    "TRACE PRINT - Print the traces",
 )
 
 
@@ -69,7 +73,9 @@ def our_help(original: str) -> str:
     lines = original.splitlines(keepends=True)
     for added in ADDED_HELP_LINES:
         verb = added.split(" ", 1)[0]
-        last = max(i for i, line in enumerate(lines) if line.split(" ", 1)[0] == verb)
+        same = [i for i, line in enumerate(lines) if line.split(" ", 1)[0] == verb]
+        # A verb of our own goes where HELP's alphabetical order puts it.
+        last = max(same) if same else sum(line.split(" ", 1)[0] < verb for line in lines) - 1
         lines.insert(last + 1, added + "\n")
     return "".join(lines)
 

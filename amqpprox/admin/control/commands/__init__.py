@@ -25,6 +25,7 @@ from amqpprox.admin.control.commands import (
     sessions,
     stat,
     tls,
+    trace,
     vhost,
 )
 
@@ -43,4 +44,5 @@ MODULES: tuple[ModuleType, ...] = (
     tls,  # TLS
     limits,  # LIMIT
     auth,  # AUTH
+    trace,  # TRACE (our addition)
 )
