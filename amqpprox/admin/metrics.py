@@ -26,6 +26,7 @@ from amqpprox import __version__, build
 from amqpprox.admin import stats as statfmt
 from amqpprox.admin.exposition import Exposition, labels
 from amqpprox.admin.keys import CONTEXT
+from amqpprox.admin.metrics_traces import trace_families
 from amqpprox.core.context import Context
 from amqpprox.core.sessions import UNKNOWN_VHOST, CloseReason
 from amqpprox.core.stats import (
@@ -84,6 +85,7 @@ def render(ctx: Context, openmetrics: bool = False) -> str:
     _auth_families(out, ctx)
     _limit_refusals(out, ctx)
     _reload_families(out, ctx)
+    trace_families(out, ctx.traces)
 
     probe = hub.buffer_probe
     if probe is not None:
