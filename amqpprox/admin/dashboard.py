@@ -30,7 +30,7 @@ from markupsafe import Markup
 from multidict import MultiDictProxy
 
 from amqpprox import __version__
-from amqpprox.admin import humanize, throughput
+from amqpprox.admin import dashboard_traces, humanize, throughput
 from amqpprox.admin.dashboard_support import (
     DEFAULT_PAGE_SIZE,
     FLASH_COOKIE,
@@ -581,7 +581,9 @@ def setup(app: web.Application, ctx: Context, guard: Guard) -> None:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    app.router.add_routes(Dashboard(ctx, guard, rates).routes())
+    pages = Dashboard(ctx, guard, rates)
+    dashboard_traces.setup(app, ctx, pages)  # before /sessions/{id}/{action}
+    app.router.add_routes(pages.routes())
     aiohttp_jinja2.get_env(app).globals["action_url"] = partial(route_url, app.router)
     app.router.add_static(
         "/static/", PACKAGE / "static", name=f"{ROUTE_PREFIX}static", append_version=True

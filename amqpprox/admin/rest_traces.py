@@ -101,34 +101,37 @@ class TracesApi:
             return web.Response(text=lines, content_type="application/x-ndjson")
         if wanted != "sse":
             raise HttpProblem(400, "invalid_argument", "format must be sse or jsonl")
-        return await self._stream(request, trace)
+        return await stream_events(request, trace)
 
-    async def _stream(self, request: web.Request, trace: Trace) -> web.StreamResponse:
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-store",
-                "X-Accel-Buffering": "no",
-            }
-        )
-        await response.prepare(request)
-        reader = trace.reader()
-        reported = 0
-        try:
-            await response.write(sse("trace", trace.json()))
-            while True:
-                await reader.wait(KEEPALIVE_SECONDS)
-                events = reader.take()
-                out: list[bytes] = []
-                if reader.dropped != reported:
-                    reported = reader.dropped
-                    out.append(sse("dropped", {"dropped": reported}))
-                out.extend(sse(None, event) for event in events)
-                if not events and reader.closed:
-                    out.append(sse("end", trace.json()))
-                    await response.write(b"".join(out))
-                    break
-                await response.write(b"".join(out) or b": keepalive\n\n")
-        finally:
-            reader.detach()
-        return response
+
+async def stream_events(request: web.Request, trace: Trace) -> web.StreamResponse:
+    """The trace's events from now on as Server-Sent Events, until it stops or the client
+    goes away (also the dashboard's live view, ``admin.dashboard_traces``)."""
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await response.prepare(request)
+    reader = trace.reader()
+    reported = 0
+    try:
+        await response.write(sse("trace", trace.json()))
+        while True:
+            await reader.wait(KEEPALIVE_SECONDS)
+            events = reader.take()
+            out: list[bytes] = []
+            if reader.dropped != reported:
+                reported = reader.dropped
+                out.append(sse("dropped", {"dropped": reported}))
+            out.extend(sse(None, event) for event in events)
+            if not events and reader.closed:
+                out.append(sse("end", trace.json()))
+                await response.write(b"".join(out))
+                break
+            await response.write(b"".join(out) or b": keepalive\n\n")
+    finally:
+        reader.detach()
+    return response
