@@ -48,7 +48,8 @@ async def test_bad_json_and_lone_surrogates_are_400(bare_proxy: RunningProxy) ->
     url = f"{bare_proxy.admin_url}/api/v1/traces"
     headers = {"Content-Type": "application/json"}
     async with aiohttp.ClientSession() as http:
-        for raw, code in ((b"{not json", "invalid_json"), (b'{"vhost": "\\ud800"}', "invalid_argument")):
+        surrogate = b'{"vhost": "\\ud800"}'
+        for raw, code in ((b"{not json", "invalid_json"), (surrogate, "invalid_argument")):
             async with http.post(url, data=raw, headers=headers) as response:
                 assert response.status == 400
                 assert (await response.json())["error"] == code

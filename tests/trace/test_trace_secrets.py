@@ -93,7 +93,7 @@ async def test_password_is_in_no_output(
     await rest(proxy, "DELETE", "/traces/1")
     await until(lambda: not proxy.ctx.traces.tasks, "the trace file closed")
     outputs = [*pages, file.read_text()]
-    outputs.append((await rest(proxy, "GET", "/traces/1/events?format=jsonl")))
+    outputs.append(await rest(proxy, "GET", "/traces/1/events?format=jsonl"))
     assert "trace 1 started" in caplog.text  # every log record of the run, DEBUG included
     outputs.append(caplog.text)
     assert any(user in text for text in outputs)  # the outputs are real: the user is shown
