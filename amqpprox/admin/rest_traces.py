@@ -132,6 +132,8 @@ async def stream_events(request: web.Request, trace: Trace) -> web.StreamRespons
                 await response.write(b"".join(out))
                 break
             await response.write(b"".join(out) or b": keepalive\n\n")
+    except ConnectionError:
+        pass  # the reader went away: its stream simply ends
     finally:
         reader.detach()
     return response
