@@ -33,6 +33,13 @@ TRACE_ACTION = Action(
     "Its AMQP frames are shown live, decoded (message bodies are not captured). The trace "
     "stops by itself after 10,000 frames or 5 minutes.",
 )
+TRACE_VHOST_ACTION = Action(
+    "Trace",
+    "Trace vhost {target}?",
+    "The AMQP frames of its sessions, and of those that open later, are shown live, "
+    "decoded (message bodies are not captured). The trace stops by itself after 10,000 "
+    "frames or 5 minutes.",
+)
 STOP_ACTION = Action("Stop", "Stop trace {target}?", "No more frames are recorded.")
 
 
@@ -58,20 +65,22 @@ class TraceViews:
     async def trace_session(self, request: web.Request) -> web.StreamResponse:
         async def view(request: web.Request) -> web.StreamResponse:
             session_id = session_id_of(request)
-            return await self._start(request, f"session {session_id}", session=session_id)
+            target = f"session {session_id}"
+            return await self._start(request, TRACE_ACTION, target, session=session_id)
 
         return await self.pages._guarded(request, view)
 
     async def trace_vhost(self, request: web.Request) -> web.StreamResponse:
         async def view(request: web.Request) -> web.StreamResponse:
             vhost = validate_label("vhost", request.match_info["vhost"])
-            return await self._start(request, f"vhost '{vhost}'", vhost=vhost)
+            return await self._start(request, TRACE_VHOST_ACTION, f"'{vhost}'", vhost=vhost)
 
         return await self.pages._guarded(request, view)
 
     async def _start(
         self,
         request: web.Request,
+        action: Action,
         target: str,
         *,
         session: int | None = None,
@@ -83,15 +92,16 @@ class TraceViews:
         flt = trace_ops.make_filter(session=session, vhost=vhost)
         options = trace_ops.make_options()
         next_url = safe_next(form.get("next"), "/sessions")
-        confirm = pages._confirmation(request, form, TRACE_ACTION, target, next_url)
+        confirm = pages._confirmation(request, form, action, target, next_url)
         if confirm is not None:
             return confirm
         trace = trace_ops.start_trace(self.ctx, flt, options)
-        pages.guard.audit(request, f"trace {target} (trace {trace.id})")
+        what = action.title.format(target=target).removesuffix("?")
+        pages.guard.audit(request, f"{what} (trace {trace.id})")
         return pages._done(
             request,
             f"/traces/{trace.id}",
-            f"Trace {trace.id} started: {target}.",
+            f"Trace {trace.id} started: {what.removeprefix('Trace ')}.",
             login=pages._token_given(form),
         )
 
@@ -139,4 +149,6 @@ class TraceViews:
 def setup(app: web.Application, ctx: Context, pages: Dashboard) -> None:
     """The trace routes (before the dashboard's own) and the Trace button's action."""
     app.router.add_routes(TraceViews(ctx, pages).routes())
-    aiohttp_jinja2.get_env(app).globals["trace_action"] = TRACE_ACTION
+    env = aiohttp_jinja2.get_env(app)
+    env.globals["trace_action"] = TRACE_ACTION
+    env.globals["trace_vhost_action"] = TRACE_VHOST_ACTION
