@@ -74,6 +74,8 @@ class Settings:
     # Every configuration change is saved here before it is acknowledged, and restored at
     # start (amqpprox --stateFile PATH; core.persist). An existing one wins over definitions_file.
     state_file: str | None = None
+    # Where trace files are written (TRACE ... FILE name); None: "traces" in log_directory.
+    trace_directory: str | None = None
 
 
 class ListenerControl(Protocol):

@@ -11,8 +11,10 @@ option ``InvalidArgument``, an existing file ``AlreadyExists``, an unknown trace
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
+import os
 
 from amqpprox.core import trace_file
 from amqpprox.core.context import Context
@@ -71,7 +73,10 @@ def start_trace(ctx: Context, flt: TraceFilter, options: TraceOptions) -> Trace:
             raise NotFound(f"session {flt.session} not found")
         if session.finished:
             raise InvalidState(f"session {flt.session} has ended")
-    out = trace_file.create(options.file) if options.file is not None else None
+    out = None
+    if options.file is not None:
+        path, out = trace_file.create(options.file, trace_directory(ctx))
+        options = dataclasses.replace(options, file=path)
     trace = ctx.traces.start(flt, options)
     log.info("trace %d started: %s", trace.id, flt.text().encode("unicode_escape").decode())
     if out is not None:
@@ -80,6 +85,13 @@ def start_trace(ctx: Context, flt: TraceFilter, options: TraceOptions) -> Trace:
             asyncio.get_running_loop().create_task(trace_file.write_lines(trace, reader, out))
         )
     return trace
+
+
+def trace_directory(ctx: Context) -> str:
+    """Where trace files are written (``Settings.trace_directory``, else ``traces`` under
+    the log directory)."""
+    settings = ctx.settings
+    return settings.trace_directory or os.path.join(settings.log_directory, "traces")
 
 
 def get_trace(ctx: Context, trace_id: int) -> Trace:
