@@ -61,7 +61,7 @@ ADDED_HELP_LINES = (
     "IPv6 or localhost) instead of every interface",
     "LISTEN PRINT - Print the listeners: port, address, TLS or not, PROXY protocol or not",
     "SESSION id# UNPAUSE - Resume a paused session, or release one held at Open",
-    "TRACE START (SESSION id | VHOST vhost | SOURCE ip) [BODIES] [FILE path] - Trace the AMQP "
+    "TRACE START (SESSION id | VHOST vhost | SOURCE ip) [BODIES] [FILE name] - Trace the AMQP "
     "frames of one session, or of a vhost's or a client address's sessions",
     "TRACE STOP id - Stop a trace",
     "TRACE PRINT - Print the traces",

@@ -1,6 +1,6 @@
 """TRACE: start, stop and list on-demand AMQP traces (our addition; see docs/trace.md).
 
-``TRACE START (SESSION id | VHOST vhost | SOURCE ip) [BODIES] [FILE path]`` replies
+``TRACE START (SESSION id | VHOST vhost | SOURCE ip) [BODIES] [FILE name]`` replies
 ``Trace <id> started``; ``TRACE STOP id`` stops one; ``TRACE PRINT`` lists them, one line
 each. The events themselves are read over REST (SSE or JSON lines), the dashboard, or the
 trace's file. Errors are one line each. Imports the registry and ``core``, never
@@ -18,7 +18,7 @@ from amqpprox.core.digits import ascii_digits
 from amqpprox.core.traces import Trace
 from amqpprox.errors import AmqpproxError, InvalidArgument
 
-USAGE = "Usage: TRACE START (SESSION id | VHOST vhost | SOURCE ip) [BODIES] [FILE path]\n"
+USAGE = "Usage: TRACE START (SESSION id | VHOST vhost | SOURCE ip) [BODIES] [FILE name]\n"
 
 
 def trace_line(trace: Trace) -> str:
@@ -63,7 +63,7 @@ def _start(ctx: Context, args: list[str]) -> Trace:
 
 @command(
     "TRACE",
-    "START (SESSION id | VHOST vhost | SOURCE ip) [BODIES] [FILE path] - Trace the AMQP "
+    "START (SESSION id | VHOST vhost | SOURCE ip) [BODIES] [FILE name] - Trace the AMQP "
     "frames of one session, or of a vhost's or a client address's sessions",
     "STOP id - Stop a trace",
     "PRINT - Print the traces",
