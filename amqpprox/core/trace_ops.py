@@ -25,7 +25,7 @@ from amqpprox.errors import InvalidArgument, InvalidState, NotFound
 log = logging.getLogger("amqpprox.trace")
 
 MAX_BODY_BYTES = 65_536
-MAX_FRAMES = 1_000_000
+MAX_FRAMES = 1_000_000_000
 MAX_SECONDS = 86_400.0
 
 

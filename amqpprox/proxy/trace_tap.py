@@ -60,11 +60,22 @@ class _Walk:
 
     def feed(self, data: bytes) -> None:
         pos, end = 0, len(data)
+        now = _time()  # every frame of one read arrived at the same moment
+        tap = self.tap
         while pos < end:
             if not self.left:  # a frame header
                 head = self.head
                 if not head and end - pos >= 7:
-                    self.ftype, self.channel, size = _HEAD.unpack_from(data, pos)
+                    ftype, channel, size = _HEAD.unpack_from(data, pos)
+                    if pos + 8 + size <= end and size <= _MAX_FRAME:
+                        # The common case: the whole frame is in this read.
+                        keep = size if ftype != _BODY else min(size, tap.body_keep)
+                        start = pos + 7
+                        event = (now, tap.session_id, self.direction, ftype, channel)
+                        tap.emit((*event, data[start : start + keep], size))
+                        pos = start + size + 1
+                        continue
+                    self.ftype, self.channel = ftype, channel
                     pos += 7
                 else:
                     taken = data[pos : pos + 7 - len(head)]
@@ -80,7 +91,7 @@ class _Walk:
                     return
                 self.size = size
                 self.left = size + 1  # the payload and the frame-end octet
-                self.keep = size if self.ftype != _BODY else min(size, self.tap.body_keep)
+                self.keep = size if self.ftype != _BODY else min(size, tap.body_keep)
                 self.payload = bytearray()
             take = min(self.left, end - pos)
             done = self.size + 1 - self.left  # payload octets already passed
@@ -89,17 +100,8 @@ class _Walk:
             pos += take
             self.left -= take
             if not self.left:
-                self.tap.emit(
-                    (
-                        _time(),
-                        self.tap.session_id,
-                        self.direction,
-                        self.ftype,
-                        self.channel,
-                        bytes(self.payload),
-                        self.size,
-                    )
-                )
+                event = (now, tap.session_id, self.direction, self.ftype, self.channel)
+                tap.emit((*event, bytes(self.payload), self.size))
 
 
 class TraceTap:
@@ -123,7 +125,11 @@ class TraceTap:
         self.body_keep = max((t.options.body_keep for t in self.traces), default=0)
 
     def emit(self, event: tuple[float, int, int, int, int, bytes, int]) -> None:
-        for trace in list(self.traces):
+        traces = self.traces
+        if len(traces) == 1:
+            traces[0].record(event)
+            return
+        for trace in list(traces):
             trace.record(event)
 
     def wrap(
