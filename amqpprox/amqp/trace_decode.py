@@ -109,8 +109,9 @@ def decode_frame(
     frame_type: int, channel: int, payload: bytes, size: int | None = None
 ) -> dict[str, Any]:
     """The frame as a dict: ``type`` (method, header, body, heartbeat), ``channel``, then
-    what its type carries. ``payload`` is the whole payload, except for a body frame,
-    where it is the part kept (``size``, the payload's real length, says how long it was).
+    what its type carries. ``payload`` is the part of the payload kept, ``size`` (when
+    given) the payload's real length: a body's first bytes, or a method or header too
+    large to keep (shown with its size, not decoded).
 
     A payload pamqp cannot read gives ``{"type": ..., "error": ...}``, never an exception.
     """
@@ -126,7 +127,11 @@ def decode_frame(
     if frame_type == FRAME_HEARTBEAT:
         return out
     if frame_type not in (FRAME_METHOD, FRAME_HEADER):
-        out["size"] = len(payload)
+        out["size"] = len(payload) if size is None else size
+        return out
+    if size is not None and size > len(payload):
+        out["error"] = f"{kind} frame of {size} bytes: too large to keep, not decoded"
+        out["size"] = size
         return out
     whole = _FRAME_HEAD.pack(frame_type, channel, len(payload)) + payload + _FRAME_END
     try:

@@ -2,7 +2,8 @@
 
 A ``Trace`` selects sessions by one ``TraceFilter`` (a session id, a vhost, or a client
 address) and keeps the frames of those sessions as raw events in a bounded ring
-(``BUFFER_EVENTS``, the latest ones; ``?format=jsonl`` reads it). Live readers (an SSE
+(``BUFFER_EVENTS``, the latest ones, within ``BUFFER_BYTES`` of payloads;
+``?format=jsonl`` reads it). Live readers (an SSE
 stream, the trace file) each get a ``TraceReader``: a bounded queue of their own; a
 reader that falls behind loses events, counted in its and the trace's ``dropped``, and
 the session's bytes are never held up. Events are decoded (``amqp.trace_decode``) only
@@ -47,8 +48,10 @@ __all__ = [
 CLIENT_TO_BROKER = 0
 BROKER_TO_CLIENT = 1
 DIRECTIONS = ("client_to_broker", "broker_to_client")
-BUFFER_EVENTS = 10_000  # the latest events of a trace, kept for ?format=jsonl
-READER_EVENTS = 2_000  # events one live reader may be behind before it loses some
+BUFFER_EVENTS = 10_000  # the latest events of a trace, kept for ?format=jsonl ...
+BUFFER_BYTES = 16 << 20  # ... as long as their payloads fit in this
+READER_EVENTS = 2_000  # events one live reader may be behind before it loses some ...
+READER_BYTES = 8 << 20  # ... or payload bytes
 STOPPED_KEPT = 32  # stopped traces kept listed (and readable), the oldest forgotten first
 
 # (unix time, session id, direction, frame type, channel, payload kept, payload size)
@@ -121,17 +124,19 @@ class TraceReader:
         self.trace = trace
         self.queue: deque[RawEvent] = deque()
         self.limit = limit
+        self.queued_bytes = 0
         self.dropped = 0
         self.closed = False  # the trace stopped: what is queued is the last of it
         self._wake = asyncio.Event()
 
     def push(self, event: RawEvent) -> None:
-        if len(self.queue) >= self.limit:
+        if len(self.queue) >= self.limit or self.queued_bytes > READER_BYTES:
             self.dropped += 1
             self.trace.dropped += 1
             self.trace.registry.dropped_total += 1
             return
         self.queue.append(event)
+        self.queued_bytes += len(event[5])
         if not self._wake.is_set():
             self._wake.set()
 
@@ -154,7 +159,9 @@ class TraceReader:
         out: list[dict[str, Any]] = []
         trace = self.trace
         while self.queue and len(out) < most:
-            out.append(trace.decode(self.queue.popleft()))
+            event = self.queue.popleft()
+            self.queued_bytes -= len(event[5])
+            out.append(trace.decode(event))
         return out
 
     def detach(self) -> None:
@@ -179,7 +186,8 @@ class Trace:
         self.frames = 0
         self.dropped = 0
         self.sessions: set[int] = set()  # ids of the sessions it has traced
-        self.buffer: deque[RawEvent] = deque(maxlen=BUFFER_EVENTS)
+        self.buffer: deque[RawEvent] = deque()
+        self.buffered_bytes = 0
         self.readers: set[TraceReader] = set()
         self._timer: asyncio.TimerHandle | None = None
 
@@ -193,7 +201,11 @@ class Trace:
             return
         self.frames += 1
         self.registry.events_total += 1
-        self.buffer.append(event)
+        buffer = self.buffer
+        buffer.append(event)
+        self.buffered_bytes += len(event[5])
+        while len(buffer) > BUFFER_EVENTS or self.buffered_bytes > BUFFER_BYTES:
+            self.buffered_bytes -= len(buffer.popleft()[5])
         for reader in self.readers:
             reader.push(event)
         if self.frames >= self.options.max_frames:

@@ -28,6 +28,9 @@ _HEAD = struct.Struct(">BHI")
 _BODY = 3
 # A frame larger than this is not followed (the relay refuses it anyway): the tap stops.
 _MAX_FRAME = 1 << 28
+# A method or content header payload longer than this is not kept (its event says so):
+# the traces' memory stays bounded whatever the peers send.
+KEEP_LIMIT = 64 << 10
 _time = time.time
 Entry = Callable[[bytes], None]
 
@@ -69,7 +72,7 @@ class _Walk:
                     ftype, channel, size = _HEAD.unpack_from(data, pos)
                     if pos + 8 + size <= end and size <= _MAX_FRAME:
                         # The common case: the whole frame is in this read.
-                        keep = size if ftype != _BODY else min(size, tap.body_keep)
+                        keep = min(size, KEEP_LIMIT if ftype != _BODY else tap.body_keep)
                         start = pos + 7
                         event = (now, tap.session_id, self.direction, ftype, channel)
                         tap.emit((*event, data[start : start + keep], size))
@@ -91,7 +94,7 @@ class _Walk:
                     return
                 self.size = size
                 self.left = size + 1  # the payload and the frame-end octet
-                self.keep = size if self.ftype != _BODY else min(size, tap.body_keep)
+                self.keep = min(size, KEEP_LIMIT if self.ftype != _BODY else tap.body_keep)
                 self.payload = bytearray()
             take = min(self.left, end - pos)
             done = self.size + 1 - self.left  # payload octets already passed

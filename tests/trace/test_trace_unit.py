@@ -18,8 +18,14 @@ from pamqp import commands, frame, header
 
 from amqpprox.amqp.scanner import FrameScanner
 from amqpprox.amqp.trace_decode import REDACTED, decode_frame
-from amqpprox.core.traces import StopReason, TraceFilter, TraceOptions, TraceRegistry
-from amqpprox.proxy.trace_tap import TraceTap
+from amqpprox.core.traces import (
+    BUFFER_BYTES,
+    StopReason,
+    TraceFilter,
+    TraceOptions,
+    TraceRegistry,
+)
+from amqpprox.proxy.trace_tap import KEEP_LIMIT, TraceTap
 
 PACKAGE = Path(__file__).resolve().parents[2] / "amqpprox"
 
@@ -193,3 +199,28 @@ def test_pamqp_is_used_only_inside_the_codec_package() -> None:
         if "pamqp" in path.read_text() and path.parent.name != "amqp"
     )
     assert users == []
+
+
+def test_a_header_too_large_to_keep_is_shown_by_its_size() -> None:
+    props = commands.Basic.Properties(headers={"big": "x" * (KEEP_LIMIT + 10)})
+    big = frame.marshal(header.ContentHeader(body_size=1, properties=props), 1)
+    events = _tapped_events([big[:1000], big[1000:]])
+    assert len(events) == 1 and len(events[0][4]) == KEEP_LIMIT
+    registry_trace = TraceRegistry()
+    loop = asyncio.new_event_loop()
+    try:
+        trace = loop.run_until_complete(_start(registry_trace, 0))
+    finally:
+        loop.close()
+    decoded = trace.decode((0.0, 1, 0, *events[0][2:]))
+    assert decoded["type"] == "header" and decoded["size"] == len(big) - 8
+    assert "too large to keep" in decoded["error"]
+
+
+async def test_the_buffer_keeps_the_latest_events_within_its_byte_budget() -> None:
+    trace = TraceRegistry().start(TraceFilter(vhost="/"), TraceOptions(max_frames=1000))
+    chunk = b"x" * (1 << 20)
+    for n in range(40):
+        trace.record((0.0, 1, 0, 3, 1, chunk, n))
+    assert trace.buffered_bytes <= BUFFER_BYTES
+    assert [e[6] for e in trace.buffer] == list(range(40 - BUFFER_BYTES // len(chunk), 40))
