@@ -102,10 +102,10 @@ class DataPlane:
 
     def _trace_started(self, trace: Trace) -> None:
         for session in self.ctx.sessions:
-            live = isinstance(session, Session) and not session.finished
+            if not isinstance(session, Session) or session.finished:
+                continue
             # A session not at Open yet is matched there (its vhost is not known before).
-            if live and (session.vhost or trace.filter.session) and trace.filter.matches(session):
-                assert isinstance(session, Session)
+            if (session.vhost or trace.filter.session) and trace.filter.matches(session):
                 self._tap(session, trace)
 
     def _trace_stopped(self, trace: Trace) -> None:
