@@ -129,16 +129,20 @@ class TraceReader:
         self.closed = False  # the trace stopped: what is queued is the last of it
         self._wake = asyncio.Event()
 
-    def push(self, event: RawEvent) -> None:
-        if len(self.queue) >= self.limit or self.queued_bytes > READER_BYTES:
-            self.dropped += 1
-            self.trace.dropped += 1
-            self.trace.registry.dropped_total += 1
-            return
-        self.queue.append(event)
-        self.queued_bytes += len(event[5])
-        if not self._wake.is_set():
-            self._wake.set()
+    def push_many(self, events: list[RawEvent]) -> None:
+        """Queue what fits of ``events``; count the rest as dropped."""
+        room = self.limit - len(self.queue) if self.queued_bytes <= READER_BYTES else 0
+        kept = events if len(events) <= room else events[: max(0, room)]
+        lost = len(events) - len(kept)
+        if lost:
+            self.dropped += lost
+            self.trace.dropped += lost
+            self.trace.registry.dropped_total += lost
+        if kept:
+            self.queue.extend(kept)
+            self.queued_bytes += sum([len(e[5]) for e in kept])
+            if not self._wake.is_set():
+                self._wake.set()
 
     def close(self) -> None:
         self.closed = True
@@ -196,18 +200,26 @@ class Trace:
         return self.state is TraceState.RUNNING
 
     def record(self, event: RawEvent) -> None:
-        """One frame of a traced session (called by the frame tap, per frame)."""
+        """One frame of a traced session."""
+        self.record_many([event])
+
+    def record_many(self, events: list[RawEvent]) -> None:
+        """The frames of one read of a traced session (the frame tap calls this per read)."""
         if self.state is not TraceState.RUNNING:
             return
-        self.frames += 1
-        self.registry.events_total += 1
+        room = self.options.max_frames - self.frames
+        if len(events) > room:
+            events = events[:room]
+        count = len(events)
+        self.frames += count
+        self.registry.events_total += count
         buffer = self.buffer
-        buffer.append(event)
-        self.buffered_bytes += len(event[5])
+        buffer.extend(events)
+        self.buffered_bytes += sum([len(e[5]) for e in events])
         while len(buffer) > BUFFER_EVENTS or self.buffered_bytes > BUFFER_BYTES:
             self.buffered_bytes -= len(buffer.popleft()[5])
         for reader in self.readers:
-            reader.push(event)
+            reader.push_many(events)
         if self.frames >= self.options.max_frames:
             self.registry.stop(self.id, StopReason.MAX_FRAMES)
 

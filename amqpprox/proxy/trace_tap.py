@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from amqpprox.core.traces import BROKER_TO_CLIENT, CLIENT_TO_BROKER
 
 if TYPE_CHECKING:
-    from amqpprox.core.traces import Trace
+    from amqpprox.core.traces import RawEvent, Trace
     from amqpprox.proxy.relay import FrameCounter
 
 __all__ = ["TraceTap"]
@@ -65,6 +65,8 @@ class _Walk:
         pos, end = 0, len(data)
         now = _time()  # every frame of one read arrived at the same moment
         tap = self.tap
+        session_id, direction = tap.session_id, self.direction
+        events: list[RawEvent] = []
         while pos < end:
             if not self.left:  # a frame header
                 head = self.head
@@ -74,8 +76,10 @@ class _Walk:
                         # The common case: the whole frame is in this read.
                         keep = min(size, KEEP_LIMIT if ftype != _BODY else tap.body_keep)
                         start = pos + 7
-                        event = (now, tap.session_id, self.direction, ftype, channel)
-                        tap.emit((*event, data[start : start + keep], size))
+                        events.append(
+                            (now, session_id, direction, ftype, channel,
+                             data[start : start + keep], size)
+                        )  # fmt: skip
                         pos = start + size + 1
                         continue
                     self.ftype, self.channel = ftype, channel
@@ -86,12 +90,12 @@ class _Walk:
                     pos += len(taken)
                     if len(head) < 7:
                         self.head = head
-                        return
+                        break
                     self.head = b""
                     self.ftype, self.channel, size = _HEAD.unpack(head)
                 if size > _MAX_FRAME:
                     self.broken = True
-                    return
+                    break
                 self.size = size
                 self.left = size + 1  # the payload and the frame-end octet
                 self.keep = min(size, KEEP_LIMIT if self.ftype != _BODY else tap.body_keep)
@@ -103,8 +107,12 @@ class _Walk:
             pos += take
             self.left -= take
             if not self.left:
-                event = (now, tap.session_id, self.direction, self.ftype, self.channel)
-                tap.emit((*event, bytes(self.payload), self.size))
+                payload = bytes(self.payload)
+                events.append(
+                    (now, session_id, direction, self.ftype, self.channel, payload, self.size)
+                )
+        if events:
+            tap.emit(events)
 
 
 class TraceTap:
@@ -127,13 +135,10 @@ class TraceTap:
             self.traces.remove(trace)
         self.body_keep = max((t.options.body_keep for t in self.traces), default=0)
 
-    def emit(self, event: tuple[float, int, int, int, int, bytes, int]) -> None:
-        traces = self.traces
-        if len(traces) == 1:
-            traces[0].record(event)
-            return
-        for trace in list(traces):
-            trace.record(event)
+    def emit(self, events: list[RawEvent]) -> None:
+        """The frames of one read, to every trace following the session."""
+        for trace in list(self.traces):
+            trace.record_many(events)
 
     def wrap(
         self, entries: tuple[Entry, Entry], scanners: tuple[FrameCounter, FrameCounter]
