@@ -24,7 +24,7 @@ import struct
 import warnings
 from typing import Any
 
-from pamqp import commands, exceptions, frame, header
+from pamqp import commands, frame, header
 
 from amqpprox.amqp.identity import sasl_user
 
@@ -140,7 +140,7 @@ def decode_frame(
             # a client may still send one, and the trace shows it like any other.
             warnings.simplefilter("ignore", DeprecationWarning)
             _, _, value = frame.unmarshal(whole)
-    except (exceptions.UnmarshalingException, ValueError, struct.error, UnicodeError) as error:
+    except Exception as error:  # the peers' bytes: whatever pamqp raises, the event says so
         out["error"] = f"undecodable {kind} frame: {error}"
         out["size"] = len(payload)
         return out
