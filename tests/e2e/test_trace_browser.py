@@ -22,7 +22,9 @@ SKIPPED = "() => Number(document.getElementById('trace-skipped').textContent.spl
 async def test_trace_a_session_live_filter_pause_and_stop(
     publish: Any, proxy: RunningProxy, page: Page
 ) -> None:
-    await publish(proxy.port, "traced-publisher")
+    # Paced (it reads nothing, so each pause is the whole pace): some 150 frames a
+    # second, so the trace's 10,000-frame limit is far away for the whole test.
+    await publish(proxy.port, "traced-publisher", echo=False, pace=0.02)
     session_id = await until(lambda: session_id_of(proxy, "traced-publisher"), "the session")
     await page.goto(f"{proxy.admin_url}/sessions/{session_id}")
     await expect(page.locator("#session-identity")).to_contain_text("Pika Python Client Library")
@@ -35,18 +37,19 @@ async def test_trace_a_session_live_filter_pause_and_stop(
     rows = page.locator("#trace-events tbody tr")
     # Live: the publisher's frames arrive without a reload, decoded.
     await expect(rows.filter(has_text="Basic.Publish").first).to_be_visible()
-    await expect(rows.filter(has_text="Basic.Deliver").first).to_be_visible()
+    await expect(rows.filter(has_text="content header").first).to_be_visible()
     await expect(rows.filter(has_text="client → broker").first).to_be_visible()
 
     # The filter hides what does not match.
-    await page.locator("#trace-filter").fill("basic.deliver")
+    await page.locator("#trace-filter").fill("content header")
     visible = page.locator("#trace-events tbody tr:not([hidden])")
     await expect(visible.first).to_be_visible()
     for text in await visible.all_inner_texts():
-        assert "Basic.Deliver" in text
+        assert "content header" in text and "Basic.Publish" not in text
     await page.locator("#trace-filter").fill("")
 
     # Paused, the view stops drawing; what arrives meanwhile beyond the latest is skipped.
+    assert proxy.ctx.traces.get(1).running
     await page.locator("#trace-pause").click()
     await expect(page.locator("#trace-status")).to_contain_text("view paused")
     drawn = await rows.count()
