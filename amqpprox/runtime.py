@@ -169,6 +169,7 @@ class Runtime:
             session.force_disconnect()
         await self.plane.cancel_tasks()
         await self.health_checker.stop()
+        await self.ctx.traces.shutdown()  # trace files flushed, live trace streams ended
         if self._cleanup_task is not None:
             self._cleanup_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -40,6 +40,17 @@ class AdminApi:
         finally:
             conn.close()
 
+    def post_json(self, path: str, body: object, timeout: float = 10.0) -> tuple[int, Any]:
+        """One POST of a JSON body on a fresh connection: (status, decoded JSON body)."""
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        try:
+            headers = {"Content-Type": "application/json"}
+            conn.request("POST", path, body=json.dumps(body), headers=headers)
+            resp = conn.getresponse()
+            return resp.status, json.loads(resp.read() or b"null")
+        finally:
+            conn.close()
+
     def get_json(self, path: str) -> Any:
         """GET expecting 200 and a JSON body."""
         try:

@@ -125,6 +125,20 @@ def build_parser() -> argparse.ArgumentParser:
         "default 1)",
     )
     ap.add_argument(
+        "--also-base",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="add a column for the proxy of another source tree (say, main exported with git "
+        "archive, its C extension built in place): the same traffic, before and after",
+    )
+    ap.add_argument(
+        "--also-traced",
+        action="store_true",
+        help="add a column for a second proxy whose every session is traced (a vhost trace of "
+        "/ with no reader and no frame limit): what a trace costs the relay",
+    )
+    ap.add_argument(
         "--tls",
         action="store_true",
         help="add a column for the same proxy behind a TLS listener (throwaway CA and "
@@ -287,6 +301,22 @@ def _proxy_columns(args: argparse.Namespace, workdir: Path, servers: list[Server
         servers.append(server)
         print(f"proxy-coalesce: --coalesceReadsMs {window}", file=sys.stderr)
         columns.append(coalescing)
+    if args.also_base is not None:
+        server, base = start_proxy(
+            "proxy-base", args.broker, workdir, workdir / "ctl-base", source=args.also_base
+        )
+        servers.append(server)
+        columns.append(base)
+    if args.also_traced:
+        server, traced = start_proxy("proxy-traced", args.broker, workdir, workdir / "ctl-traced")
+        servers.append(server)
+        assert traced.admin is not None
+        body = {"vhost": "/", "max_frames": 1_000_000_000, "max_seconds": 86_400}
+        status, trace = traced.admin.post_json("/api/v1/traces", body)
+        if status != 201:
+            raise SystemExit(f"proxy-traced: POST /api/v1/traces answered {status}: {trace}")
+        print(f"proxy-traced: trace {trace['id']} of vhost / (every session)", file=sys.stderr)
+        columns.append(traced)
     return columns
 
 

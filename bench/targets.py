@@ -72,10 +72,18 @@ def proxy_argv(
     admin_port: int,
     *,
     extra: Sequence[str] = (),
+    source: Path | None = None,
 ) -> list[str]:
-    """``python -m amqpprox`` in simple mode, admin API on 127.0.0.1:admin_port, then ``extra``."""
+    """``python -m amqpprox`` in simple mode, admin API on 127.0.0.1:admin_port, then ``extra``.
+
+    ``source``: run the amqpprox package of that source tree instead (a build of another
+    revision, its C extension built in place), with this interpreter's dependencies.
+    """
+    run = ["-m", "amqpprox"]
+    if source is not None:
+        run = ["-c", _RUN_FROM.format(str(source.resolve()))]
     return [
-        sys.executable, "-m", "amqpprox",
+        sys.executable, *run,
         "--listenPort", str(port),
         "--destinationDNS", broker.host,
         "--destinationPort", str(broker.port),
@@ -87,14 +95,26 @@ def proxy_argv(
     ]  # fmt: skip
 
 
+_RUN_FROM = (
+    "import runpy, sys; sys.path.insert(0, {!r}); "
+    "runpy.run_module('amqpprox', run_name='__main__', alter_sys=True)"
+)
+
+
 def start_proxy(
-    name: str, broker: Target, workdir: Path, ctl: Path, *, extra: Sequence[str] = ()
+    name: str,
+    broker: Target,
+    workdir: Path,
+    ctl: Path,
+    *,
+    extra: Sequence[str] = (),
+    source: Path | None = None,
 ) -> tuple[Server, Column]:
     """An amqpprox child on free ports; returns once AMQP and its admin API answer."""
     port, admin_port = free_port(), free_port()
     logdir = workdir / "logs"
     logdir.mkdir(exist_ok=True)
-    argv = proxy_argv(port, broker, ctl, logdir, admin_port, extra=extra)
+    argv = proxy_argv(port, broker, ctl, logdir, admin_port, extra=extra, source=source)
     server = start_server(name, argv, workdir, port)
     admin = AdminApi(LOOPBACK, admin_port)
     try:

@@ -29,6 +29,7 @@ from amqpprox.admin.rest_health import HealthApi
 from amqpprox.admin.rest_limits import LimitsApi
 from amqpprox.admin.rest_moves import MovesApi
 from amqpprox.admin.rest_tls import TlsApi
+from amqpprox.admin.rest_traces import TracesApi
 from amqpprox.core.context import Context
 
 
@@ -57,6 +58,7 @@ def make_rest_app(ctx: Context) -> web.Application:
     api.router.add_routes(LimitsApi(ctx).routes())
     api.router.add_routes(TlsApi(ctx).routes())
     api.router.add_routes(HealthApi(ctx).routes())
+    api.router.add_routes(TracesApi(ctx).routes())
     api.router.add_get(f"{rest.VERSION_PATH}/stats", metrics.stats_handler)
     return api
 

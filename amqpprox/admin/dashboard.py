@@ -30,7 +30,13 @@ from markupsafe import Markup
 from multidict import MultiDictProxy
 
 from amqpprox import __version__
-from amqpprox.admin import dashboard_backends, dashboard_moves, humanize, throughput
+from amqpprox.admin import (
+    dashboard_backends,
+    dashboard_moves,
+    dashboard_traces,
+    humanize,
+    throughput,
+)
 from amqpprox.admin.dashboard_support import (
     DEFAULT_PAGE_SIZE,
     FLASH_COOKIE,
@@ -282,6 +288,7 @@ class Dashboard:
             vhost=vhost if "vhost" in q and vhost != "*" else None,
             backend=backend or None,
             state=state if state not in ("live", "all") else None,
+            user=q.get("user") or None,
             sort=SESSION_SORTS[sort] or "id",
             reverse=desc,
         )
@@ -307,6 +314,7 @@ class Dashboard:
             "vhost": vhost if "vhost" in q else None,
             "backend": backend or None,
             "client": client or None,
+            "user": q.get("user") or None,
             "state": state if state != "live" else None,
             "size": size if size != DEFAULT_PAGE_SIZE else None,
         }
@@ -339,7 +347,7 @@ class Dashboard:
             "vhosts": self._vhost_names(),
             "backends": backends,
             "states": STATE_FILTERS,
-            "filtering": bool(("vhost" in q and vhost != "*") or backend or client)
+            "filtering": bool(("vhost" in q and vhost != "*") or backend or client or q.get("user"))
             or state != "live",
         }
         return self._render(request, "sessions.html", context, ("sessions_table",))
@@ -582,6 +590,7 @@ def setup(app: web.Application, ctx: Context, guard: Guard) -> None:
         lstrip_blocks=True,
     )
     dashboard = Dashboard(ctx, guard, rates)
+    dashboard_traces.setup(app, ctx, dashboard)  # before /sessions/{id}/{action}
     app.router.add_routes(dashboard.routes())
     dashboard_backends.setup(app, dashboard)  # backend states: drain / maint / ready
     app.router.add_routes(dashboard_moves.MovesViews(dashboard).routes())  # migrate, evict

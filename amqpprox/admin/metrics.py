@@ -29,6 +29,7 @@ from amqpprox.admin.keys import CONTEXT
 from amqpprox.admin.metrics_health import health_families
 from amqpprox.admin.metrics_moves import render_moves
 from amqpprox.admin.metrics_protocols import listener_protocols, protocol_families
+from amqpprox.admin.metrics_traces import trace_families
 from amqpprox.core.context import Context
 from amqpprox.core.sessions import UNKNOWN_VHOST, CloseReason
 from amqpprox.core.stats import (
@@ -92,6 +93,7 @@ def render(ctx: Context, openmetrics: bool = False) -> str:
     _limit_refusals(out, ctx)
     _reload_families(out, ctx)
     render_moves(out, ctx)
+    trace_families(out, ctx.traces)
 
     probe = hub.buffer_probe
     if probe is not None:

@@ -249,6 +249,21 @@ def _endpoint(endpoint: tuple[str, int]) -> dict[str, Any]:
     return {"host": endpoint[0], "port": endpoint[1]}
 
 
+def identity_json(session: SessionBase) -> dict[str, Any]:
+    """A session's AMQP identity (``amqp.identity``): user, client, negotiated limits."""
+    identity = session.identity
+    return {
+        "user": identity.user,
+        "mechanism": identity.mechanism,
+        "client_product": identity.product,
+        "client_version": identity.version,
+        "client_platform": identity.platform,
+        "channel_max": identity.channel_max,
+        "frame_max": identity.frame_max,
+        "heartbeat": identity.heartbeat,
+    }
+
+
 def session_json(session: SessionBase, now: float) -> dict[str, Any]:
     """A session as REST shows it; idle times are seconds since the last read of each side."""
     return {
@@ -281,6 +296,7 @@ def session_json(session: SessionBase, now: float) -> dict[str, Any]:
         "out_coalesce_waits": session.out_coalesce_waits,
         "idle_in_seconds": max(0.0, now - session.last_in_at),
         "idle_out_seconds": max(0.0, now - session.last_out_at),
+        **identity_json(session),
     }
 
 
@@ -476,6 +492,7 @@ class RestApi:
             backend=query.get("backend"),
             source=query.get("source"),
             state=query.get("state"),
+            user=query.get("user"),
             sort=query["sort"],
             reverse=query["sort_reverse"],
         )

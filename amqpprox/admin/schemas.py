@@ -75,6 +75,7 @@ class SessionsQuery(Schema):
     vhost = fields.String()
     backend = fields.String()
     source = fields.String()
+    user = fields.String()
     state = fields.String(validate=validate.OneOf([s.value for s in SessionState]))
     sort = fields.String(load_default="id", validate=validate.OneOf(list(SESSION_SORT_KEYS)))
     sort_reverse = _QueryBool(load_default=False)

@@ -25,6 +25,7 @@ from amqpprox.core.sessions import SessionRegistry
 from amqpprox.core.state import ProxyState
 from amqpprox.core.stats import StatsHub
 from amqpprox.core.tls import NoTls, TlsControl
+from amqpprox.core.traces import TraceRegistry
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,8 @@ class Settings:
     # the farm are closed (Close 320) at this many a second (--farmChangeEvictPerSecond);
     # 0 leaves them alone (core.moves).
     farm_change_evict_per_second: int = 10
+    # Where trace files are written (TRACE ... FILE name); None: "traces" in log_directory.
+    trace_directory: str | None = None
 
 
 class ListenerControl(Protocol):
@@ -149,6 +152,8 @@ class Context:
         # Paced evictions and vhost migrations; a farm losing members evicts their sessions.
         self.moves = TrafficMoves(self)
         self.state.on_members_left = self.moves.farm_changed
+        # On-demand AMQP traces (core.traces); the data plane taps the sessions they follow.
+        self.traces = TraceRegistry()
         self.started_at = time.time()
         self.shutdown = asyncio.Event()
         self.ready = asyncio.Event()

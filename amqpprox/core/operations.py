@@ -518,13 +518,15 @@ def query_sessions(
     backend: str | None = None,
     source: str | None = None,
     state: str | None = None,
+    user: str | None = None,
     sort: str = "id",
     reverse: bool = False,
 ) -> list[SessionBase]:
     """Sessions matching every given filter, sorted.
 
     ``source`` is the client's address, with or without its port (``10.0.0.1`` or
-    ``10.0.0.1:40000``); ``state`` a ``SessionState`` value.
+    ``10.0.0.1:40000``); ``state`` a ``SessionState`` value; ``user`` the user name the
+    client authenticated as.
     """
     key = SESSION_SORT_KEYS.get(sort)
     if key is None:
@@ -538,6 +540,7 @@ def query_sessions(
         and (backend is None or s.backend_name == backend)
         and (source is None or source in (s.client[0], f"{s.client[0]}:{s.client[1]}"))
         and (state is None or s.state.value == state)
+        and (user is None or s.identity.user == user)
     ]
     return sorted(found, key=key, reverse=reverse)
 

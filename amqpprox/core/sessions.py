@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from amqpprox.amqp.identity import ClientIdentity
+
 ZERO_ENDPOINT = ("0.0.0.0", 0)
 # The vhost label of sessions that never named a vhost, or named one that is neither
 # configured nor ever opened: a bounded label for what unauthenticated clients send.
@@ -87,6 +89,8 @@ class SessionBase:
         self.vhost = ""
         self.connection_name = ""
         self.protocol = "amqp"  # or "stream" (RabbitMQ Streams)
+        # Who the client said it is and what it negotiated (set at Connection.Open).
+        self.identity = ClientIdentity()
         self.state = SessionState.HANDSHAKING
         self.paused = False
         self.auth_denied = False

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from amqpprox.amqp import handshake as hs
 from amqpprox.amqp.errors import ProtocolError
+from amqpprox.amqp.identity import identify
 from amqpprox.amqp.methods import ConnectionClose, ConnectionCloseOk, encode_method
 from amqpprox.amqp.scanner import FrameScanner
 from amqpprox.core.sessions import CloseReason
@@ -99,6 +100,8 @@ class Amqp091:
                 if isinstance(name, str):
                     session.connection_name = name
             elif isinstance(event, hs.OpenReceived):
+                if server.start_ok is not None:
+                    session.identity = identify(server.start_ok, server.tune_ok)
                 session.open_received(event.open.virtual_host)
             elif isinstance(event, (hs.ClientClosed, hs.ClientCloseOk)):
                 session.end(CloseReason.CLIENT_GRACEFUL)

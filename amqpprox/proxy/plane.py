@@ -20,12 +20,14 @@ from amqpprox.proxy import auth, shaping
 from amqpprox.proxy.connector import Resolver
 from amqpprox.proxy.session import Session
 from amqpprox.proxy.stream_nodes import NodeBook
+from amqpprox.proxy.trace_tap import Entry, TraceTap
 from amqpprox.proxy.transports import ClientSide
 
 if TYPE_CHECKING:
     from amqpprox.amqp.methods import ConnectionStartOk
     from amqpprox.core.context import Context
     from amqpprox.core.sessions import SessionBase
+    from amqpprox.core.traces import Trace
 
 log = logging.getLogger("amqpprox.plane")
 
@@ -47,6 +49,10 @@ class DataPlane:
         self.admission = ctx.admission
         self.stream_nodes = NodeBook()  # broker nodes of stream metadata -> proxy endpoints
         self.admission.on_change.append(self._limits_changed)
+        # The frame taps of traced sessions, by session id (proxy.trace_tap); usually none.
+        self.taps: dict[int, TraceTap] = {}
+        ctx.traces.on_start.append(self._trace_started)
+        ctx.traces.on_stop.append(self._trace_stopped)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -79,6 +85,51 @@ class DataPlane:
         log.debug("session %d finished: %s", session.id, session.close_reason)
         self.admission.release(session.id)
         self._a_session_finished.set()
+        self.taps.pop(session.id, None)
+        if self.ctx.traces.running:
+            self.ctx.traces.session_ended(session.id)
+
+    # -- traces (core.traces, proxy.trace_tap) --------------------------------------------
+    def session_opened(self, session: Session) -> None:
+        """Connection.Open named the vhost: the running traces that follow it tap it."""
+        if self.ctx.traces.running:
+            for trace in self.ctx.traces.matching(session):
+                self._tap(session, trace)
+
+    def wrap_traced(self, session: Session, client: Entry, broker: Entry) -> tuple[Entry, Entry]:
+        """A live session's chains, with its frame tap in front when it is traced."""
+        tap = self.taps.get(session.id)
+        relay = session.relay
+        if tap is None or relay is None:
+            return client, broker
+        return tap.wrap((client, broker), (relay.in_scanner, relay.out_scanner))
+
+    def _tap(self, session: Session, trace: Trace) -> None:
+        tap = self.taps.get(session.id)
+        if tap is None:
+            tap = self.taps[session.id] = TraceTap(session.id)
+        tap.add(trace)
+        session.rewire()
+
+    def _trace_started(self, trace: Trace) -> None:
+        for session in self.ctx.sessions:
+            if not isinstance(session, Session) or session.finished:
+                continue
+            # A session not at Open yet is matched there (its vhost is not known before).
+            if (session.vhost or trace.filter.session) and trace.filter.matches(session):
+                self._tap(session, trace)
+
+    def _trace_stopped(self, trace: Trace) -> None:
+        for session_id in list(trace.sessions):
+            tap = self.taps.get(session_id)
+            if tap is None:
+                continue
+            tap.remove(trace)
+            if not tap.traces:
+                del self.taps[session_id]
+                session = self.ctx.sessions.get(session_id)
+                if isinstance(session, Session) and not session.finished:
+                    session.rewire()
 
     # -- limits and auth (core.limits, proxy.shaping, proxy.auth) -----------------------
     def admit(self, session: Session) -> Refusal | None:

@@ -179,6 +179,7 @@ class Session(SessionBase):
             )
         if self.shaper is not None:
             client, broker = self.shaper.wrap(client, broker)
+        client, broker = self.plane.wrap_traced(self, client, broker)
         self.client_chain, self.broker_chain = client, broker
         self.route()
 
@@ -219,6 +220,7 @@ class Session(SessionBase):
             *self.client,
         )
         self.plane.apply_limits(self)
+        self.plane.session_opened(self)
         if self.plane.ctx.state.is_vhost_paused(vhost) or self.paused:
             self.paused = True
             self.move(Phase.HELD)
@@ -318,7 +320,7 @@ class Session(SessionBase):
             )
         self.broker_entry = adapter.wrap_broker(self.relay.broker_data)
         self.client_chain, self.broker_chain = self.relay.client_data, self.broker_entry
-        if self.coalescers is not None or self.shaper is not None:
+        if self.coalescers is not None or self.shaper is not None or self.id in self.plane.taps:
             self.rewire()
         self.client_transport.write(open_ok)
         self.move(Phase.PAUSED if self.paused else Phase.ACTIVE)

@@ -186,3 +186,16 @@ def test_table_shows_na_for_direct_cpu_and_error_for_failed_targets() -> None:
     cpu_row = next(line for line in lines if "CPU s / M msgs" in line)
     assert [c.strip() for c in msgs_row.split("|")[2:-1]] == ["100", "50.0", "0.50", "ERROR", "-"]
     assert [c.strip() for c in cpu_row.split("|")[2:-1]] == ["n/a", "12.5", "-", "ERROR", "-"]
+
+
+def test_base_and_traced_column_options_and_the_base_command_line() -> None:
+    args = build_parser().parse_args(["--also-base", "/src/main", "--also-traced"])
+    assert args.also_base == Path("/src/main") and args.also_traced is True
+    assert build_parser().parse_args([]).also_traced is False
+    argv = proxy_argv(
+        5999, Target("127.0.0.1", 5672), Path("ctl"), Path("logs"), 15999, source=Path("/src/main")
+    )
+    # The other tree's package comes first on the path; the options follow unchanged.
+    assert argv[1] == "-c" and "sys.path.insert(0, '/src/main')" in argv[2]
+    assert "runpy.run_module('amqpprox'" in argv[2]
+    assert argv[3:5] == ["--listenPort", "5999"]

@@ -35,6 +35,7 @@ VERBS_BY_MODULE = {
     "auth": {"AUTH"},
     "health": {"HEALTH"},
     "vhost_moves": set(),  # subcommands only: BACKEND EVICT/EVICTIONS, VHOST MIGRATE/MIGRATIONS
+    "trace": {"TRACE"},
 }
 
 

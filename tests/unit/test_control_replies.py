@@ -77,6 +77,10 @@ ADDED_HELP_LINES = (
     "VHOST MIGRATE vhost (FARM farm | BACKEND backend) [per_second] - Hold new sessions, map "
     "the vhost to the target, close its sessions at per_second a second (default 10), release",
     "VHOST MIGRATIONS [CANCEL id] - Print the migrations (running and recent) or cancel one",
+    "TRACE START (SESSION id | VHOST vhost | SOURCE ip) [BODIES] [FILE name] - Trace the AMQP "
+    "frames of one session, or of a vhost's or a client address's sessions",
+    "TRACE STOP id - Stop a trace",
+    "TRACE PRINT - Print the traces",
 )
 
 

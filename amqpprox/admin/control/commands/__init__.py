@@ -26,6 +26,7 @@ from amqpprox.admin.control.commands import (
     sessions,
     stat,
     tls,
+    trace,
     vhost,
     vhost_moves,
 )
@@ -47,4 +48,5 @@ MODULES: tuple[ModuleType, ...] = (
     auth,  # AUTH
     health,  # HEALTH; BACKEND STATE, BACKEND HEALTH
     vhost_moves,  # BACKEND EVICT/EVICTIONS, VHOST MIGRATE/MIGRATIONS (after vhost: adds to it)
+    trace,  # TRACE (our addition)
 )
