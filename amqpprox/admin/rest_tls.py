@@ -14,7 +14,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from amqpprox.admin.rest import VERSION_PATH, load_body
-from amqpprox.core import operations as ops
+from amqpprox.core import tls_ops
 from amqpprox.core.context import Context
 from amqpprox.core.definitions import TlsFields, tls_from_json, tls_json
 from amqpprox.core.tls import Direction, parse_direction
@@ -44,14 +44,14 @@ class TlsApi:
         ]
 
     async def get_tls(self, request: web.Request) -> web.Response:
-        return web.json_response(tls_json(ops.tls_settings(self.ctx, _direction(request))))
+        return web.json_response(tls_json(tls_ops.tls_settings(self.ctx, _direction(request))))
 
     async def put_tls(self, request: web.Request) -> web.Response:
         direction = _direction(request)
         body = await load_body(request, TlsFields())
-        settings = ops.put_tls_settings(self.ctx, direction, tls_from_json(body))
+        settings = tls_ops.put_tls_settings(self.ctx, direction, tls_from_json(body))
         return web.json_response(tls_json(settings))
 
     async def get_ciphers(self, request: web.Request) -> web.Response:
         direction = _direction(request)
-        return web.json_response({"ciphers": ops.tls_ciphers(self.ctx, direction)})
+        return web.json_response({"ciphers": tls_ops.tls_ciphers(self.ctx, direction)})

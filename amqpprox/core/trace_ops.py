@@ -73,6 +73,10 @@ def start_trace(ctx: Context, flt: TraceFilter, options: TraceOptions) -> Trace:
             raise NotFound(f"session {flt.session} not found")
         if session.finished:
             raise InvalidState(f"session {flt.session} has ended")
+        if session.protocol != "amqp":
+            raise InvalidArgument(
+                f"session {flt.session} is a {session.protocol} session: traces decode AMQP 0-9-1"
+            )
     out = None
     if options.file is not None:
         path, out = trace_file.create(options.file, trace_directory(ctx))

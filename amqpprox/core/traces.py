@@ -81,6 +81,9 @@ class TraceFilter:
     source: str | None = None
 
     def matches(self, session: SessionBase) -> bool:
+        """Whether ``session`` is followed: AMQP 0-9-1 sessions only (streams are not decoded)."""
+        if session.protocol != "amqp":
+            return False
         if self.session is not None:
             return session.id == self.session
         if self.vhost is not None:

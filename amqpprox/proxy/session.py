@@ -5,8 +5,8 @@ change goes through ``move`` and ``proxy.lifecycle``'s table), points each socke
 reads at what the phase wants them to reach (``route``), and composes the parts: the
 protocol adapter (``proxy.amqp091``), the connect loop (``proxy.connect``), the relay
 (``proxy.relay``), a read gate per side (``proxy.gate``) and a graceful close
-(``proxy.graceful``). It holds the control actions (pause, unpause, disconnects) and the
-endings. Every wait has a deadline (client handshake, connect, broker handshake, close).
+(``proxy.graceful``). It holds the control actions (pause, unpause, disconnects), the
+endings and a deadline for every wait (client handshake, connect, broker handshake, close).
 """
 
 from __future__ import annotations
@@ -39,8 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("amqpprox.session")
 _monotonic = time.monotonic
 
-# The phases in which the client's bytes still feed the client handshake (we play the
-# broker; after a refusal, the client's CloseOk ends the session).
+# The client's bytes still feed the handshake (after a refusal, its CloseOk ends the session).
 _HANDSHAKING = frozenset({Phase.HANDSHAKE, Phase.HELD, Phase.CONNECTING, Phase.REFUSING})
 _RELAYING = frozenset({Phase.ACTIVE, Phase.PAUSED})
 _CLOSING = frozenset({Phase.CLOSING_CLIENT, Phase.CLOSING_BROKER})
@@ -303,13 +302,9 @@ class Session(SessionBase):
         adapter = self.adapter
         self.opened_at = time.time()
         self.open_ok_mono = _monotonic()
+        scanners = {"in_scanner": adapter.in_scanner, "out_scanner": adapter.out_scanner}
         self.relay = Relay(
-            self,
-            self.client_transport,
-            broker,
-            in_scanner=adapter.in_scanner,
-            out_scanner=adapter.out_scanner,
-            on_violation=self.violation,
+            self, self.client_transport, broker, **scanners, on_violation=self.violation
         )
         if self.settings.coalesce_reads_ms:
             self.coalescers = ReadCoalescer.pair(

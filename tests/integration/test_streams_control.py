@@ -275,3 +275,23 @@ async def test_data_rate_limits_apply_and_metadata_stays_rewritten(
         await client.frame_of(DELETE | codec.RESPONSE)
     finally:
         client.close()
+
+
+async def test_traces_leave_stream_sessions_alone(streams: tuple[RunningProxy, int]) -> None:
+    """Traces decode AMQP 0-9-1: a vhost trace does not follow stream sessions of the
+    vhost, and a stream session's id is refused with a reason."""
+    running, port = streams
+    started = await ctl(running.control_socket, "TRACE START VHOST /")
+    assert started.startswith("Trace "), started
+    trace_id = started.split()[1]
+    client = await _opened(port)
+    try:
+        [session] = _stream_sessions(running)
+        assert await _metadata(client, "no-such-stream", 7) is not None
+        printed = await ctl(running.control_socket, "TRACE PRINT")
+        assert f"id={trace_id} " in printed and "frames=0 " in printed, printed
+        refused = await ctl(running.control_socket, f"TRACE START SESSION {session.id}")
+        assert f"session {session.id} is a stream session" in refused, refused
+    finally:
+        client.close()
+        await ctl(running.control_socket, f"TRACE STOP {trace_id}")

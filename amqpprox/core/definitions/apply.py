@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from amqpprox.core import operations as ops
+from amqpprox.core import tls_ops
 from amqpprox.core.backend_status import BackendState
 from amqpprox.core.context import Context
 from amqpprox.core.definitions.diff import diff
@@ -132,7 +133,7 @@ async def apply(ctx: Context, document: object, *, dry_run: bool = False) -> dic
         return {"dry_run": True, "changes": changes}
     # TLS first, so a secure listener the document starts serves with the document's
     # certificate from its first connection. Undoing it is a swap back, which cannot fail.
-    tls_before = {d: ops.tls_settings(ctx, d) for d in DIRECTIONS}
+    tls_before = {d: tls_ops.tls_settings(ctx, d) for d in DIRECTIONS}
     wanted_tls = dict(defs.tls)
     undo_tls = ctx.tls.configure_all({d: wanted_tls[d] for d in defs.tls_given})
     try:

@@ -12,7 +12,7 @@ from collections.abc import Mapping as AbstractMapping
 from typing import Any
 
 from amqpprox import __version__
-from amqpprox.core import operations as ops
+from amqpprox.core import tls_ops
 from amqpprox.core.backend_status import BackendState
 from amqpprox.core.context import Context
 from amqpprox.core.health import CheckSettings
@@ -89,7 +89,7 @@ def tls_from_json(data: AbstractMapping[str, Any]) -> TlsSettings:
 
 
 def all_tls_json(ctx: Context) -> dict[str, Any]:
-    return {d.lower(): tls_json(ops.tls_settings(ctx, d)) for d in DIRECTIONS}
+    return {d.lower(): tls_json(tls_ops.tls_settings(ctx, d)) for d in DIRECTIONS}
 
 
 def limits_json(limits: Limits, *, vhost: bool = False) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from amqpprox.core import operations as ops
+from amqpprox.core import tls_ops
 from amqpprox.core.backend_status import BackendState
 from amqpprox.core.context import Context
 from amqpprox.core.definitions.codec import (
@@ -183,7 +184,7 @@ async def prepare(ctx: Context, document: object) -> Definitions:
         except AmqpproxError as error:
             raise InvalidArgument(f"auth: {error.message}") from error
 
-    tls = {d: ops.tls_settings(ctx, d) for d in DIRECTIONS}
+    tls = {d: tls_ops.tls_settings(ctx, d) for d in DIRECTIONS}
     given: list[Direction] = []
     for direction in DIRECTIONS:
         part = doc.get("tls", {}).get(direction.lower())

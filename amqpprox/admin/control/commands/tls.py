@@ -8,7 +8,7 @@ from __future__ import annotations
 from amqpprox.admin.control.helpers import arg
 from amqpprox.admin.control.output import ControlOutput
 from amqpprox.admin.control.registry import command
-from amqpprox.core import operations as ops
+from amqpprox.core import tls_ops
 from amqpprox.core.context import Context
 from amqpprox.core.tls import parse_direction
 from amqpprox.errors import InvalidArgument
@@ -29,20 +29,22 @@ async def _tls(ctx: Context, args: list[str], out: ControlOutput) -> None:
     if value is None:
         await out.write("File must be specified\n")
         return
-    if sub in ops.TLS_FILE_COMMANDS:
+    if sub in tls_ops.TLS_FILE_COMMANDS:
         try:
-            ops.set_tls_file(ctx, direction, sub, value)
+            tls_ops.set_tls_file(ctx, direction, sub, value)
         except InvalidArgument as error:
             await out.write(error.legacy_text)
     elif sub == "VERIFY_MODE":
-        ops.set_tls_verify_mode(ctx, direction, args[2:])
+        tls_ops.set_tls_verify_mode(ctx, direction, args[2:])
     elif sub == "CIPHERS" and value == "PRINT":  # PRINT and SET are case-sensitive upstream
-        await out.write("Ciphers:\n" + "".join(f"{c}\n" for c in ops.tls_ciphers(ctx, direction)))
+        await out.write(
+            "Ciphers:\n" + "".join(f"{c}\n" for c in tls_ops.tls_ciphers(ctx, direction))
+        )
     elif sub == "CIPHERS" and value == "SET":
         text = ""
         try:
-            ciphers = ops.set_tls_ciphers(ctx, direction, arg(args, 3) or "")
+            ciphers = tls_ops.set_tls_ciphers(ctx, direction, arg(args, 3) or "")
         except InvalidArgument:
-            text, ciphers = "Failed to set cipher suite. ", ops.tls_ciphers(ctx, direction)
+            text, ciphers = "Failed to set cipher suite. ", tls_ops.tls_ciphers(ctx, direction)
         await out.write(text + "Updated cipher list:\n" + "".join(f"{c}\n" for c in ciphers))
     # As upstream, an unknown command is silently a no-op.
