@@ -21,6 +21,7 @@ from amqpprox.amqp.identity import identify
 from amqpprox.amqp.methods import ConnectionClose, ConnectionCloseOk, encode_method
 from amqpprox.amqp.scanner import FrameScanner
 from amqpprox.core.sessions import CloseReason
+from amqpprox.proxy import departures
 from amqpprox.proxy.lifecycle import Phase
 
 if TYPE_CHECKING:
@@ -201,25 +202,12 @@ class Amqp091:
     # -- how a side left -----------------------------------------------------------------
     def client_left(self, phase: Phase) -> CloseReason:
         """Why the session ended when the client's socket closed."""
-        if self.in_scanner.close_seen or (
-            phase is Phase.HANDSHAKE and self.client_closed_in_handshake()
-        ):
-            return CloseReason.CLIENT_GRACEFUL
-        if self.out_scanner.close_seen and self.in_scanner.close_ok_seen:
-            return CloseReason.BROKER_SNAPPED
-        return CloseReason.CLIENT_SNAPPED
+        closed = self.client_closed_in_handshake()
+        return departures.client_left(phase, self.in_scanner, self.out_scanner, closed)
 
     def broker_left(self, phase: Phase) -> tuple[CloseReason, bytes]:
         """Why the session ended when the broker's socket closed; what to tell the client."""
-        if self.in_scanner.close_seen:
-            return CloseReason.CLIENT_GRACEFUL, b""
-        if phase is Phase.CLOSING_BROKER:
-            return CloseReason.PROXY_GRACEFUL, b""
-        out = self.out_scanner
-        if phase in (Phase.ACTIVE, Phase.PAUSED) and out.at_boundary and not out.close_seen:
-            # Tell the client why, rather than leaving it a bare TCP close.
-            return CloseReason.BROKER_SNAPPED, close_frame(CONNECTION_FORCED, BROKER_LOST_TEXT)
-        return CloseReason.BROKER_SNAPPED, b""
+        return departures.broker_left(phase, self.in_scanner, self.out_scanner, _broker_lost)
 
     def silence_limit(self) -> float | None:
         """How long the broker may say nothing before it counts as stopped: two heartbeat
@@ -281,3 +269,7 @@ class Amqp091:
             closing = self.session.closing
             assert closing is not None
             closing.broker_done()
+
+
+def _broker_lost() -> bytes:
+    return close_frame(CONNECTION_FORCED, BROKER_LOST_TEXT)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from amqpprox.amqp.methods import ConnectionStartOk
 from amqpprox.core.sessions import CloseReason
+from amqpprox.proxy import departures
 from amqpprox.proxy.amqp091 import Amqp091
 from amqpprox.proxy.lifecycle import Phase
 from amqpprox.proxy.stream_metadata import MetadataRewriter
@@ -237,26 +238,11 @@ class StreamAdapter:
 
     # -- how a side left -----------------------------------------------------------------
     def client_left(self, phase: Phase) -> CloseReason:
-        if self.in_scanner.close_seen or (
-            phase is Phase.HANDSHAKE and self.client_closed_in_handshake()
-        ):
-            return CloseReason.CLIENT_GRACEFUL
-        if self.out_scanner.close_seen and self.in_scanner.close_ok_seen:
-            return CloseReason.BROKER_SNAPPED
-        return CloseReason.CLIENT_SNAPPED
+        closed = self.client_closed_in_handshake()
+        return departures.client_left(phase, self.in_scanner, self.out_scanner, closed)
 
     def broker_left(self, phase: Phase) -> tuple[CloseReason, bytes]:
-        if self.in_scanner.close_seen:
-            return CloseReason.CLIENT_GRACEFUL, b""
-        if phase is Phase.CLOSING_BROKER:
-            return CloseReason.PROXY_GRACEFUL, b""
-        out = self.out_scanner
-        if phase in (Phase.ACTIVE, Phase.PAUSED) and out.at_boundary and not out.close_seen:
-            close = codec.close_request(
-                PROXY_CORRELATION_ID, codec.INTERNAL_ERROR, BROKER_LOST_TEXT
-            )
-            return CloseReason.BROKER_SNAPPED, close
-        return CloseReason.BROKER_SNAPPED, b""
+        return departures.broker_left(phase, self.in_scanner, self.out_scanner, _broker_lost)
 
     def silence_limit(self) -> float | None:
         return 2.0 * self.heartbeat if self.heartbeat > 0 else None
@@ -323,3 +309,7 @@ def _refusal_text(event: hs.BrokerRefused) -> str:
     }
     reason = names.get(event.code, f"response code {event.code}")
     return f"broker refused the {event.stage}: {reason}"
+
+
+def _broker_lost() -> bytes:
+    return codec.close_request(PROXY_CORRELATION_ID, codec.INTERNAL_ERROR, BROKER_LOST_TEXT)

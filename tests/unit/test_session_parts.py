@@ -14,7 +14,15 @@ from amqpprox.proxy.lifecycle import ALLOWED, PUBLIC, Phase, TransitionError, ch
 
 PROXY = Path(__file__).resolve().parents[2] / "amqpprox" / "proxy"
 # Modules that must stay protocol-neutral, and the AMQP 0-9-1 modules they must not use.
-NEUTRAL = ("relay.py", "gate.py", "lifecycle.py", "transports.py", "connect.py", "graceful.py")
+NEUTRAL = (
+    "relay.py",
+    "gate.py",
+    "lifecycle.py",
+    "transports.py",
+    "connect.py",
+    "graceful.py",
+    "departures.py",
+)
 AMQP_SPECIFIC = ("amqpprox.amqp", "amqpprox.proxy.amqp091")
 
 
