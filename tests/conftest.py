@@ -11,12 +11,13 @@ import contextlib
 import os
 import socket
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from urllib.parse import quote, urlparse
 
 import pika
 import pytest
+import uvloop
 
 from amqpprox.core.context import Settings
 from amqpprox.core.model import ListenerSpec
@@ -50,10 +51,21 @@ class RunningProxy:
         return f"amqp://{user}:{password}@127.0.0.1:{self.port}/{quote(vhost, safe='')}"
 
 
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """The loop the proxy runs on in production (``runtime`` uses uvloop): the tests' too,
+    so that a difference between the two loops shows here first."""
+    return {"uvloop": uvloop.new_event_loop}
+
+
 async def ctl(path: str, line: str, timeout: float = 10.0) -> str:
     """Send one command line to a control socket and read the reply until it closes."""
     reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(path), timeout)
-    writer.write(line.encode() + b"\n")
+    try:
+        writer.write(line.encode() + b"\n")
+    except RuntimeError as error:  # uvloop: the server closed the socket already
+        raise ConnectionResetError(str(error)) from error
     await writer.drain()
     data = await asyncio.wait_for(reader.read(), timeout)
     writer.close()

@@ -23,7 +23,7 @@ import contextlib
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeAlias, TypeVar, Union
+from typing import TypeAlias, TypeVar, Union, cast
 
 from amqpprox.amqp import handshake as hs
 from amqpprox.amqp.errors import ProtocolError
@@ -239,8 +239,8 @@ class BrokerConnection(asyncio.Protocol):
     # -- asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport (uvloop's is no asyncio.Transport subclass: no isinstance).
+        self.transport = cast(asyncio.Transport, transport)
         self._reach(Stage.ACCEPT)
 
     def data_received(self, data: bytes) -> None:

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import socket
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from amqpprox.amqp import NEED_DATA, PROTOCOL_HEADER, FrameReader, ProtocolError, decode_method
 from amqpprox.amqp.methods import ConnectionStart
@@ -45,8 +45,8 @@ class _Probe(asyncio.Protocol):
         self._reader = FrameReader()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        transport.write(PROTOCOL_HEADER)
+        # A stream transport (uvloop's is not an asyncio.Transport subclass: no isinstance).
+        cast(asyncio.Transport, transport).write(PROTOCOL_HEADER)
 
     def data_received(self, data: bytes) -> None:
         if self.answer.done():

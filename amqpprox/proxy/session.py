@@ -253,7 +253,7 @@ class Session(SessionBase):
         self.egress_remote = peer_address(transport, "peername")
         self._attempt = self._loop.create_future()
         self.route()
-        transport.write(self.adapter.broker_greeting(self.egress_local[1]))
+        side.greet(self.adapter.broker_greeting(self.egress_local[1]))
         return self._attempt
 
     def detach_broker(self) -> None:

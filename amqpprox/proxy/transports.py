@@ -110,6 +110,37 @@ class ClientSide(_Side):
 
 
 class BrokerSide(_Side):
-    """The broker's socket of one connection attempt of a session."""
+    """The broker's socket of one connection attempt of a session.
 
-    __slots__ = ()
+    Until the session takes the socket (``greet``), its reads are kept and its end
+    remembered: uvloop reads a socket as soon as it is connected, before the task that
+    connected it resumes, and a broker may speak first (to refuse).
+    """
+
+    __slots__ = ("_early", "_lost")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._early: list[bytes] = []
+        self._lost: tuple[Exception | None] | None = None
+        self.on_data = self._early.append
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.on_lost is None:
+            self._lost = (exc,)
+        else:
+            super().connection_lost(exc)
+
+    def greet(self, greeting: bytes) -> None:
+        """The session took the socket: send ``greeting`` (unless the broker has already
+        gone: uvloop refuses writes then), then hand over what came before, to what reads
+        and ends reach now."""
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(greeting)
+        early, self._early = self._early, []
+        if early:
+            self.on_data(b"".join(early))
+        lost, self._lost = self._lost, None
+        if lost is not None and self.on_lost is not None:
+            self.on_lost(lost[0])

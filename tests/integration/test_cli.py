@@ -153,3 +153,33 @@ def test_sigterm_drains_and_exits_zero(tmp_socket_dir: str) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+@pytest.mark.broker
+def test_health_checks_in_the_real_process_see_the_broker_up(tmp_socket_dir: str) -> None:
+    """The process runs on uvloop, whose transports are no asyncio.Transport subclasses:
+    the AMQP check must still send its header there and see Connection.Start."""
+    control = os.path.join(tmp_socket_dir, "ctl")
+    proc = subprocess.Popen(
+        [PY, "-m", "amqpprox", "--listenPort", str(free_closed_port()),
+         "--destinationDNS", "localhost",
+         "--destinationPort", str(BROKER_PORT), "--controlSocket", control,
+         "--logDirectory", os.path.join(tmp_socket_dir, "logs"), "--adminPort", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while not os.path.exists(control):
+            assert time.monotonic() < deadline, "control socket never appeared"
+            time.sleep(0.02)
+        checked = run(PY, "-m", "amqpprox.ctl", control, "HEALTH", "CHECK", "DEFAULT", "50")
+        assert checked.stdout == ""
+        line = ""
+        deadline = time.monotonic() + 10
+        while "health=up" not in line:
+            assert time.monotonic() < deadline, f"never up: {line!r}"
+            line = run(PY, "-m", "amqpprox.ctl", control, "BACKEND", "HEALTH").stdout
+        assert line.startswith("default-backend state=ready health=up last_check=ok"), line
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=15)
