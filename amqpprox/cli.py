@@ -164,6 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
         " --definitions, which only seeds a missing one",
     )
     parser.add_argument(
+        "--traceDirectory",
+        default=None,
+        metavar="DIR",
+        help='Where TRACE ... FILE name and REST\'s "file" write trace files (made 0700 if'
+        " missing; default: traces under the log directory)",
+    )
+    parser.add_argument(
         "--farmChangeEvictPerSecond",
         type=int,
         default=_DEFAULTS["farm_change_evict_per_second"],
@@ -325,6 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         coalesce_reads_ms=args.coalesceReadsMs,
         farm_change_evict_per_second=args.farmChangeEvictPerSecond,
         stream_advertised_host=args.streamAdvertisedHost,
+        trace_directory=args.traceDirectory,
         **{setting: getattr(args, flag[2:]) for flag, setting, _what in DEADLINE_FLAGS},
     )
     configure(settings.log_directory, settings.console_verbosity)

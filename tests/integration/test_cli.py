@@ -183,3 +183,33 @@ def test_health_checks_in_the_real_process_see_the_broker_up(tmp_socket_dir: str
     finally:
         proc.terminate()
         proc.communicate(timeout=15)
+
+
+@pytest.mark.broker
+def test_trace_directory_flag_says_where_trace_files_go(tmp_socket_dir: str) -> None:
+    control = os.path.join(tmp_socket_dir, "ctl")
+    traces = os.path.join(tmp_socket_dir, "tr")
+    proc = subprocess.Popen(
+        [PY, "-m", "amqpprox", "--listenPort", str(free_closed_port()),
+         "--destinationDNS", "127.0.0.1",
+         "--destinationPort", str(BROKER_PORT), "--controlSocket", control,
+         "--logDirectory", os.path.join(tmp_socket_dir, "logs"), "--adminPort", "0",
+         "--traceDirectory", traces],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while not os.path.exists(control):
+            assert time.monotonic() < deadline, "control socket never appeared"
+            time.sleep(0.02)
+        started = run(
+            PY, "-m", "amqpprox.ctl", control, "TRACE", "START", "VHOST", "/", "FILE", "t"
+        )
+        assert started.stdout.startswith("Trace 1 started"), started.stdout
+        path = os.path.join(traces, "t")
+        assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+        assert oct(os.stat(traces).st_mode & 0o777) == "0o700"
+        assert not os.path.exists(os.path.join(tmp_socket_dir, "logs", "traces"))
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=15)
