@@ -14,6 +14,7 @@ page (``Dashboard._guarded``). Must not import ``proxy``.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,10 @@ if TYPE_CHECKING:
 RECENT = 10  # finished jobs shown under the running ones
 
 
+Form = MultiDictProxy[Any]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
 @dataclass(frozen=True, slots=True)
 class Ask:
     """A confirmation step: the question, what will happen, the button's label."""
@@ -41,6 +46,20 @@ class Ask:
     question: str
     explain: str
     label: str
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One action, read from its form: the confirmation, the fields a confirmation page
+    posts back, the audit line, and what doing it says."""
+
+    ask: Ask
+    fields: dict[str, str]
+    audit: str
+    run: Callable[[], str]
+
+
+StepOf = Callable[[web.Request, Form], Step]
 
 
 def _recent(jobs: list[Any]) -> list[Any]:
@@ -87,11 +106,39 @@ class MovesViews:
     def routes(self) -> list[web.RouteDef]:
         p = ROUTE_PREFIX
         return [
-            web.post("/migrate", self.migrate, name=f"{p}migrate"),
-            web.post("/migrations/{id}/cancel", self.cancel_migration, name=f"{p}migration-cancel"),
-            web.post("/evict", self.evict, name=f"{p}evict"),
-            web.post("/evictions/{id}/cancel", self.cancel_eviction, name=f"{p}eviction-cancel"),
+            web.post("/migrate", self._handler("/vhosts", self._migrate), name=f"{p}migrate"),
+            web.post(
+                "/migrations/{id}/cancel",
+                self._handler("/vhosts", self._cancel_migration),
+                name=f"{p}migration-cancel",
+            ),
+            web.post("/evict", self._handler("/backends", self._evict), name=f"{p}evict"),
+            web.post(
+                "/evictions/{id}/cancel",
+                self._handler("/backends", self._cancel_eviction),
+                name=f"{p}eviction-cancel",
+            ),
         ]
+
+    def _handler(self, back: str, step_of: StepOf) -> Handler:
+        """One action's POST handler: the form, the guard, the confirmation, the audit
+        line, then the step; ``back`` is where it returns without a ``next``."""
+
+        async def act(request: web.Request) -> web.StreamResponse:
+            form = await read_form(request)
+            self.guard.check_post(request, form)
+            step = step_of(request, form)
+            next_url = safe_next(form.get("next"), back)
+            confirm = self._confirmation(request, form, step.ask, next_url, fields=step.fields)
+            if confirm is not None:
+                return confirm
+            self.guard.audit(request, step.audit)
+            return self._done(request, form, next_url, step.run())
+
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            return await self.pages._guarded(request, act)
+
+        return guarded
 
     def _confirmation(
         self,
@@ -129,127 +176,73 @@ class MovesViews:
     ) -> web.StreamResponse:
         return self.pages._done(request, next_url, text, login=self.pages._token_given(form))
 
-    # -- migrations ----------------------------------------------------------------------
-    async def migrate(self, request: web.Request) -> web.StreamResponse:
-        return await self.pages._guarded(request, self._migrate)
-
-    async def _migrate(self, request: web.Request) -> web.StreamResponse:
-        form = await read_form(request)
-        self.guard.check_post(request, form)
-        vhost = str(form.get("vhost", ""))
-        target = str(form.get("target", ""))
+    # -- the steps ---------------------------------------------------------------------
+    def _migrate(self, request: web.Request, form: Form) -> Step:
+        vhost, target = str(form.get("vhost", "")), str(form.get("target", ""))
         kind, _, name = target.partition(":")
-        next_url = safe_next(form.get("next"), "/vhosts")
-        confirm = self._confirmation(
-            request,
-            form,
-            Ask(
-                f"Migrate vhost {vhost!r} to {kind} {name}?",
-                "New connections are held, the vhost is mapped to the target, its sessions get "
-                "Connection.Close 320 at the pace below and reconnect there.",
-                "Migrate",
-            ),
-            next_url,
-            fields={
-                "vhost": vhost,
-                "target": target,
-                "per_second": str(form.get("per_second", "")),
-            },
-        )
-        if confirm is not None:
-            return confirm
-        self.guard.audit(request, f"migrate vhost {vhost!r} to {kind} {name}")
-        m = moves.migrate_vhost(self.ctx, vhost, kind, name, _pace(form))
-        return self._done(
-            request,
-            form,
-            next_url,
-            f"Migration {m.id} started: vhost {vhost!r} to {kind} {name}, "
-            f"{m.sessions_total} sessions at {m.per_second}/s.",
-        )
 
-    async def cancel_migration(self, request: web.Request) -> web.StreamResponse:
-        return await self.pages._guarded(request, self._cancel_migration)
+        def run() -> str:
+            m = moves.migrate_vhost(self.ctx, vhost, kind, name, _pace(form))
+            return (
+                f"Migration {m.id} started: vhost {vhost!r} to {kind} {name}, "
+                f"{m.sessions_total} sessions at {m.per_second}/s."
+            )
 
-    async def _cancel_migration(self, request: web.Request) -> web.StreamResponse:
-        form = await read_form(request)
-        self.guard.check_post(request, form)
+        ask = Ask(
+            f"Migrate vhost {vhost!r} to {kind} {name}?",
+            "New connections are held, the vhost is mapped to the target, its sessions get "
+            "Connection.Close 320 at the pace below and reconnect there.",
+            "Migrate",
+        )
+        fields = {"vhost": vhost, "target": target, "per_second": str(form.get("per_second", ""))}
+        return Step(ask, fields, f"migrate vhost {vhost!r} to {kind} {name}", run)
+
+    def _cancel_migration(self, request: web.Request, form: Form) -> Step:
         migration = moves.get_migration(self.ctx, _job_id(request))
-        next_url = safe_next(form.get("next"), "/vhosts")
-        confirm = self._confirmation(
-            request,
-            form,
-            Ask(
-                f"Cancel migration {migration.id} of vhost {migration.vhost!r}?",
-                "No more sessions are closed and the vhost is resumed; the new mapping stays.",
-                "Cancel migration",
-            ),
-            next_url,
-            fields={},
+
+        def run() -> str:
+            moves.cancel_migration(self.ctx, migration.id)
+            return f"Migration {migration.id} cancelled."
+
+        ask = Ask(
+            f"Cancel migration {migration.id} of vhost {migration.vhost!r}?",
+            "No more sessions are closed and the vhost is resumed; the new mapping stays.",
+            "Cancel migration",
         )
-        if confirm is not None:
-            return confirm
-        self.guard.audit(request, f"cancel migration {migration.id}")
-        moves.cancel_migration(self.ctx, migration.id)
-        return self._done(request, form, next_url, f"Migration {migration.id} cancelled.")
+        return Step(ask, {}, f"cancel migration {migration.id}", run)
 
-    # -- evictions -----------------------------------------------------------------------
-    async def evict(self, request: web.Request) -> web.StreamResponse:
-        return await self.pages._guarded(request, self._evict)
-
-    async def _evict(self, request: web.Request) -> web.StreamResponse:
-        form = await read_form(request)
-        self.guard.check_post(request, form)
+    def _evict(self, request: web.Request, form: Form) -> Step:
         backend = str(form.get("backend", ""))
-        next_url = safe_next(form.get("next"), "/backends")
-        confirm = self._confirmation(
-            request,
-            form,
-            Ask(
-                f"Evict the sessions of backend {backend!r}?",
-                "Its sessions get Connection.Close 320 at the pace below and reconnect wherever "
-                "routing sends them; drain it first so that no new ones arrive.",
-                "Evict",
-            ),
-            next_url,
-            fields={"backend": backend, "per_second": str(form.get("per_second", ""))},
-        )
-        if confirm is not None:
-            return confirm
-        self.guard.audit(request, f"evict backend {backend!r}")
-        e = moves.evict_backend(self.ctx, backend, _pace(form))
-        return self._done(
-            request,
-            form,
-            next_url,
-            f"Eviction {e.id} started: {e.total} sessions of backend {backend!r} "
-            f"at {e.per_second}/s.",
-        )
 
-    async def cancel_eviction(self, request: web.Request) -> web.StreamResponse:
-        return await self.pages._guarded(request, self._cancel_eviction)
+        def run() -> str:
+            e = moves.evict_backend(self.ctx, backend, _pace(form))
+            return (
+                f"Eviction {e.id} started: {e.total} sessions of backend {backend!r} "
+                f"at {e.per_second}/s."
+            )
 
-    async def _cancel_eviction(self, request: web.Request) -> web.StreamResponse:
-        form = await read_form(request)
-        self.guard.check_post(request, form)
+        ask = Ask(
+            f"Evict the sessions of backend {backend!r}?",
+            "Its sessions get Connection.Close 320 at the pace below and reconnect wherever "
+            "routing sends them; drain it first so that no new ones arrive.",
+            "Evict",
+        )
+        fields = {"backend": backend, "per_second": str(form.get("per_second", ""))}
+        return Step(ask, fields, f"evict backend {backend!r}", run)
+
+    def _cancel_eviction(self, request: web.Request, form: Form) -> Step:
         eviction = moves.get_eviction(self.ctx, _job_id(request))
-        next_url = safe_next(form.get("next"), "/backends")
-        confirm = self._confirmation(
-            request,
-            form,
-            Ask(
-                f"Cancel eviction {eviction.id}?",
-                "No more sessions are closed; those closed stay closed.",
-                "Cancel eviction",
-            ),
-            next_url,
-            fields={},
+
+        def run() -> str:
+            moves.cancel_eviction(self.ctx, eviction.id)
+            return f"Eviction {eviction.id} cancelled."
+
+        ask = Ask(
+            f"Cancel eviction {eviction.id}?",
+            "No more sessions are closed; those closed stay closed.",
+            "Cancel eviction",
         )
-        if confirm is not None:
-            return confirm
-        self.guard.audit(request, f"cancel eviction {eviction.id}")
-        moves.cancel_eviction(self.ctx, eviction.id)
-        return self._done(request, form, next_url, f"Eviction {eviction.id} cancelled.")
+        return Step(ask, {}, f"cancel eviction {eviction.id}", run)
 
 
 def _job_id(request: web.Request) -> int:

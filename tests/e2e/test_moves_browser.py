@@ -103,3 +103,30 @@ async def test_evict_without_javascript_asks_first(proxy2: RunningProxy) -> None
         assert list(proxy2.ctx.moves.evictions) == [1]
     for _at, close in await asyncio.gather(*closes):
         assert close.reply_text == "CONNECTION_FORCED - evicted from backend b1"
+
+
+async def test_cancel_forms_ask_first_and_name_unknown_jobs(proxy2: RunningProxy) -> None:
+    """The dashboard's cancel actions without JavaScript: an unknown job is the error page
+    (404), a finished one is refused (409), and nothing is cancelled before confirming."""
+    clients = await open_clients(proxy2.port, 1)
+    try:
+        eviction = moves.evict_backend(proxy2.ctx, "b1", 1)
+        await until(lambda: not eviction.running, "the eviction to end")
+        async with aiohttp.ClientSession() as http:
+            html = await (await http.get(proxy2.admin_url + "/backends")).text()
+            match = re.search(r'name="csrf" value="([^"]+)"', html)
+            assert match is not None
+            form = {"csrf": match.group(1), "next": "/backends"}
+            for path in ("/evictions/77/cancel", "/migrations/77/cancel", "/evictions/x/cancel"):
+                response = await http.post(proxy2.admin_url + path, data=form)
+                assert response.status == 404, path
+            response = await http.post(proxy2.admin_url + "/evictions/1/cancel", data=form)
+            assert response.status == 200
+            assert "Cancel eviction 1?" in await response.text()
+            response = await http.post(
+                proxy2.admin_url + "/evictions/1/cancel", data={**form, "confirm": "yes"}
+            )
+            assert response.status == 409  # it is over: nothing to cancel
+    finally:
+        for client in clients:
+            client.abort()
