@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -129,6 +131,30 @@ def test_simple_mode_process_serves_and_exits_on_exit_command(tmp_socket_dir: st
             proc.communicate()
 
 
+@contextlib.contextmanager
+def simple_mode(tmp_socket_dir: str, *extra: str, dns: str = "127.0.0.1") -> Iterator[str]:
+    """A proxy process in simple mode in front of the broker; its control socket's path
+    once it is there. Terminated (if still running) on exit."""
+    control = os.path.join(tmp_socket_dir, "ctl")
+    proc = subprocess.Popen(
+        [PY, "-m", "amqpprox", "--listenPort", str(free_closed_port()),
+         "--destinationDNS", dns,
+         "--destinationPort", str(BROKER_PORT), "--controlSocket", control,
+         "--logDirectory", os.path.join(tmp_socket_dir, "logs"), "--adminPort", "0", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while not os.path.exists(control):
+            assert time.monotonic() < deadline, "control socket never appeared"
+            time.sleep(0.02)
+        yield control
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        proc.communicate(timeout=15)
+
+
 @pytest.mark.broker
 def test_sigterm_drains_and_exits_zero(tmp_socket_dir: str) -> None:
     control = os.path.join(tmp_socket_dir, "ctl")
@@ -159,19 +185,7 @@ def test_sigterm_drains_and_exits_zero(tmp_socket_dir: str) -> None:
 def test_health_checks_in_the_real_process_see_the_broker_up(tmp_socket_dir: str) -> None:
     """The process runs on uvloop, whose transports are no asyncio.Transport subclasses:
     the AMQP check must still send its header there and see Connection.Start."""
-    control = os.path.join(tmp_socket_dir, "ctl")
-    proc = subprocess.Popen(
-        [PY, "-m", "amqpprox", "--listenPort", str(free_closed_port()),
-         "--destinationDNS", "localhost",
-         "--destinationPort", str(BROKER_PORT), "--controlSocket", control,
-         "--logDirectory", os.path.join(tmp_socket_dir, "logs"), "--adminPort", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 10
-        while not os.path.exists(control):
-            assert time.monotonic() < deadline, "control socket never appeared"
-            time.sleep(0.02)
+    with simple_mode(tmp_socket_dir, dns="localhost") as control:
         checked = run(PY, "-m", "amqpprox.ctl", control, "HEALTH", "CHECK", "DEFAULT", "50")
         assert checked.stdout == ""
         line = ""
@@ -180,28 +194,12 @@ def test_health_checks_in_the_real_process_see_the_broker_up(tmp_socket_dir: str
             assert time.monotonic() < deadline, f"never up: {line!r}"
             line = run(PY, "-m", "amqpprox.ctl", control, "BACKEND", "HEALTH").stdout
         assert line.startswith("default-backend state=ready health=up last_check=ok"), line
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=15)
 
 
 @pytest.mark.broker
 def test_trace_directory_flag_says_where_trace_files_go(tmp_socket_dir: str) -> None:
-    control = os.path.join(tmp_socket_dir, "ctl")
     traces = os.path.join(tmp_socket_dir, "tr")
-    proc = subprocess.Popen(
-        [PY, "-m", "amqpprox", "--listenPort", str(free_closed_port()),
-         "--destinationDNS", "127.0.0.1",
-         "--destinationPort", str(BROKER_PORT), "--controlSocket", control,
-         "--logDirectory", os.path.join(tmp_socket_dir, "logs"), "--adminPort", "0",
-         "--traceDirectory", traces],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 10
-        while not os.path.exists(control):
-            assert time.monotonic() < deadline, "control socket never appeared"
-            time.sleep(0.02)
+    with simple_mode(tmp_socket_dir, "--traceDirectory", traces) as control:
         started = run(
             PY, "-m", "amqpprox.ctl", control, "TRACE", "START", "VHOST", "/", "FILE", "t"
         )
@@ -210,6 +208,3 @@ def test_trace_directory_flag_says_where_trace_files_go(tmp_socket_dir: str) -> 
         assert oct(os.stat(path).st_mode & 0o777) == "0o600"
         assert oct(os.stat(traces).st_mode & 0o777) == "0o700"
         assert not os.path.exists(os.path.join(tmp_socket_dir, "logs", "traces"))
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=15)
