@@ -55,16 +55,15 @@ class Relay:
         session: SessionBase,
         client: asyncio.Transport,
         broker: asyncio.Transport,
+        scanners: tuple[FrameCounter, FrameCounter],
         *,
-        in_scanner: FrameCounter,
-        out_scanner: FrameCounter,
         on_violation: Callable[[str, bool], None],
     ) -> None:
+        """``scanners``: the client's frames' and the broker's (the adapter's)."""
         self.session = session
         self.client = client
         self.broker = broker
-        self.in_scanner = in_scanner
-        self.out_scanner = out_scanner
+        self.in_scanner, self.out_scanner = scanners
         self.on_violation = on_violation  # (reason, from_client): the stream broke framing
 
     def client_data(self, data: bytes) -> None:

@@ -302,9 +302,9 @@ class Session(SessionBase):
         adapter = self.adapter
         self.opened_at = time.time()
         self.open_ok_mono = _monotonic()
-        scanners = {"in_scanner": adapter.in_scanner, "out_scanner": adapter.out_scanner}
+        scanners = adapter.in_scanner, adapter.out_scanner
         self.relay = Relay(
-            self, self.client_transport, broker, **scanners, on_violation=self.violation
+            self, self.client_transport, broker, scanners, on_violation=self.violation
         )
         if self.settings.coalesce_reads_ms:
             self.coalescers = ReadCoalescer.pair(
