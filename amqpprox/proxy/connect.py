@@ -255,7 +255,9 @@ def _open_flagged(
         BrokerSide,
         host,
         port,
-        proxy_header=(lambda dst: proxy_protocol.encode(version, client, dst)) if version else None,
+        proxy_header=(lambda _own, dst: proxy_protocol.encode(version, client, dst))
+        if version
+        else None,
         ssl_context=contexts_of(session.plane.ctx).context("EGRESS") if backend.tls else None,
         server_hostname=backend.host if backend.tls else None,
         ssl_handshake_timeout=session.settings.tls_handshake_timeout if backend.tls else None,

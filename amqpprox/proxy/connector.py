@@ -85,24 +85,25 @@ async def open_connection(
     host: str,
     port: int,
     *,
-    proxy_header: Callable[[tuple[str, int]], bytes] | None = None,
+    proxy_header: Callable[[tuple[str, int], tuple[str, int]], bytes] | None = None,
     ssl_context: ssl.SSLContext | None = None,
     server_hostname: str | None = None,
     ssl_handshake_timeout: float | None = None,
 ) -> tuple[asyncio.Transport, _Proto]:
     """Connect to ``host:port`` (an IP address), optionally PROXY header first, then TLS.
 
-    ``proxy_header`` gets the address actually connected to and returns the header, which
-    is the first thing on the wire: before the TLS ClientHello, before the AMQP header.
+    ``proxy_header`` gets this connection's own address and the address actually
+    connected to, and returns the header, which is the first thing on the wire: before
+    the TLS ClientHello, before the AMQP header.
     Raises OSError (ssl.SSLError included) or TimeoutError; the caller bounds the time.
     """
     loop = asyncio.get_running_loop()
     if ssl_context is None:
         transport, protocol = await loop.create_connection(factory, host, port)
         if proxy_header is not None:
-            transport.write(
-                proxy_header(_peername(transport.get_extra_info("peername"), host, port))
-            )
+            own = _address(transport.get_extra_info("sockname"), "0.0.0.0", 0)
+            dst = _address(transport.get_extra_info("peername"), host, port)
+            transport.write(proxy_header(own, dst))
         return transport, protocol
     if proxy_header is None:
         return await loop.create_connection(
@@ -119,7 +120,8 @@ async def open_connection(
     try:
         sock.setblocking(False)
         await loop.sock_connect(sock, (host, port))
-        await loop.sock_sendall(sock, proxy_header(_peername(sock.getpeername(), host, port)))
+        own = _address(sock.getsockname(), "0.0.0.0", 0)
+        await loop.sock_sendall(sock, proxy_header(own, _address(sock.getpeername(), host, port)))
     except BaseException:
         sock.close()
         raise
@@ -133,7 +135,7 @@ async def open_connection(
     )
 
 
-def _peername(address: object, host: str, port: int) -> tuple[str, int]:
+def _address(address: object, host: str, port: int) -> tuple[str, int]:
     if isinstance(address, tuple) and len(address) >= 2:
         return str(address[0]), int(address[1])
     return host, port

@@ -18,14 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import time
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from amqpprox.amqp import NEED_DATA, PROTOCOL_HEADER, FrameReader, ProtocolError, decode_method
 from amqpprox.amqp.methods import ConnectionStart
 from amqpprox.proxy import proxy_protocol
-from amqpprox.proxy.connector import Resolver
+from amqpprox.proxy.connector import Resolver, open_connection
 from amqpprox.proxy.tls import contexts_of
 
 if TYPE_CHECKING:
@@ -37,16 +36,11 @@ log = logging.getLogger("amqpprox.health")
 
 
 class _Probe(asyncio.Protocol):
-    """Sends the protocol header; ``answer`` settles with None (a Connection.Start came)
-    or the reason it did not."""
+    """``answer`` settles with None (a Connection.Start came) or the reason it did not."""
 
     def __init__(self) -> None:
         self.answer: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         self._reader = FrameReader()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # A stream transport (uvloop's is not an asyncio.Transport subclass: no isinstance).
-        cast(asyncio.Transport, transport).write(PROTOCOL_HEADER)
 
     def data_received(self, data: bytes) -> None:
         if self.answer.done():
@@ -75,32 +69,22 @@ class _Probe(asyncio.Protocol):
 
 async def probe(ctx: Context, backend: Backend, host: str, port: int, timeout: float) -> str | None:
     """One AMQP check of one address: None when it answered, else the reason."""
-    loop = asyncio.get_running_loop()
+    version, tls = backend.proxy_protocol, backend.tls
     transport: asyncio.Transport | None = None
     try:
         async with asyncio.timeout(timeout):
-            family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            sock = socket.socket(family, socket.SOCK_STREAM)
-            try:
-                sock.setblocking(False)
-                await loop.sock_connect(sock, (host, port))
-                if backend.proxy_protocol:
-                    own, peer = sock.getsockname(), sock.getpeername()
-                    header = proxy_protocol.encode(
-                        backend.proxy_protocol, (own[0], own[1]), (peer[0], peer[1])
-                    )
-                    await loop.sock_sendall(sock, header)
-            except BaseException:
-                sock.close()
-                raise
-            tls = backend.tls
-            transport, prober = await loop.create_connection(
+            transport, prober = await open_connection(
                 _Probe,
-                sock=sock,
-                ssl=contexts_of(ctx).context("EGRESS") if tls else None,
+                host,
+                port,
+                proxy_header=(lambda own, dst: proxy_protocol.encode(version, own, dst))
+                if version
+                else None,
+                ssl_context=contexts_of(ctx).context("EGRESS") if tls else None,
                 server_hostname=backend.host if tls else None,
                 ssl_handshake_timeout=timeout if tls else None,
             )
+            transport.write(PROTOCOL_HEADER)
             return await prober.answer
     except TimeoutError:
         return f"timed out after {int(timeout * 1000)} ms"
