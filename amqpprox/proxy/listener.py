@@ -31,7 +31,7 @@ import errno
 import logging
 import socket
 import ssl
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from amqpprox.core.model import ListenerSpec
 from amqpprox.errors import InvalidState
@@ -131,9 +131,7 @@ class ListenerManager:
             sock.close()
             raise _bind_failure(spec, error) from error
         port = int(sock.getsockname()[1])
-        bound = ListenerSpec(
-            port, spec.tls, spec.host, spec.proxy_protocol, spec.protocol, spec.node
-        )
+        bound = replace(spec, port=port)  # port 0 asked: the one the system chose
         counters = self._counters.setdefault(port, ListenerCounters())
         self._listened[port] = bound
         if spec.tls or spec.proxy_protocol:
