@@ -20,12 +20,18 @@ import base64
 import datetime
 import decimal
 import math
-import struct
 import warnings
 from typing import Any
 
 from pamqp import commands, frame, header
 
+from amqpprox.amqp.frames import (
+    FRAME_BODY,
+    FRAME_HEADER,
+    FRAME_HEARTBEAT,
+    FRAME_METHOD,
+    encode_frame,
+)
 from amqpprox.amqp.identity import sasl_user
 
 __all__ = [
@@ -39,10 +45,6 @@ __all__ = [
     "json_value",
 ]
 
-FRAME_METHOD = 1
-FRAME_HEADER = 2
-FRAME_BODY = 3
-FRAME_HEARTBEAT = 8
 FRAME_TYPE_NAMES = {
     FRAME_METHOD: "method",
     FRAME_HEADER: "header",
@@ -50,8 +52,6 @@ FRAME_TYPE_NAMES = {
     FRAME_HEARTBEAT: "heartbeat",
 }
 REDACTED = "<redacted>"
-_FRAME_HEAD = struct.Struct(">BHI")
-_FRAME_END = b"\xce"
 # How deep nested tables and arrays are rendered; deeper ones are summarised.
 _MAX_DEPTH = 8
 
@@ -133,7 +133,7 @@ def decode_frame(
         out["error"] = f"{kind} frame of {size} bytes: too large to keep, not decoded"
         out["size"] = size
         return out
-    whole = _FRAME_HEAD.pack(frame_type, channel, len(payload)) + payload + _FRAME_END
+    whole = encode_frame(frame_type, channel, payload)
     try:
         with warnings.catch_warnings():
             # pamqp warns when it builds a method 0-9-1 deprecates (Basic.RecoverAsync):

@@ -130,9 +130,6 @@ class HealthBook:
     def entry(self, name: str) -> BackendHealth | None:
         return self._entries.get(name)
 
-    def names(self) -> list[str]:
-        return list(self._entries)
-
     def skips(self, name: str) -> bool:
         """Whether selection passes over ``name`` for health: it is down, and either it is
         actively checked or its passive back-off has not run out."""

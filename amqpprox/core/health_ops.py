@@ -14,7 +14,7 @@ from typing import Any
 
 from amqpprox.core.backend_status import STATE_WORDS, BackendState
 from amqpprox.core.context import Context
-from amqpprox.core.health import UNKNOWN, CheckSettings
+from amqpprox.core.health import BackendHealth, CheckSettings
 from amqpprox.errors import InvalidArgument, NotFound
 
 
@@ -109,17 +109,17 @@ class HealthRow:
 def health_row(ctx: Context, name: str) -> HealthRow:
     _require_backend(ctx, name)
     state = ctx.state
-    entry = ctx.health.entry(name)
+    entry = ctx.health.entry(name) or BackendHealth()  # never booked: the defaults
     check = state.effective_check(name)
     return HealthRow(
         name=name,
         state=state.backend_state(name).value,
-        status=UNKNOWN if entry is None else entry.status,
-        checked_at=None if entry is None else entry.checked_at,
-        last_result=None if entry is None else entry.last_result,
-        last_error=None if entry is None else entry.last_error,
-        consecutive_successes=0 if entry is None else entry.consecutive_successes,
-        consecutive_failures=0 if entry is None else entry.consecutive_failures,
+        status=entry.status,
+        checked_at=entry.checked_at,
+        last_result=entry.last_result,
+        last_error=entry.last_error,
+        consecutive_successes=entry.consecutive_successes,
+        consecutive_failures=entry.consecutive_failures,
         check=check,
         check_is_default=check is not None and name not in state.health_checks,
     )

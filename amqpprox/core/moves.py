@@ -28,7 +28,6 @@ from amqpprox.core.eviction import (
     DEFAULT_PER_SECOND,
     Eviction,
     EvictReason,
-    JobState,
     validate_per_second,
 )
 from amqpprox.core.migration import Migration
@@ -292,7 +291,3 @@ def cancel_migration(ctx: Context, migration_id: int) -> Migration:
     if not mig.cancel(ctx, migration):
         raise InvalidState(f"migration {migration_id} is {migration.state.value} already")
     return migration
-
-
-def job_states() -> tuple[str, ...]:
-    return tuple(s.value for s in JobState)

@@ -100,8 +100,12 @@ REMOVED_BY_REASON: dict[CloseReason, str] = {
     CloseReason.PROTOCOL_ERROR: "removedConnectionClientSnapped",
 }
 
-# Where a session's count goes in the 13 figures: active, or the removal counter.
+# Where a session's count goes in the 13 figures: active, or the removal counter; and
+# the flags' gauges.
 _ACTIVE = COUNTER_NAMES.index("activeConnectionCount")
+_PAUSED = COUNTER_NAMES.index("pausedConnectionCount")
+_AUTH_DENIED = COUNTER_NAMES.index("authDeniedConnectionCount")
+_LIMITED = COUNTER_NAMES.index("limitedConnectionCount")
 _REMOVED_AT = {reason: COUNTER_NAMES.index(name) for reason, name in REMOVED_BY_REASON.items()}
 
 # Histogram buckets (seconds) for handshake and broker-connect latencies.
@@ -366,14 +370,14 @@ class StatsHub:
         for key, group in groups.items():
             vhost, source, (host, port), reason, paused, auth_denied, limited = key
             count = group[0]
-            figures = [0, 0, 0, 0, 0, 0, 0, *group[1:]]
+            figures = [0] * (len(GAUGES) + len(REMOVED)) + group[1:]
             figures[_ACTIVE if reason is None else _REMOVED_AT[reason]] = count
             if paused:
-                figures[0] = count
+                figures[_PAUSED] = count
             if auth_denied:
-                figures[2] = count
+                figures[_AUTH_DENIED] = count
             if limited:
-                figures[3] = count
+                figures[_LIMITED] = count
             places = [i for i, figure in enumerate(figures) if figure]
             for i in places:
                 whole[i] += figures[i]

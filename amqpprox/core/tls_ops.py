@@ -4,16 +4,11 @@ verify modes and ciphers, applied only when a context builds from them (``core.t
 from __future__ import annotations
 
 from amqpprox.core.context import Context
-from amqpprox.core.tls import VERIFY_MODES, Direction, TlsSettings
+from amqpprox.core.tls import FILE_FIELDS, VERIFY_MODES, Direction, TlsSettings
 from amqpprox.errors import InvalidArgument
 
-TLS_FILE_COMMANDS = {
-    "KEY_FILE": "key_file",
-    "CERT_CHAIN_FILE": "cert_chain_file",
-    "RSA_KEY_FILE": "rsa_key_file",
-    "TMP_DH_FILE": "tmp_dh_file",
-    "CA_CERT_FILE": "ca_cert_file",
-}
+# The control socket's file sub-commands (KEY_FILE, ...), by the field each sets.
+TLS_FILE_COMMANDS = {field.upper(): field for field in FILE_FIELDS}
 
 
 def tls_settings(ctx: Context, direction: Direction) -> TlsSettings:

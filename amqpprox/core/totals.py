@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from amqpprox.core.sessions import SessionRegistry, SessionState, Totals
+from amqpprox.core.sessions import SessionBase, SessionRegistry, SessionState, Totals
 
 STATE_LABEL: dict[SessionState, str | None] = {
     SessionState.HANDSHAKING: "handshaking",
@@ -35,6 +35,15 @@ class RouteTotals(Totals):
 
     states: Counter[str] = field(default_factory=Counter)
 
+    def add_live(self, session: SessionBase) -> None:
+        """Add a live session's counters, and count it under its state label while it
+        has no close reason."""
+        if session.close_reason is None:
+            label = STATE_LABEL[session.state]
+            if label is not None:
+                self.states[label] += 1
+        self.add(session)
+
 
 def route_totals(registry: SessionRegistry) -> dict[tuple[str, str], RouteTotals]:
     """Cumulative counters per (vhost label, backend name): live sessions plus removed ones.
@@ -54,11 +63,7 @@ def route_totals(registry: SessionRegistry) -> dict[tuple[str, str], RouteTotals
         totals = out.get(key)
         if totals is None:
             totals = out[key] = RouteTotals()
-        if session.close_reason is None:
-            label = STATE_LABEL[session.state]
-            if label is not None:
-                totals.states[label] += 1
-        totals.add(session)
+        totals.add_live(session)
     return out
 
 
@@ -70,9 +75,5 @@ def protocol_totals(registry: SessionRegistry) -> dict[str, RouteTotals]:
         out.setdefault(protocol, RouteTotals()).merge(removed)
     for session in registry:
         totals = out.setdefault(session.protocol, RouteTotals())
-        if session.close_reason is None:
-            label = STATE_LABEL[session.state]
-            if label is not None:
-                totals.states[label] += 1
-        totals.add(session)
+        totals.add_live(session)
     return out

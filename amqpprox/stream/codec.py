@@ -77,10 +77,6 @@ class Frame:
     body: bytes
 
     @property
-    def is_response(self) -> bool:
-        return bool(self.key & RESPONSE)
-
-    @property
     def command(self) -> int:
         return self.key & ~RESPONSE & 0xFFFF
 
