@@ -553,6 +553,25 @@ class Dashboard:
         next_url: str,
     ) -> web.StreamResponse | None:
         """The confirmation page, unless this POST confirms (and is authorised) already."""
+        context = {
+            "action": action,
+            "question": action.title.format(target=target),
+            "next": next_url,
+            "reason": form.get("reason", "")
+            if request.match_info["action"] == "disconnect"
+            else None,
+        }
+        return self._confirm_page(request, form, "confirm.html", context)
+
+    def _confirm_page(
+        self,
+        request: web.Request,
+        form: MultiDictProxy[Any],
+        template: str,
+        context: dict[str, Any],
+    ) -> web.StreamResponse | None:
+        """None when this POST confirms (and is authorised) already; else ``template``
+        with ``context``, the URL to post back to and the token error if any."""
         error = None
         if form.get("confirm") == "yes":
             if self.guard.signed_in(request):
@@ -561,17 +580,11 @@ class Dashboard:
             if given and self.guard.token_ok(given):
                 return None
             error = "That is not the admin token." if given else "The admin token is required."
-        context = {
-            "action": action,
-            "question": action.title.format(target=target),
+        context |= {
             "post_to": route_url(request.app.router, route_name(request), **request.match_info),
-            "next": next_url,
-            "reason": form.get("reason", "")
-            if request.match_info["action"] == "disconnect"
-            else None,
             "error": error,
         }
-        return self._render(request, "confirm.html", context, status=401 if error else 200)
+        return self._render(request, template, context, status=401 if error else 200)
 
 
 def setup(app: web.Application, ctx: Context, guard: Guard) -> None:

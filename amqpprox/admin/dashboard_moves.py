@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from amqpprox.admin.dashboard_support import ROUTE_PREFIX, route_name, route_url, safe_next
+from amqpprox.admin.dashboard_support import ROUTE_PREFIX, safe_next
 from amqpprox.admin.text import read_form
 from amqpprox.core import moves
 from amqpprox.core import operations as ops
@@ -150,26 +150,14 @@ class MovesViews:
         fields: dict[str, str],
     ) -> web.StreamResponse | None:
         """The confirmation page, unless this POST confirms (and is authorised) already."""
-        error = None
-        if form.get("confirm") == "yes":
-            if self.guard.signed_in(request):
-                return None
-            given = str(form.get("token", ""))
-            if given and self.guard.token_ok(given):
-                return None
-            error = "That is not the admin token." if given else "The admin token is required."
         context = {
             "question": ask.question,
             "explain": ask.explain,
             "label": ask.label,
-            "post_to": route_url(request.app.router, route_name(request), **request.match_info),
             "next": next_url,
             "fields": fields,
-            "error": error,
         }
-        return self.pages._render(
-            request, "confirm_move.html", context, status=401 if error else 200
-        )
+        return self.pages._confirm_page(request, form, "confirm_move.html", context)
 
     def _done(
         self, request: web.Request, form: MultiDictProxy[Any], next_url: str, text: str
