@@ -553,13 +553,14 @@ class Dashboard:
         next_url: str,
     ) -> web.StreamResponse | None:
         """The confirmation page, unless this POST confirms (and is authorised) already."""
-        context = {
+        context: dict[str, Any] = {
             "action": action,
             "question": action.title.format(target=target),
             "next": next_url,
             "reason": form.get("reason", "")
             if request.match_info["action"] == "disconnect"
             else None,
+            "fields": {},
         }
         return self._confirm_page(request, form, "confirm.html", context)
 

@@ -41,11 +41,13 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @dataclass(frozen=True, slots=True)
 class Ask:
-    """A confirmation step: the question, what will happen, the button's label."""
+    """A confirmation step: the question, what will happen, the button's label (the
+    ``action`` of confirm.html, like ``dashboard_support.Action``)."""
 
     question: str
     explain: str
     label: str
+    danger: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,13 +153,13 @@ class MovesViews:
     ) -> web.StreamResponse | None:
         """The confirmation page, unless this POST confirms (and is authorised) already."""
         context = {
+            "action": ask,
             "question": ask.question,
-            "explain": ask.explain,
-            "label": ask.label,
             "next": next_url,
+            "reason": None,
             "fields": fields,
         }
-        return self.pages._confirm_page(request, form, "confirm_move.html", context)
+        return self.pages._confirm_page(request, form, "confirm.html", context)
 
     def _done(
         self, request: web.Request, form: MultiDictProxy[Any], next_url: str, text: str
