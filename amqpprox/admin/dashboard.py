@@ -379,7 +379,8 @@ class Dashboard:
         target = f"session {session.id}"
         next_url = safe_next(form.get("next"), "/sessions")
         reason = str(form.get("reason") or "OK").strip()[:200] or "OK"
-        confirm = self._confirmation(request, form, action, target, next_url)
+        shown_reason = str(form.get("reason", "")) if name == "disconnect" else None
+        confirm = self._confirmation(request, form, action, target, next_url, reason=shown_reason)
         if confirm is not None:
             return confirm
         self.guard.audit(request, f"{name} {target} {reason!r}")
@@ -551,15 +552,16 @@ class Dashboard:
         action: Action,
         target: str,
         next_url: str,
+        *,
+        reason: str | None = None,
     ) -> web.StreamResponse | None:
-        """The confirmation page, unless this POST confirms (and is authorised) already."""
+        """The confirmation page, unless this POST confirms (and is authorised) already;
+        ``reason`` (not None) is a field of the page, prefilled."""
         context: dict[str, Any] = {
             "action": action,
             "question": action.title.format(target=target),
             "next": next_url,
-            "reason": form.get("reason", "")
-            if request.match_info["action"] == "disconnect"
-            else None,
+            "reason": reason,
             "fields": {},
         }
         return self._confirm_page(request, form, "confirm.html", context)
