@@ -379,7 +379,8 @@ class Dashboard:
         target = f"session {session.id}"
         next_url = safe_next(form.get("next"), "/sessions")
         reason = str(form.get("reason") or "OK").strip()[:200] or "OK"
-        confirm = self._confirmation(request, form, action, target, next_url)
+        shown_reason = str(form.get("reason", "")) if name == "disconnect" else None
+        confirm = self._confirmation(request, form, action, target, next_url, reason=shown_reason)
         if confirm is not None:
             return confirm
         self.guard.audit(request, f"{name} {target} {reason!r}")
@@ -551,8 +552,29 @@ class Dashboard:
         action: Action,
         target: str,
         next_url: str,
+        *,
+        reason: str | None = None,
     ) -> web.StreamResponse | None:
-        """The confirmation page, unless this POST confirms (and is authorised) already."""
+        """The confirmation page, unless this POST confirms (and is authorised) already;
+        ``reason`` (not None) is a field of the page, prefilled."""
+        context: dict[str, Any] = {
+            "action": action,
+            "question": action.title.format(target=target),
+            "next": next_url,
+            "reason": reason,
+            "fields": {},
+        }
+        return self._confirm_page(request, form, "confirm.html", context)
+
+    def _confirm_page(
+        self,
+        request: web.Request,
+        form: MultiDictProxy[Any],
+        template: str,
+        context: dict[str, Any],
+    ) -> web.StreamResponse | None:
+        """None when this POST confirms (and is authorised) already; else ``template``
+        with ``context``, the URL to post back to and the token error if any."""
         error = None
         if form.get("confirm") == "yes":
             if self.guard.signed_in(request):
@@ -561,17 +583,11 @@ class Dashboard:
             if given and self.guard.token_ok(given):
                 return None
             error = "That is not the admin token." if given else "The admin token is required."
-        context = {
-            "action": action,
-            "question": action.title.format(target=target),
+        context |= {
             "post_to": route_url(request.app.router, route_name(request), **request.match_info),
-            "next": next_url,
-            "reason": form.get("reason", "")
-            if request.match_info["action"] == "disconnect"
-            else None,
             "error": error,
         }
-        return self._render(request, "confirm.html", context, status=401 if error else 200)
+        return self._render(request, template, context, status=401 if error else 200)
 
 
 def setup(app: web.Application, ctx: Context, guard: Guard) -> None:

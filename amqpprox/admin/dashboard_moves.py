@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from amqpprox.admin.dashboard_support import ROUTE_PREFIX, route_name, route_url, safe_next
+from amqpprox.admin.dashboard_support import ROUTE_PREFIX, safe_next
 from amqpprox.admin.text import read_form
 from amqpprox.core import moves
 from amqpprox.core import operations as ops
@@ -41,11 +41,13 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @dataclass(frozen=True, slots=True)
 class Ask:
-    """A confirmation step: the question, what will happen, the button's label."""
+    """A confirmation step: the question, what will happen, the button's label (the
+    ``action`` of confirm.html, like ``dashboard_support.Action``)."""
 
     question: str
     explain: str
     label: str
+    danger: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,26 +152,14 @@ class MovesViews:
         fields: dict[str, str],
     ) -> web.StreamResponse | None:
         """The confirmation page, unless this POST confirms (and is authorised) already."""
-        error = None
-        if form.get("confirm") == "yes":
-            if self.guard.signed_in(request):
-                return None
-            given = str(form.get("token", ""))
-            if given and self.guard.token_ok(given):
-                return None
-            error = "That is not the admin token." if given else "The admin token is required."
         context = {
+            "action": ask,
             "question": ask.question,
-            "explain": ask.explain,
-            "label": ask.label,
-            "post_to": route_url(request.app.router, route_name(request), **request.match_info),
             "next": next_url,
+            "reason": None,
             "fields": fields,
-            "error": error,
         }
-        return self.pages._render(
-            request, "confirm_move.html", context, status=401 if error else 200
-        )
+        return self.pages._confirm_page(request, form, "confirm.html", context)
 
     def _done(
         self, request: web.Request, form: MultiDictProxy[Any], next_url: str, text: str

@@ -55,11 +55,11 @@ class TraceViews:
         session actions."""
         p = ROUTE_PREFIX
         return [
-            web.post("/sessions/{id}/{action:trace}", self.trace_session, name=f"{p}trace-session"),
-            web.post("/vhosts/{vhost}/{action:trace}", self.trace_vhost, name=f"{p}trace-vhost"),
+            web.post("/sessions/{id}/trace", self.trace_session, name=f"{p}trace-session"),
+            web.post("/vhosts/{vhost}/trace", self.trace_vhost, name=f"{p}trace-vhost"),
             web.get("/traces/{id}", self.trace_page, name=f"{p}trace"),
             web.get("/traces/{id}/events", self.trace_events, name=f"{p}trace-events"),
-            web.post("/traces/{id}/{action:stop}", self.stop, name=f"{p}trace-stop"),
+            web.post("/traces/{id}/stop", self.stop, name=f"{p}trace-stop"),
         ]
 
     async def trace_session(self, request: web.Request) -> web.StreamResponse:

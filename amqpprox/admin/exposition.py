@@ -12,7 +12,7 @@ Imports nothing of amqpprox (``admin.metrics`` decides what the families are).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 Number = int | float
 
@@ -58,6 +58,11 @@ class Exposition:
             self.parts.append(f"{name}{{{label_set}}} {number(value)}\n")
         else:
             self.parts.append(f"{name} {number(value)}\n")
+
+    def by_result(self, name: str, results: Sequence[str], counts: Mapping[str, int]) -> None:
+        """A line for each ``result`` label, zero for a result not counted yet."""
+        for result in results:
+            self.line(name, labels(("result",), (result,)), counts.get(result, 0))
 
     def histogram(
         self, name: str, label_set: str, buckets: Iterable[tuple[str, int]], total: float

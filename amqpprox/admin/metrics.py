@@ -16,7 +16,6 @@ opened (``SessionRegistry.vhost_label``; others count under ``""``). Must not im
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
@@ -236,14 +235,6 @@ def _farm_families(out: Exposition, ctx: Context) -> None:
             out.line("amqpprox_farm_member", labels(("farm", "backend"), (farm.name, backend)), 1)
 
 
-def _by_result(
-    out: Exposition, name: str, results: tuple[str, ...], counts: Mapping[str, int]
-) -> None:
-    """A counter's line for each ``result`` label, zero for a result not seen yet."""
-    for result in results:
-        out.line(name, labels(("result",), (result,)), counts.get(result, 0))
-
-
 def _auth_families(out: Exposition, ctx: Context) -> None:
     hub = ctx.stats
     out.family(
@@ -252,7 +243,7 @@ def _auth_families(out: Exposition, ctx: Context) -> None:
         "Requests to the auth service (AUTH SERVICE), by result: allow, deny, error (no "
         "usable answer: unreachable, HTTP error, unparseable), timeout (no answer in time).",
     )
-    _by_result(out, "amqpprox_auth_requests_total", AUTH_RESULTS, hub.auth_results)
+    out.by_result("amqpprox_auth_requests_total", AUTH_RESULTS, hub.auth_results)
     out.family(
         "amqpprox_auth_latency_seconds",
         "histogram",
@@ -293,7 +284,7 @@ def _reload_families(out: Exposition, ctx: Context) -> None:
         "Reloads of the --definitions file (SIGHUP or --watchDefinitions), by result: ok "
         "(applied), failed (unreadable, not JSON or invalid; nothing changed).",
     )
-    _by_result(out, "amqpprox_config_reloads_total", RELOAD_RESULTS, hub.config_reloads)
+    out.by_result("amqpprox_config_reloads_total", RELOAD_RESULTS, hub.config_reloads)
     out.family(
         "amqpprox_config_last_reload_success_timestamp_seconds",
         "gauge",

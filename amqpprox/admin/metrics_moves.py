@@ -37,9 +37,7 @@ def render_moves(out: Exposition, ctx: Context) -> None:
         "counter",
         "Vhost migrations that ended, by result: done, failed, cancelled.",
     )
-    for result in MIGRATION_RESULTS:
-        label_set = labels(("result",), (result,))
-        out.line("amqpprox_migrations_total", label_set, moves.migration_results.get(result, 0))
+    out.by_result("amqpprox_migrations_total", MIGRATION_RESULTS, moves.migration_results)
     out.family("amqpprox_evictions_running", "gauge", "Paced evictions running now.")
     out.line("amqpprox_evictions_running", "", sum(e.running for e in moves.evictions.values()))
     out.family("amqpprox_migrations_running", "gauge", "Vhost migrations running now.")

@@ -228,12 +228,17 @@ def _port(request: web.Request) -> int:
     return int(text)
 
 
-def session_id_of(request: web.Request) -> int:
-    """The ``{id}`` of a session route; 404 for anything that cannot be a session id."""
+def id_of(request: web.Request, kind: str) -> int:
+    """The ``{id}`` of a route of ``kind`` (session, trace, migration, eviction); 404 for
+    anything that cannot be an id."""
     text = request.match_info["id"]
     if not ascii_digits(text) or len(text) > 18:
-        raise NotFound(f"session {text!r} not found")
+        raise NotFound(f"{kind} {text!r} not found")
     return int(text)
+
+
+def session_id_of(request: web.Request) -> int:
+    return id_of(request, "session")
 
 
 def backend_view(ctx: Context, backend: Backend) -> dict[str, Any]:

@@ -17,15 +17,13 @@ from typing import Any
 from aiohttp import web
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from amqpprox.admin.rest import VERSION_PATH, load_body
+from amqpprox.admin.rest import VERSION_PATH, id_of, load_body
 from amqpprox.core import moves
 from amqpprox.core.context import Context
 from amqpprox.core.definitions import MAX_NAME, StrictInt
-from amqpprox.core.digits import ascii_digits
 from amqpprox.core.eviction import MAX_PER_SECOND, Eviction
 from amqpprox.core.migration import Migration
 from amqpprox.core.state import Target
-from amqpprox.errors import NotFound
 
 _PACE = {"validate": validate.Range(min=1, max=MAX_PER_SECOND)}
 
@@ -81,14 +79,6 @@ def eviction_json(e: Eviction) -> dict[str, Any]:
     }
 
 
-def _job_id(request: web.Request, kind: str) -> int:
-    """The ``{id}`` of a job route; 404 for anything that cannot be one."""
-    text = request.match_info["id"]
-    if not ascii_digits(text) or len(text) > 18:
-        raise NotFound(f"{kind} {text!r} not found")
-    return int(text)
-
-
 class MovesApi:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -118,11 +108,11 @@ class MovesApi:
         return web.json_response([migration_json(m) for m in moves.list_migrations(self.ctx)])
 
     async def get_migration(self, request: web.Request) -> web.Response:
-        migration = moves.get_migration(self.ctx, _job_id(request, "migration"))
+        migration = moves.get_migration(self.ctx, id_of(request, "migration"))
         return web.json_response(migration_json(migration))
 
     async def cancel_migration(self, request: web.Request) -> web.Response:
-        migration_id = _job_id(request, "migration")
+        migration_id = id_of(request, "migration")
         await load_body(request, EvictBody(only=()), required=False)
         return web.json_response(migration_json(moves.cancel_migration(self.ctx, migration_id)))
 
@@ -135,10 +125,10 @@ class MovesApi:
         return web.json_response([eviction_json(e) for e in moves.list_evictions(self.ctx)])
 
     async def get_eviction(self, request: web.Request) -> web.Response:
-        eviction = moves.get_eviction(self.ctx, _job_id(request, "eviction"))
+        eviction = moves.get_eviction(self.ctx, id_of(request, "eviction"))
         return web.json_response(eviction_json(eviction))
 
     async def cancel_eviction(self, request: web.Request) -> web.Response:
-        eviction_id = _job_id(request, "eviction")
+        eviction_id = id_of(request, "eviction")
         await load_body(request, EvictBody(only=()), required=False)
         return web.json_response(eviction_json(moves.cancel_eviction(self.ctx, eviction_id)))

@@ -17,14 +17,12 @@ import json
 from aiohttp import web
 from marshmallow import Schema, fields, validate
 
-from amqpprox.admin.rest import PREFIX, VERSION_PATH, HttpProblem, load_body
+from amqpprox.admin.rest import PREFIX, VERSION_PATH, HttpProblem, id_of, load_body
 from amqpprox.core import trace_ops
 from amqpprox.core.context import Context
 from amqpprox.core.definitions import StrictInt
 from amqpprox.core.definitions.schema import StrictBool
-from amqpprox.core.digits import ascii_digits
 from amqpprox.core.traces import Trace
-from amqpprox.errors import NotFound
 
 # An SSE comment this often keeps proxies and browsers from timing an idle stream out.
 KEEPALIVE_SECONDS = 15.0
@@ -42,10 +40,7 @@ class TraceBody(Schema):
 
 
 def trace_id_of(request: web.Request) -> int:
-    text = request.match_info["id"]
-    if not ascii_digits(text) or len(text) > 18:
-        raise NotFound(f"trace {text!r} not found")
-    return int(text)
+    return id_of(request, "trace")
 
 
 def sse(event: str | None, data: object) -> bytes:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 
-from amqpprox.admin.control.helpers import shown
+from amqpprox.admin.control.helpers import arg, shown
 from amqpprox.admin.control.output import ControlOutput
 from amqpprox.admin.control.registry import subcommand
 from amqpprox.core import moves
@@ -73,7 +73,7 @@ async def _evict(ctx: Context, args: list[str], out: ControlOutput) -> None:
         await out.write(EVICT_USAGE)
         return
     try:
-        e = moves.evict_backend(ctx, args[0], _rate(args[1] if len(args) > 1 else None))
+        e = moves.evict_backend(ctx, args[0], _rate(arg(args, 1)))
     except AmqpproxError as error:
         await out.write(f"{shown(error.message)}\n")
         return
@@ -115,7 +115,7 @@ async def _migrate(ctx: Context, args: list[str], out: ControlOutput) -> None:
         return
     vhost, kind, name = args[0], args[1].lower(), args[2]
     try:
-        m = moves.migrate_vhost(ctx, vhost, kind, name, _rate(args[3] if len(args) > 3 else None))
+        m = moves.migrate_vhost(ctx, vhost, kind, name, _rate(arg(args, 3)))
     except AmqpproxError as error:
         await out.write(f"{shown(error.message)}\n")
         return
