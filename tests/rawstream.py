@@ -75,6 +75,12 @@ class RawStream:
             if got.key == key:
                 return got
 
+    async def close_frame(self) -> tuple[int, int, str]:
+        """Read the peer's Close: its correlation id, code and reason."""
+        got = await self.frame_of(codec.CLOSE)
+        reader = codec.Reader(got.body)
+        return reader.u32(), reader.u16(), reader.string()
+
     async def closed(self, timeout: float = 5.0) -> bool:
         """True once the peer closed the connection (EOF) within ``timeout``."""
         try:

@@ -197,12 +197,10 @@ async def test_unmapped_vhost_gets_an_error_naming_it(tmp_socket_dir: str) -> No
             await client.handshake()
             code, _props = await client.open("unmapped-vh")
             assert code == codec.VIRTUAL_HOST_ACCESS_FAILURE
-            close = await client.frame_of(codec.CLOSE)
-            reader = codec.Reader(close.body)
-            reader.u32()
-            assert reader.u16() == codec.VIRTUAL_HOST_ACCESS_FAILURE
-            assert reader.string() == "No known broker mapping for vhost unmapped-vh"
-            client.send(codec.close_response(codec.correlation_of(close.body)))
+            corr, code, reason = await client.close_frame()
+            assert code == codec.VIRTUAL_HOST_ACCESS_FAILURE
+            assert reason == "No known broker mapping for vhost unmapped-vh"
+            client.send(codec.close_response(corr))
             assert await client.closed()
         finally:
             client.close()
@@ -218,10 +216,8 @@ async def test_graceful_disconnect_sends_a_stream_close(streams: tuple[RunningPr
         [session] = [s for s in running.ctx.sessions if s.protocol == "stream"]
         reply = await ctl(running.control_socket, f"SESSION {session.id} DISCONNECT_GRACEFUL")
         assert reply == ""
-        close = await client.frame_of(codec.CLOSE)
-        reader = codec.Reader(close.body)
-        corr = reader.u32()
-        assert reader.u16() == codec.OK
+        corr, code, _reason = await client.close_frame()
+        assert code == codec.OK
         client.send(codec.close_response(corr))
         assert await client.closed()
         await until(lambda: session.finished)

@@ -176,11 +176,8 @@ async def test_connection_rate_limit_refuses_with_a_close_naming_it(
         await client.handshake()
         code, _props = await client.open("/")
         assert code == codec.VIRTUAL_HOST_ACCESS_FAILURE
-        close = await client.frame_of(codec.CLOSE)
-        reader = codec.Reader(close.body)
-        reader.u32()
-        reader.u16()
-        assert "limit" in reader.string().lower()
+        _corr, _code, reason = await client.close_frame()
+        assert "limit" in reason.lower()
     finally:
         client.close()
 
@@ -191,11 +188,9 @@ async def test_a_frame_over_the_size_cap_is_refused(tmp_socket_dir: str) -> None
         client = await _opened(port)
         try:
             client.send(struct.pack(">IHH", 8192, 0x0002, 1) + b"\x00" * 64)
-            close = await client.frame_of(codec.CLOSE)
-            reader = codec.Reader(close.body)
-            reader.u32()
-            assert reader.u16() == codec.FRAME_TOO_LARGE
-            assert "8192" in reader.string()
+            _corr, code, reason = await client.close_frame()
+            assert code == codec.FRAME_TOO_LARGE
+            assert "8192" in reason
             assert await client.closed()
             [session] = [s for s in running.ctx.sessions if s.protocol == "stream"]
             assert session.close_reason is not None
@@ -220,12 +215,10 @@ async def test_handshake_errors_get_a_close_naming_them(
     client = await RawStream.connect(port)
     try:
         client.send(first)
-        close = await client.frame_of(codec.CLOSE)
-        reader = codec.Reader(close.body)
-        reader.u32()
-        assert reader.u16() == code
-        assert reader.string()
-        client.send(codec.close_response(codec.correlation_of(close.body)))
+        corr, got, reason = await client.close_frame()
+        assert got == code
+        assert reason
+        client.send(codec.close_response(corr))
         assert await client.closed()
     finally:
         client.close()
@@ -239,11 +232,8 @@ async def test_hostile_vhost_names_are_routed_as_text(tmp_socket_dir: str) -> No
             await client.handshake()
             code, _props = await client.open("evil\nvhost\x1b[31m")
             assert code == codec.VIRTUAL_HOST_ACCESS_FAILURE
-            close = await client.frame_of(codec.CLOSE)
-            reader = codec.Reader(close.body)
-            reader.u32()
-            reader.u16()
-            assert reader.string() == "No known broker mapping for vhost evil\nvhost\x1b[31m"
+            _corr, _code, reason = await client.close_frame()
+            assert reason == "No known broker mapping for vhost evil\nvhost\x1b[31m"
         finally:
             client.close()
         conn = await ctl(running.control_socket, "CONN")
