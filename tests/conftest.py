@@ -10,7 +10,9 @@ import asyncio
 import contextlib
 import os
 import socket
+import subprocess
 import tempfile
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from urllib.parse import quote, urlparse
@@ -136,6 +138,19 @@ def free_closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_listening(proc: subprocess.Popen[str], port: int, timeout: float = 10.0) -> None:
+    """Poll until the proxy ``proc`` accepts on 127.0.0.1:``port`` (it must stay alive)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except ConnectionRefusedError:
+            assert time.monotonic() < deadline, "the proxy never listened"
+            time.sleep(0.02)
 
 
 def pika_params(port: int, host: str = "127.0.0.1", **extra: object) -> pika.ConnectionParameters:
