@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -151,6 +152,20 @@ def wait_listening(proc: subprocess.Popen[str], port: int, timeout: float = 10.0
         except ConnectionRefusedError:
             assert time.monotonic() < deadline, "the proxy never listened"
             time.sleep(0.02)
+
+
+async def promtool_check_metrics(text: str) -> None:
+    """Prometheus's own linter (Debian's prometheus package; .ci/run installs it) passes
+    the text exposition ``text``."""
+    promtool = shutil.which("promtool")
+    assert promtool is not None, "promtool missing: apt-get install prometheus (as .ci/run does)"
+    checked = await asyncio.create_subprocess_exec(
+        promtool, "check", "metrics",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    output, _ = await asyncio.wait_for(checked.communicate(text.encode()), 30)
+    assert checked.returncode == 0, output.decode()
 
 
 def pika_params(port: int, host: str = "127.0.0.1", **extra: object) -> pika.ConnectionParameters:

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import signal
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -26,7 +25,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from amqpprox import cli
 from amqpprox.filewatch import InotifyUnavailable
 from amqpprox.runtime import Runtime
-from tests.conftest import ctl, make_settings
+from tests.conftest import ctl, make_settings, promtool_check_metrics
 from tests.integration.test_metrics_state import get_text
 from tests.polling import until
 
@@ -167,15 +166,7 @@ async def test_reload_families_pass_promtool_and_the_openmetrics_parser(
         families = {family.name: family for family in om_families(openmetrics)}
         assert families["amqpprox_config_reloads"].type == "counter"
         assert families[LAST].type == "gauge"
-        promtool = shutil.which("promtool")
-        assert promtool is not None, "promtool missing: apt-get install prometheus"
-        checked = await asyncio.create_subprocess_exec(
-            promtool, "check", "metrics",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
-        output, _ = await asyncio.wait_for(checked.communicate(text.encode()), 30)
-        assert checked.returncode == 0, output.decode()
+        await promtool_check_metrics(text)
 
 
 async def test_sighup_without_definitions_is_logged_and_not_counted(
