@@ -37,11 +37,10 @@ from tests.conftest import (
     running_proxy,
 )
 from tests.polling import until
-from tests.rawstream import RawStream, ensure_stream_plugin, request
+from tests.rawstream import CREATE, DELETE, RawStream, ensure_stream_plugin, request, string
 
 pytestmark = pytest.mark.timeout(120)
 MESSAGES = 10_000
-CREATE, DELETE = 0x000D, 0x000E  # the Create and Delete stream commands
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -141,7 +140,7 @@ async def test_metadata_names_only_proxy_endpoints(
         assert code == codec.OK
         assert (props["advertised_host"], props["advertised_port"]) == ("127.0.0.1", str(port))
         stream = f"amqpprox-meta-{uuid.uuid4().hex[:8]}"
-        name = len(stream).to_bytes(2, "big") + stream.encode()
+        name = string(stream)
         client.send(request(CREATE, 5, name + b"\x00\x00\x00\x00"))
         created = await client.frame_of(CREATE | codec.RESPONSE)
         assert codec.response_code(created.body) == (5, codec.OK)

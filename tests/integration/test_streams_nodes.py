@@ -21,11 +21,10 @@ from amqpprox.core import operations as ops
 from amqpprox.stream import codec
 from tests.conftest import RunningProxy, free_closed_port, running_proxy
 from tests.rabbitnode import rabbitmq_node
-from tests.rawstream import RawStream, ensure_stream_plugin, request
+from tests.rawstream import CREATE, DELETE, RawStream, ensure_stream_plugin, request, string
 
 pytestmark = pytest.mark.timeout(120)
 NODE = f"amqpprox_st_{os.getpid()}@localhost"
-CREATE, DELETE = 0x000D, 0x000E
 
 
 @dataclass(frozen=True)
@@ -74,10 +73,6 @@ async def two_nodes(
         yield running, entry, node_one, node_two
 
 
-def _name(text: str) -> bytes:
-    return len(text).to_bytes(2, "big") + text.encode()
-
-
 async def _open(port: int) -> tuple[RawStream, dict[str, str]]:
     client = await RawStream.connect(port)
     await client.handshake()
@@ -103,15 +98,15 @@ async def test_each_node_listener_pins_its_node_and_metadata_names_it(
             [session] = [s for s in running.ctx.sessions if s.local[1] == node_port]
             assert session.backend_name == backend
             stream = f"amqpprox-{backend}-{uuid.uuid4().hex[:8]}"
-            client.send(request(CREATE, 5, _name(stream) + b"\x00\x00\x00\x00"))
+            client.send(request(CREATE, 5, string(stream) + b"\x00\x00\x00\x00"))
             created = await client.frame_of(CREATE | codec.RESPONSE)
             assert codec.response_code(created.body) == (5, codec.OK)
             # The stream lives on this node: its Metadata names this node's listener.
-            client.send(request(codec.METADATA, 6, b"\x00\x00\x00\x01" + _name(stream)))
+            client.send(request(codec.METADATA, 6, b"\x00\x00\x00\x01" + string(stream)))
             got = await client.frame_of(codec.METADATA | codec.RESPONSE)
             brokers = codec.read_metadata_brokers(got.body)
             assert {(h, p) for _r, h, p in brokers} == {("127.0.0.1", node_port)}
-            client.send(request(DELETE, 7, _name(stream)))
+            client.send(request(DELETE, 7, string(stream)))
             await client.frame_of(DELETE | codec.RESPONSE)
         # Through the entry listener, round robin lands on each node in turn; whichever
         # it is, the endpoints the client is given are the proxy's only.
