@@ -100,6 +100,18 @@ def make_settings(tmp_socket_dir: str, **overrides: object) -> Settings:
 
 
 @contextlib.asynccontextmanager
+async def started_runtime(tmp_socket_dir: str, **overrides: object) -> AsyncIterator[Runtime]:
+    """A started Runtime (``make_settings`` plus ``overrides``), nothing configured, stopped
+    on exit."""
+    runtime = Runtime(make_settings(tmp_socket_dir, **overrides))
+    await runtime.start()
+    try:
+        yield runtime
+    finally:
+        await runtime.stop()
+
+
+@contextlib.asynccontextmanager
 async def running_proxy(
     tmp_socket_dir: str, *, simple: bool = True, **overrides: object
 ) -> AsyncIterator[RunningProxy]:
@@ -108,16 +120,12 @@ async def running_proxy(
     ``simple``: in simple mode in front of the real broker; else nothing configured but
     one plain listener.
     """
-    runtime = Runtime(make_settings(tmp_socket_dir, **overrides))
-    await runtime.start()
-    try:
+    async with started_runtime(tmp_socket_dir, **overrides) as runtime:
         if simple:
             port = await runtime.configure_simple(SimpleMode(0, BROKER_HOST, BROKER_PORT))
         else:
             port = await runtime.listeners.start(ListenerSpec(0))
         yield RunningProxy(runtime, port, runtime.settings.control_socket)
-    finally:
-        await runtime.stop()
 
 
 @pytest.fixture
