@@ -12,6 +12,8 @@ import struct
 import subprocess
 import time
 
+import pytest
+
 from amqpprox.stream import codec
 
 STREAM_HOST = "127.0.0.1"
@@ -134,3 +136,9 @@ def ensure_stream_plugin(timeout: float = 60.0) -> None:
             return
         time.sleep(0.2)  # polling a port with a deadline, not synchronisation by sleep
     raise RuntimeError("RabbitMQ Streams does not answer on 127.0.0.1:5552")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def stream_plugin() -> None:
+    """rabbitmq_stream answering on the shared broker (autouse where it is imported)."""
+    ensure_stream_plugin()

@@ -37,15 +37,17 @@ from tests.conftest import (
     running_proxy,
 )
 from tests.polling import until
-from tests.rawstream import CREATE, DELETE, RawStream, ensure_stream_plugin, request, string
+from tests.rawstream import (
+    CREATE,
+    DELETE,
+    RawStream,
+    request,
+    stream_plugin,  # noqa: F401 (autouse)
+    string,
+)
 
 pytestmark = pytest.mark.timeout(120)
 MESSAGES = 10_000
-
-
-@pytest.fixture(scope="session", autouse=True)
-def stream_plugin() -> None:
-    ensure_stream_plugin()
 
 
 @pytest.fixture

@@ -9,16 +9,14 @@ from amqpprox.core import operations as ops
 from amqpprox.stream import codec
 from tests.conftest import RunningProxy
 from tests.integration.test_auth import FakeAuthService, guarded, service
-from tests.rawstream import RawStream, ensure_stream_plugin
+from tests.rawstream import (
+    RawStream,
+    stream_plugin,  # noqa: F401 (autouse)
+)
 
 __all__ = ["guarded", "service"]  # the fixtures, shared with the AMQP auth tests
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def stream_plugin() -> None:
-    ensure_stream_plugin()
 
 
 async def _open(proxy: RunningProxy) -> tuple[RawStream, int]:

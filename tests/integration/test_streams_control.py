@@ -14,14 +14,16 @@ from amqpprox.stream import codec
 from tests.conftest import RunningProxy, ctl, running_proxy
 from tests.faults import FaultyForwarder
 from tests.polling import until
-from tests.rawstream import CREATE, DELETE, RawStream, ensure_stream_plugin, request, string
+from tests.rawstream import (
+    CREATE,
+    DELETE,
+    RawStream,
+    request,
+    stream_plugin,  # noqa: F401 (autouse)
+    string,
+)
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def stream_plugin() -> None:
-    ensure_stream_plugin()
 
 
 @pytest.fixture
