@@ -71,6 +71,7 @@ ROWS: dict[str, list[Row]] = {
 
 LATENCY = ("latency", "go-latency")  # scenarios whose "added" column is target - direct
 CPU_KEYS = ("cpu_s_per_million_msgs", "cpu_s_per_gib", "cpu_us_per_conn")
+CPU_SCENARIOS = {s for s, rows in ROWS.items() if any(r.key in CPU_KEYS for r in rows)}
 
 
 def machine_info() -> dict[str, Any]:
@@ -184,7 +185,7 @@ def notes_text(repeat: int, target_names: list[str], results: Results) -> list[s
         f"values: median of {repeat} round(s) per target (except as noted); each round runs "
         "every target once, the order rotated by one per round"
     ]
-    if any(s in results for s in ("msgs", "mib", "conn", "go-msgs", "go-mib", "go-conn")):
+    if any(s in results for s in CPU_SCENARIOS):
         lines.append(
             "proxy CPU rows: utime+stime of the intermediary's process (/proc/<pid>/stat) "
             f"across each run (resolution {1000 / os.sysconf('SC_CLK_TCK'):.0f} ms, coarse for "
@@ -238,7 +239,7 @@ def cpu_vs_haproxy_text(results: Results, target_names: list[str]) -> list[str]:
         return []
     lines = []
     for t in target_names:
-        if t in ("direct", "haproxy") or t.startswith("haproxy"):
+        if t == "direct" or t.startswith("haproxy"):
             continue
         parts = []
         for scenario, specs in ROWS.items():

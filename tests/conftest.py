@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import socket
+import subprocess
 import tempfile
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from urllib.parse import quote, urlparse
@@ -97,6 +100,18 @@ def make_settings(tmp_socket_dir: str, **overrides: object) -> Settings:
 
 
 @contextlib.asynccontextmanager
+async def started_runtime(tmp_socket_dir: str, **overrides: object) -> AsyncIterator[Runtime]:
+    """A started Runtime (``make_settings`` plus ``overrides``), nothing configured, stopped
+    on exit."""
+    runtime = Runtime(make_settings(tmp_socket_dir, **overrides))
+    await runtime.start()
+    try:
+        yield runtime
+    finally:
+        await runtime.stop()
+
+
+@contextlib.asynccontextmanager
 async def running_proxy(
     tmp_socket_dir: str, *, simple: bool = True, **overrides: object
 ) -> AsyncIterator[RunningProxy]:
@@ -105,16 +120,12 @@ async def running_proxy(
     ``simple``: in simple mode in front of the real broker; else nothing configured but
     one plain listener.
     """
-    runtime = Runtime(make_settings(tmp_socket_dir, **overrides))
-    await runtime.start()
-    try:
+    async with started_runtime(tmp_socket_dir, **overrides) as runtime:
         if simple:
             port = await runtime.configure_simple(SimpleMode(0, BROKER_HOST, BROKER_PORT))
         else:
             port = await runtime.listeners.start(ListenerSpec(0))
         yield RunningProxy(runtime, port, runtime.settings.control_socket)
-    finally:
-        await runtime.stop()
 
 
 @pytest.fixture
@@ -136,6 +147,33 @@ def free_closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_listening(proc: subprocess.Popen[str], port: int, timeout: float = 10.0) -> None:
+    """Poll until the proxy ``proc`` accepts on 127.0.0.1:``port`` (it must stay alive)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except ConnectionRefusedError:
+            assert time.monotonic() < deadline, "the proxy never listened"
+            time.sleep(0.02)
+
+
+async def promtool_check_metrics(text: str) -> None:
+    """Prometheus's own linter (Debian's prometheus package; .ci/run installs it) passes
+    the text exposition ``text``."""
+    promtool = shutil.which("promtool")
+    assert promtool is not None, "promtool missing: apt-get install prometheus (as .ci/run does)"
+    checked = await asyncio.create_subprocess_exec(
+        promtool, "check", "metrics",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    output, _ = await asyncio.wait_for(checked.communicate(text.encode()), 30)
+    assert checked.returncode == 0, output.decode()
 
 
 def pika_params(port: int, host: str = "127.0.0.1", **extra: object) -> pika.ConnectionParameters:

@@ -12,13 +12,17 @@ import struct
 import subprocess
 import time
 
+import pytest
+
 from amqpprox.stream import codec
 
 STREAM_HOST = "127.0.0.1"
 STREAM_PORT = 5552
+CREATE, DELETE = 0x000D, 0x000E  # the Create and Delete stream commands
 
 
-def _string(text: str) -> bytes:
+def string(text: str) -> bytes:
+    """A protocol string: int16 length, then the UTF-8 bytes."""
     raw = text.encode("utf-8", "surrogatepass")
     return struct.pack(">h", len(raw)) + raw
 
@@ -30,15 +34,13 @@ def request(key: int, correlation_id: int, body: bytes = b"") -> bytes:
 
 def peer_properties(correlation_id: int = 1, props: dict[str, str] | None = None) -> bytes:
     items = props or {"product": "raw-test"}
-    body = struct.pack(">i", len(items)) + b"".join(
-        _string(k) + _string(v) for k, v in items.items()
-    )
+    body = struct.pack(">i", len(items)) + b"".join(string(k) + string(v) for k, v in items.items())
     return request(codec.PEER_PROPERTIES, correlation_id, body)
 
 
 def sasl_plain(user: str, password: str, correlation_id: int = 3) -> bytes:
     data = b"\0" + user.encode() + b"\0" + password.encode()
-    body = _string("PLAIN") + struct.pack(">i", len(data)) + data
+    body = string("PLAIN") + struct.pack(">i", len(data)) + data
     return request(codec.SASL_AUTHENTICATE, correlation_id, body)
 
 
@@ -75,6 +77,12 @@ class RawStream:
             if got.key == key:
                 return got
 
+    async def close_frame(self) -> tuple[int, int, str]:
+        """Read the peer's Close: its correlation id, code and reason."""
+        got = await self.frame_of(codec.CLOSE)
+        reader = codec.Reader(got.body)
+        return reader.u32(), reader.u16(), reader.string()
+
     async def closed(self, timeout: float = 5.0) -> bool:
         """True once the peer closed the connection (EOF) within ``timeout``."""
         try:
@@ -97,7 +105,7 @@ class RawStream:
 
     async def open(self, vhost: str, correlation_id: int = 4) -> tuple[int, dict[str, str]]:
         """Open ``vhost``: the response code and the connection properties."""
-        self.send(request(codec.OPEN, correlation_id, _string(vhost)))
+        self.send(request(codec.OPEN, correlation_id, string(vhost)))
         got = await self.frame_of(codec.OPEN | codec.RESPONSE)
         corr, code, props = codec.read_open_response(got.body)
         assert corr == correlation_id
@@ -128,3 +136,9 @@ def ensure_stream_plugin(timeout: float = 60.0) -> None:
             return
         time.sleep(0.2)  # polling a port with a deadline, not synchronisation by sleep
     raise RuntimeError("RabbitMQ Streams does not answer on 127.0.0.1:5552")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def stream_plugin() -> None:
+    """rabbitmq_stream answering on the shared broker (autouse where it is imported)."""
+    ensure_stream_plugin()

@@ -4,10 +4,8 @@ checks run against a port nothing listens on, or are left off)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ from amqpprox.admin.control import run_line
 from amqpprox.runtime import Runtime
 from tests.admin.conftest import API
 from tests.admin.test_rest_routes import expect_error, put
-from tests.conftest import free_closed_port, make_settings
+from tests.conftest import free_closed_port, make_settings, promtool_check_metrics
 from tests.polling import until
 
 Client = TestClient[Any, Any]
@@ -202,18 +200,7 @@ async def test_metrics_lines_and_promtool(client: Client, runtime: Runtime) -> N
     ]
     assert failed and int(failed[0].rsplit(" ", 1)[1]) >= 1
     assert 'amqpprox_backend_health_changes_total{backend="b1",status="down"} 1' in lines
-    promtool = shutil.which("promtool")
-    assert promtool is not None, "promtool missing: apt-get install prometheus"
-    checked = await asyncio.create_subprocess_exec(
-        promtool,
-        "check",
-        "metrics",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await asyncio.wait_for(checked.communicate(text.encode()), 30)
-    assert checked.returncode == 0, output.decode()
+    await promtool_check_metrics(text)
 
 
 async def test_definitions_round_trip(client: Client, runtime: Runtime) -> None:

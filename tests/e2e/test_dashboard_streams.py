@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
 from playwright.async_api import Page, expect
 
 from amqpprox.core import operations as ops
 from amqpprox.stream import codec
 from tests.conftest import RunningProxy
-from tests.rawstream import RawStream, ensure_stream_plugin
-
-
-@pytest.fixture(scope="module", autouse=True)
-def stream_plugin() -> None:
-    ensure_stream_plugin()
+from tests.rawstream import (
+    RawStream,
+    stream_plugin,  # noqa: F401 (autouse)
+)
 
 
 async def test_stream_listener_and_session_are_shown(proxy: RunningProxy, page: Page) -> None:

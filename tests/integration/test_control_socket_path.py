@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from amqpprox.runtime import Runtime
-from tests.conftest import make_settings
+from tests.conftest import started_runtime
 from tests.polling import until
 
 PY = sys.executable
@@ -142,12 +142,8 @@ def test_a_refused_second_instance_leaves_the_first_ones_socket(tmp_socket_dir: 
 @pytest.fixture
 async def streaming_proxy(tmp_socket_dir: str) -> AsyncIterator[Runtime]:
     """A proxy publishing statistics every 50 ms, so STAT LISTEN keeps writing."""
-    runtime = Runtime(make_settings(tmp_socket_dir, cleanup_interval_ms=50))
-    await runtime.start()
-    try:
+    async with started_runtime(tmp_socket_dir, cleanup_interval_ms=50) as runtime:
         yield runtime
-    finally:
-        await runtime.stop()
 
 
 async def test_ctl_into_head_ends_quietly(streaming_proxy: Runtime) -> None:

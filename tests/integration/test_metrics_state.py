@@ -9,7 +9,6 @@ is configured or was opened still has its own label.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import uuid
 
 import aiohttp
@@ -18,7 +17,13 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 
 from amqpprox.amqp.methods import ConnectionClose, ConnectionOpenOk
 from amqpprox.core.sessions import SessionState
-from tests.conftest import RunningProxy, ctl, free_closed_port, running_proxy
+from tests.conftest import (
+    RunningProxy,
+    ctl,
+    free_closed_port,
+    promtool_check_metrics,
+    running_proxy,
+)
 from tests.integration.test_statistics import BACKEND, scrape, value
 from tests.polling import until
 from tests.rawamqp import RawClient
@@ -225,17 +230,5 @@ async def test_both_formats_parse_and_pass_promtool(proxy: RunningProxy) -> None
     samples = await scrape(proxy.admin_url)
     backends = {v for _name, labels in samples for k, v in labels if k == "backend"}
     assert backends == {BACKEND}
-    # Prometheus's own linter (Debian's prometheus package; .ci/run installs it).
-    promtool = shutil.which("promtool")
-    assert promtool is not None, "promtool missing: apt-get install prometheus (as .ci/run does)"
-    checked = await asyncio.create_subprocess_exec(
-        promtool,
-        "check",
-        "metrics",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await asyncio.wait_for(checked.communicate(text.encode()), 30)
-    assert checked.returncode == 0, output.decode()
+    await promtool_check_metrics(text)
     client.abort()

@@ -18,19 +18,17 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
 import tarfile
-import time
 import urllib.request
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import BROKER_PORT, free_closed_port, pika_round_trip
+from tests.conftest import BROKER_PORT, free_closed_port, pika_round_trip, wait_listening
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -248,15 +246,7 @@ def test_the_proxy_installed_without_a_compiler_relays(
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            assert proc.poll() is None, proc.communicate()
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except ConnectionRefusedError:
-                assert time.monotonic() < deadline, "the proxy never listened"
-                time.sleep(0.02)
+        wait_listening(proc, port)
         with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=10) as page:
             metrics = page.read().decode()
         assert 'amqpprox_build_info{version="0.1.0",scanner="python"} 1' in metrics

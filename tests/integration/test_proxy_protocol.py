@@ -12,11 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import pwd
-import shutil
 import subprocess
-import tempfile
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
@@ -35,13 +31,13 @@ from tests.conftest import (
     running_proxy,
 )
 from tests.polling import until
+from tests.rabbitnode import rabbitmq_node
 from tests.rawamqp import RawClient
 
 pytestmark = pytest.mark.broker
 
 # One node name per test process, so two runs on one machine never fight over a node.
 NODE = f"amqpprox_pp_{os.getpid()}@localhost"
-START_DEADLINE = 90.0
 
 
 @dataclass(frozen=True)
@@ -70,79 +66,8 @@ class ProxyProtocolBroker:
 @pytest.fixture(scope="session")
 def pp_broker() -> Iterator[ProxyProtocolBroker]:
     """A RabbitMQ node with ``proxy_protocol = true`` on free ports, stopped at the end."""
-    if shutil.which("rabbitmq-server") is None or shutil.which("rabbitmqctl") is None:
-        pytest.fail("rabbitmq-server is not installed (.ci/run installs Debian's package)")
-    base = tempfile.mkdtemp(prefix="apx-rmq-")
-    # The Debian wrappers run the node as the rabbitmq user: it must own its directories.
-    owner = _rabbitmq_user()
-    with open(os.path.join(base, "rabbitmq.conf"), "w") as conf:
-        conf.write("proxy_protocol = true\nloopback_users = none\n")
-    with open(os.path.join(base, "enabled_plugins"), "w"):
-        pass
-    if owner is not None:
-        for path in (base, *(os.path.join(base, n) for n in os.listdir(base))):
-            os.chown(path, owner.pw_uid, owner.pw_gid)
-    port = free_closed_port()
-    dist_port = free_closed_port()
-    pid_file = os.path.join(base, "node.pid")
-    env = {
-        **os.environ,
-        "RABBITMQ_NODENAME": NODE,
-        "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
-        "RABBITMQ_NODE_PORT": str(port),
-        "RABBITMQ_DIST_PORT": str(dist_port),
-        "RABBITMQ_MNESIA_BASE": os.path.join(base, "mnesia"),
-        "RABBITMQ_LOG_BASE": os.path.join(base, "log"),
-        "RABBITMQ_PID_FILE": pid_file,
-        "RABBITMQ_CONFIG_FILE": os.path.join(base, "rabbitmq.conf"),
-        "RABBITMQ_ENABLED_PLUGINS_FILE": os.path.join(base, "enabled_plugins"),
-    }
-    broker = ProxyProtocolBroker(port, env)
-    subprocess.run(["rabbitmq-server", "-detached"], env=env, check=True, timeout=60)
-    try:
-        deadline = time.monotonic() + START_DEADLINE
-        while True:  # each attempt blocks up to its own timeout: a poll with a deadline
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                pytest.fail(f"{NODE} did not start in {START_DEADLINE} s: {_log_tail(base)}")
-            probe = subprocess.run(
-                ["rabbitmqctl", "-q", "-n", NODE, "await_startup", "--timeout", "10"],
-                env=env,
-                capture_output=True,
-                timeout=max(remaining, 1) + 10,
-                check=False,
-            )
-            if probe.returncode == 0:
-                break
-        yield broker
-    finally:
-        # With the pid file, "stop" returns only once the node's process has exited.
-        subprocess.run(
-            ["rabbitmqctl", "-q", "-n", NODE, "stop", pid_file],
-            env=env,
-            capture_output=True,
-            timeout=120,
-            check=False,
-        )
-        shutil.rmtree(base, ignore_errors=True)
-
-
-def _rabbitmq_user() -> pwd.struct_passwd | None:
-    if os.geteuid() != 0:
-        return None
-    try:
-        return pwd.getpwnam("rabbitmq")
-    except KeyError:
-        return None
-
-
-def _log_tail(base: str) -> str:
-    path = os.path.join(base, "log", f"{NODE}.log")
-    try:
-        with open(path) as log:
-            return log.read()[-2000:]
-    except OSError as error:
-        return str(error)
+    with rabbitmq_node(NODE, "proxy_protocol = true\nloopback_users = none\n") as node:
+        yield ProxyProtocolBroker(node.port, node.env)
 
 
 @pytest.fixture

@@ -7,15 +7,13 @@ its own process; one test runs ``python -m amqpprox`` to see the same from outsi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
 import re
-import shutil
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from amqpprox import cli
 from amqpprox.filewatch import InotifyUnavailable
 from amqpprox.runtime import Runtime
-from tests.conftest import ctl, make_settings
+from tests.conftest import ctl, promtool_check_metrics, started_runtime
 from tests.integration.test_metrics_state import get_text
 from tests.polling import until
 
@@ -76,16 +74,6 @@ def write_atomically(path: Path, document: object) -> None:
     os.replace(fresh, path)
 
 
-@contextlib.asynccontextmanager
-async def started(tmp_socket_dir: str, **overrides: object) -> AsyncIterator[Runtime]:
-    runtime = Runtime(make_settings(tmp_socket_dir, **overrides))
-    await runtime.start()
-    try:
-        yield runtime
-    finally:
-        await runtime.stop()
-
-
 async def backends(runtime: Runtime) -> str:
     return await ctl(runtime.settings.control_socket, "BACKEND PRINT")
 
@@ -109,7 +97,7 @@ async def test_sighup_applies_a_changed_file_and_logs_the_diff(
 ) -> None:
     path = tmp_path / "defs.json"
     path.write_text(json.dumps(DOC))
-    async with started(tmp_socket_dir, definitions_file=str(path)) as runtime:
+    async with started_runtime(tmp_socket_dir, definitions_file=str(path)) as runtime:
         before = await metrics(runtime)
         assert before[OK] == 0 and before[FAILED] == 0 and before[LAST] > 0
         assert "b3" not in await backends(runtime)
@@ -137,7 +125,7 @@ async def test_sighup_with_an_invalid_file_changes_nothing(
 ) -> None:
     path = tmp_path / "defs.json"
     path.write_text(json.dumps(DOC))
-    async with started(tmp_socket_dir, definitions_file=str(path)) as runtime:
+    async with started_runtime(tmp_socket_dir, definitions_file=str(path)) as runtime:
         listing = await backends(runtime)
         version = runtime.ctx.state.version
         started_at = (await metrics(runtime))[LAST]
@@ -159,7 +147,7 @@ async def test_reload_families_pass_promtool_and_the_openmetrics_parser(
 ) -> None:
     path = tmp_path / "defs.json"
     path.write_text(json.dumps(DOC))
-    async with started(tmp_socket_dir, definitions_file=str(path)) as runtime:
+    async with started_runtime(tmp_socket_dir, definitions_file=str(path)) as runtime:
         url = f"http://127.0.0.1:{runtime.admin_port}/metrics"
         text = await get_text(url)
         assert f"\n{LAST} " in text
@@ -167,21 +155,13 @@ async def test_reload_families_pass_promtool_and_the_openmetrics_parser(
         families = {family.name: family for family in om_families(openmetrics)}
         assert families["amqpprox_config_reloads"].type == "counter"
         assert families[LAST].type == "gauge"
-        promtool = shutil.which("promtool")
-        assert promtool is not None, "promtool missing: apt-get install prometheus"
-        checked = await asyncio.create_subprocess_exec(
-            promtool, "check", "metrics",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
-        output, _ = await asyncio.wait_for(checked.communicate(text.encode()), 30)
-        assert checked.returncode == 0, output.decode()
+        await promtool_check_metrics(text)
 
 
 async def test_sighup_without_definitions_is_logged_and_not_counted(
     tmp_socket_dir: str, reload_log: Records
 ) -> None:
-    async with started(tmp_socket_dir) as runtime:
+    async with started_runtime(tmp_socket_dir) as runtime:
         os.kill(os.getpid(), signal.SIGHUP)
         await until(lambda: reload_log.lines, "the log line")
         assert reload_log.lines == ["SIGHUP: no --definitions file to reload; nothing changed"]
@@ -194,7 +174,7 @@ async def test_watch_applies_a_file_renamed_over_once_per_burst(
 ) -> None:
     path = tmp_path / "defs.json"
     path.write_text(json.dumps(DOC))
-    async with started(
+    async with started_runtime(
         tmp_socket_dir, definitions_file=str(path), watch_definitions=True
     ) as runtime:
         # A burst, all before the loop reads inotify: one reload, of the last content.
@@ -224,7 +204,7 @@ async def test_watch_follows_a_configmap_symlink_swap(tmp_socket_dir: str, tmp_p
     (mount / "..data").symlink_to(first.name)
     (mount / "defs.json").symlink_to("..data/defs.json")
     path = mount / "defs.json"
-    async with started(
+    async with started_runtime(
         tmp_socket_dir, definitions_file=str(path), watch_definitions=True
     ) as runtime:
         second = mount / "..2026_01_01_00_01_00.2"

@@ -21,7 +21,13 @@ import aiohttp
 import pytest
 
 from amqpprox.runtime import Runtime, SimpleMode
-from tests.conftest import BROKER_HOST, BROKER_PORT, ctl, free_closed_port, make_settings
+from tests.conftest import (
+    BROKER_HOST,
+    BROKER_PORT,
+    ctl,
+    free_closed_port,
+    started_runtime,
+)
 
 PY = sys.executable
 JSON = {"Content-Type": "application/json"}
@@ -30,12 +36,8 @@ JSON = {"Content-Type": "application/json"}
 @contextlib.asynccontextmanager
 async def started(folder: str, **overrides: object) -> AsyncIterator[Runtime]:
     values: dict[str, object] = {"state_file": os.path.join(folder, "state.json"), **overrides}
-    runtime = Runtime(make_settings(folder, **values))
-    await runtime.start()
-    try:
+    async with started_runtime(folder, **values) as runtime:
         yield runtime
-    finally:
-        await runtime.stop()
 
 
 def write(path: str, text: str) -> None:

@@ -37,16 +37,17 @@ from tests.conftest import (
     running_proxy,
 )
 from tests.polling import until
-from tests.rawstream import RawStream, ensure_stream_plugin, request
+from tests.rawstream import (
+    CREATE,
+    DELETE,
+    RawStream,
+    request,
+    stream_plugin,  # noqa: F401 (autouse)
+    string,
+)
 
 pytestmark = pytest.mark.timeout(120)
 MESSAGES = 10_000
-CREATE, DELETE = 0x000D, 0x000E  # the Create and Delete stream commands
-
-
-@pytest.fixture(scope="session", autouse=True)
-def stream_plugin() -> None:
-    ensure_stream_plugin()
 
 
 @pytest.fixture
@@ -141,7 +142,7 @@ async def test_metadata_names_only_proxy_endpoints(
         assert code == codec.OK
         assert (props["advertised_host"], props["advertised_port"]) == ("127.0.0.1", str(port))
         stream = f"amqpprox-meta-{uuid.uuid4().hex[:8]}"
-        name = len(stream).to_bytes(2, "big") + stream.encode()
+        name = string(stream)
         client.send(request(CREATE, 5, name + b"\x00\x00\x00\x00"))
         created = await client.frame_of(CREATE | codec.RESPONSE)
         assert codec.response_code(created.body) == (5, codec.OK)
@@ -197,12 +198,10 @@ async def test_unmapped_vhost_gets_an_error_naming_it(tmp_socket_dir: str) -> No
             await client.handshake()
             code, _props = await client.open("unmapped-vh")
             assert code == codec.VIRTUAL_HOST_ACCESS_FAILURE
-            close = await client.frame_of(codec.CLOSE)
-            reader = codec.Reader(close.body)
-            reader.u32()
-            assert reader.u16() == codec.VIRTUAL_HOST_ACCESS_FAILURE
-            assert reader.string() == "No known broker mapping for vhost unmapped-vh"
-            client.send(codec.close_response(codec.correlation_of(close.body)))
+            corr, code, reason = await client.close_frame()
+            assert code == codec.VIRTUAL_HOST_ACCESS_FAILURE
+            assert reason == "No known broker mapping for vhost unmapped-vh"
+            client.send(codec.close_response(corr))
             assert await client.closed()
         finally:
             client.close()
@@ -218,10 +217,8 @@ async def test_graceful_disconnect_sends_a_stream_close(streams: tuple[RunningPr
         [session] = [s for s in running.ctx.sessions if s.protocol == "stream"]
         reply = await ctl(running.control_socket, f"SESSION {session.id} DISCONNECT_GRACEFUL")
         assert reply == ""
-        close = await client.frame_of(codec.CLOSE)
-        reader = codec.Reader(close.body)
-        corr = reader.u32()
-        assert reader.u16() == codec.OK
+        corr, code, _reason = await client.close_frame()
+        assert code == codec.OK
         client.send(codec.close_response(corr))
         assert await client.closed()
         await until(lambda: session.finished)

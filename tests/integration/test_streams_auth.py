@@ -9,16 +9,14 @@ from amqpprox.core import operations as ops
 from amqpprox.stream import codec
 from tests.conftest import RunningProxy
 from tests.integration.test_auth import FakeAuthService, guarded, service
-from tests.rawstream import RawStream, ensure_stream_plugin
+from tests.rawstream import (
+    RawStream,
+    stream_plugin,  # noqa: F401 (autouse)
+)
 
 __all__ = ["guarded", "service"]  # the fixtures, shared with the AMQP auth tests
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def stream_plugin() -> None:
-    ensure_stream_plugin()
 
 
 async def _open(proxy: RunningProxy) -> tuple[RawStream, int]:
@@ -48,11 +46,9 @@ async def test_deny_answers_open_with_access_refused_and_the_reason(
     client, code = await _open(guarded)
     try:
         assert code == codec.ACCESS_REFUSED
-        close = await client.frame_of(codec.CLOSE)
-        reader = codec.Reader(close.body)
-        reader.u32()
-        assert reader.u16() == codec.ACCESS_REFUSED
-        assert reader.string() == "streams are closed today"
+        _corr, code, reason = await client.close_frame()
+        assert code == codec.ACCESS_REFUSED
+        assert reason == "streams are closed today"
     finally:
         client.close()
     [session] = [s for s in guarded.ctx.sessions if s.protocol == "stream"]

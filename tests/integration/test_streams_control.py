@@ -14,15 +14,16 @@ from amqpprox.stream import codec
 from tests.conftest import RunningProxy, ctl, running_proxy
 from tests.faults import FaultyForwarder
 from tests.polling import until
-from tests.rawstream import RawStream, ensure_stream_plugin, request
+from tests.rawstream import (
+    CREATE,
+    DELETE,
+    RawStream,
+    request,
+    stream_plugin,  # noqa: F401 (autouse)
+    string,
+)
 
 pytestmark = pytest.mark.timeout(60)
-CREATE, DELETE = 0x000D, 0x000E
-
-
-@pytest.fixture(scope="module", autouse=True)
-def stream_plugin() -> None:
-    ensure_stream_plugin()
 
 
 @pytest.fixture
@@ -40,12 +41,8 @@ async def _opened(port: int, vhost: str = "/") -> RawStream:
     return client
 
 
-def _name(text: str) -> bytes:
-    return len(text).to_bytes(2, "big") + text.encode()
-
-
 async def _metadata(client: RawStream, stream: str, corr: int) -> list[tuple[int, str, int]]:
-    client.send(request(codec.METADATA, corr, b"\x00\x00\x00\x01" + _name(stream)))
+    client.send(request(codec.METADATA, corr, b"\x00\x00\x00\x01" + string(stream)))
     got = await client.frame_of(codec.METADATA | codec.RESPONSE)
     return codec.read_metadata_brokers(got.body)
 
@@ -79,13 +76,13 @@ async def test_node_listener_pins_its_backend_and_metadata_names_it(
             client = await _opened(main)
             clients.append(client)
             stream = f"amqpprox-node-{uuid.uuid4().hex[:8]}"
-            client.send(request(CREATE, 5, _name(stream) + b"\x00\x00\x00\x00"))
+            client.send(request(CREATE, 5, string(stream) + b"\x00\x00\x00\x00"))
             await client.frame_of(CREATE | codec.RESPONSE)
             try:
                 brokers = await _metadata(client, stream, 6)
                 assert {(host, p) for _r, host, p in brokers} == {("127.0.0.1", node)}
             finally:
-                client.send(request(DELETE, 7, _name(stream)))
+                client.send(request(DELETE, 7, string(stream)))
                 await client.frame_of(DELETE | codec.RESPONSE)
         finally:
             for each in clients:
@@ -107,7 +104,7 @@ async def test_pause_stops_reading_and_unpause_resumes(
     try:
         [session] = _stream_sessions(running)
         assert await ctl(running.control_socket, f"SESSION {session.id} PAUSE") == ""
-        client.send(request(codec.METADATA, 9, b"\x00\x00\x00\x01" + _name("nope")))
+        client.send(request(codec.METADATA, 9, b"\x00\x00\x00\x01" + string("nope")))
         with pytest.raises(TimeoutError):
             await client.frame_of(codec.METADATA | codec.RESPONSE, timeout=0.3)
         assert await ctl(running.control_socket, f"SESSION {session.id} UNPAUSE") == ""
@@ -156,7 +153,7 @@ async def test_vhost_pause_holds_a_new_stream_session_at_open(
     client = await RawStream.connect(port)
     try:
         await client.handshake()
-        client.send(request(codec.OPEN, 4, _name("/")))
+        client.send(request(codec.OPEN, 4, string("/")))
         with pytest.raises(TimeoutError):
             await client.frame_of(codec.OPEN | codec.RESPONSE, timeout=0.3)
         assert await ctl(running.control_socket, "VHOST UNPAUSE /") == ""
@@ -176,11 +173,8 @@ async def test_connection_rate_limit_refuses_with_a_close_naming_it(
         await client.handshake()
         code, _props = await client.open("/")
         assert code == codec.VIRTUAL_HOST_ACCESS_FAILURE
-        close = await client.frame_of(codec.CLOSE)
-        reader = codec.Reader(close.body)
-        reader.u32()
-        reader.u16()
-        assert "limit" in reader.string().lower()
+        _corr, _code, reason = await client.close_frame()
+        assert "limit" in reason.lower()
     finally:
         client.close()
 
@@ -191,11 +185,9 @@ async def test_a_frame_over_the_size_cap_is_refused(tmp_socket_dir: str) -> None
         client = await _opened(port)
         try:
             client.send(struct.pack(">IHH", 8192, 0x0002, 1) + b"\x00" * 64)
-            close = await client.frame_of(codec.CLOSE)
-            reader = codec.Reader(close.body)
-            reader.u32()
-            assert reader.u16() == codec.FRAME_TOO_LARGE
-            assert "8192" in reader.string()
+            _corr, code, reason = await client.close_frame()
+            assert code == codec.FRAME_TOO_LARGE
+            assert "8192" in reason
             assert await client.closed()
             [session] = [s for s in running.ctx.sessions if s.protocol == "stream"]
             assert session.close_reason is not None
@@ -207,7 +199,7 @@ async def test_a_frame_over_the_size_cap_is_refused(tmp_socket_dir: str) -> None
 @pytest.mark.parametrize(
     ("first", "code"),
     [
-        (request(codec.OPEN, 1, _name("/")), codec.UNKNOWN_FRAME),  # Open before anything
+        (request(codec.OPEN, 1, string("/")), codec.UNKNOWN_FRAME),  # Open before anything
         (struct.pack(">I", 1 << 20) + b"\x00" * 8, codec.PRECONDITION_FAILED),  # huge frame
         (struct.pack(">IHHI", 6, codec.PEER_PROPERTIES, 1, 1), codec.PRECONDITION_FAILED),
     ],
@@ -220,12 +212,10 @@ async def test_handshake_errors_get_a_close_naming_them(
     client = await RawStream.connect(port)
     try:
         client.send(first)
-        close = await client.frame_of(codec.CLOSE)
-        reader = codec.Reader(close.body)
-        reader.u32()
-        assert reader.u16() == code
-        assert reader.string()
-        client.send(codec.close_response(codec.correlation_of(close.body)))
+        corr, got, reason = await client.close_frame()
+        assert got == code
+        assert reason
+        client.send(codec.close_response(corr))
         assert await client.closed()
     finally:
         client.close()
@@ -239,11 +229,8 @@ async def test_hostile_vhost_names_are_routed_as_text(tmp_socket_dir: str) -> No
             await client.handshake()
             code, _props = await client.open("evil\nvhost\x1b[31m")
             assert code == codec.VIRTUAL_HOST_ACCESS_FAILURE
-            close = await client.frame_of(codec.CLOSE)
-            reader = codec.Reader(close.body)
-            reader.u32()
-            reader.u16()
-            assert reader.string() == "No known broker mapping for vhost evil\nvhost\x1b[31m"
+            _corr, _code, reason = await client.close_frame()
+            assert reason == "No known broker mapping for vhost evil\nvhost\x1b[31m"
         finally:
             client.close()
         conn = await ctl(running.control_socket, "CONN")
@@ -259,7 +246,7 @@ async def test_data_rate_limits_apply_and_metadata_stays_rewritten(
     client = await _opened(port)
     try:
         stream = f"amqpprox-rate-{uuid.uuid4().hex[:8]}"
-        client.send(request(CREATE, 5, _name(stream) + b"\x00\x00\x00\x00"))
+        client.send(request(CREATE, 5, string(stream) + b"\x00\x00\x00\x00"))
         await client.frame_of(CREATE | codec.RESPONSE)
         await ctl(running.control_socket, "LIMIT OUT_DATA_RATE VHOST / 100000")
         await ctl(running.control_socket, "LIMIT DATA_RATE VHOST / 100000")
@@ -271,7 +258,7 @@ async def test_data_rate_limits_apply_and_metadata_stays_rewritten(
             if corr == 10:
                 await ctl(running.control_socket, "LIMIT DISABLE OUT_DATA_RATE VHOST /")
                 await ctl(running.control_socket, "LIMIT DISABLE DATA_RATE VHOST /")
-        client.send(request(DELETE, 20, _name(stream)))
+        client.send(request(DELETE, 20, string(stream)))
         await client.frame_of(DELETE | codec.RESPONSE)
     finally:
         client.close()

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import tempfile
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -23,13 +20,11 @@ import pytest
 from amqpprox.core import operations as ops
 from amqpprox.stream import codec
 from tests.conftest import RunningProxy, free_closed_port, running_proxy
-from tests.integration.test_proxy_protocol import _rabbitmq_user
-from tests.rawstream import RawStream, ensure_stream_plugin, request
+from tests.rabbitnode import rabbitmq_node
+from tests.rawstream import CREATE, DELETE, RawStream, ensure_stream_plugin, request, string
 
 pytestmark = pytest.mark.timeout(120)
 NODE = f"amqpprox_st_{os.getpid()}@localhost"
-START_DEADLINE = 90.0
-CREATE, DELETE = 0x000D, 0x000E
 
 
 @dataclass(frozen=True)
@@ -50,51 +45,10 @@ class SecondNode:
 @pytest.fixture(scope="module")
 def second_node() -> Iterator[SecondNode]:
     ensure_stream_plugin()
-    if shutil.which("rabbitmq-server") is None:
-        pytest.fail("rabbitmq-server is not installed (.ci/run installs Debian's package)")
-    base = tempfile.mkdtemp(prefix="apx-rmq-st-")
-    amqp_port, stream_port, dist_port = (free_closed_port() for _ in range(3))
-    with open(os.path.join(base, "rabbitmq.conf"), "w") as conf:
-        conf.write(f"loopback_users = none\nstream.listeners.tcp.1 = 127.0.0.1:{stream_port}\n")
-    with open(os.path.join(base, "enabled_plugins"), "w") as plugins:
-        plugins.write("[rabbitmq_stream].\n")
-    owner = _rabbitmq_user()
-    if owner is not None:
-        for path in (base, *(os.path.join(base, n) for n in os.listdir(base))):
-            os.chown(path, owner.pw_uid, owner.pw_gid)
-    pid_file = os.path.join(base, "node.pid")
-    env = {
-        **os.environ,
-        "RABBITMQ_NODENAME": NODE,
-        "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
-        "RABBITMQ_NODE_PORT": str(amqp_port),
-        "RABBITMQ_DIST_PORT": str(dist_port),
-        "RABBITMQ_MNESIA_BASE": os.path.join(base, "mnesia"),
-        "RABBITMQ_LOG_BASE": os.path.join(base, "log"),
-        "RABBITMQ_PID_FILE": pid_file,
-        "RABBITMQ_CONFIG_FILE": os.path.join(base, "rabbitmq.conf"),
-        "RABBITMQ_ENABLED_PLUGINS_FILE": os.path.join(base, "enabled_plugins"),
-    }
-    subprocess.run(["rabbitmq-server", "-detached"], env=env, check=True, timeout=60)
-    try:
-        deadline = time.monotonic() + START_DEADLINE
-        while True:  # each probe blocks up to its own timeout: a poll with a deadline
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                pytest.fail(f"{NODE} did not start in {START_DEADLINE} s")
-            probe = subprocess.run(
-                ["rabbitmqctl", "-q", "-n", NODE, "await_startup", "--timeout", "10"],
-                env=env, capture_output=True, timeout=max(remaining, 1) + 10, check=False,
-            )  # fmt: skip
-            if probe.returncode == 0:
-                break
-        yield SecondNode(amqp_port, stream_port, env)
-    finally:
-        subprocess.run(
-            ["rabbitmqctl", "-q", "-n", NODE, "stop", pid_file],
-            env=env, capture_output=True, timeout=120, check=False,
-        )  # fmt: skip
-        shutil.rmtree(base, ignore_errors=True)
+    stream_port = free_closed_port()
+    conf = f"loopback_users = none\nstream.listeners.tcp.1 = 127.0.0.1:{stream_port}\n"
+    with rabbitmq_node(NODE, conf, "[rabbitmq_stream].\n") as node:
+        yield SecondNode(node.port, stream_port, node.env)
 
 
 @pytest.fixture
@@ -117,10 +71,6 @@ async def two_nodes(
         node_one = await start(ctx, 0, host="127.0.0.1", protocol="stream", node="one")
         node_two = await start(ctx, 0, host="127.0.0.1", protocol="stream", node="two")
         yield running, entry, node_one, node_two
-
-
-def _name(text: str) -> bytes:
-    return len(text).to_bytes(2, "big") + text.encode()
 
 
 async def _open(port: int) -> tuple[RawStream, dict[str, str]]:
@@ -148,15 +98,15 @@ async def test_each_node_listener_pins_its_node_and_metadata_names_it(
             [session] = [s for s in running.ctx.sessions if s.local[1] == node_port]
             assert session.backend_name == backend
             stream = f"amqpprox-{backend}-{uuid.uuid4().hex[:8]}"
-            client.send(request(CREATE, 5, _name(stream) + b"\x00\x00\x00\x00"))
+            client.send(request(CREATE, 5, string(stream) + b"\x00\x00\x00\x00"))
             created = await client.frame_of(CREATE | codec.RESPONSE)
             assert codec.response_code(created.body) == (5, codec.OK)
             # The stream lives on this node: its Metadata names this node's listener.
-            client.send(request(codec.METADATA, 6, b"\x00\x00\x00\x01" + _name(stream)))
+            client.send(request(codec.METADATA, 6, b"\x00\x00\x00\x01" + string(stream)))
             got = await client.frame_of(codec.METADATA | codec.RESPONSE)
             brokers = codec.read_metadata_brokers(got.body)
             assert {(h, p) for _r, h, p in brokers} == {("127.0.0.1", node_port)}
-            client.send(request(DELETE, 7, _name(stream)))
+            client.send(request(DELETE, 7, string(stream)))
             await client.frame_of(DELETE | codec.RESPONSE)
         # Through the entry listener, round robin lands on each node in turn; whichever
         # it is, the endpoints the client is given are the proxy's only.

@@ -22,15 +22,14 @@ from tests.conftest import (
     make_settings,
 )
 from tests.polling import until
-from tests.rawstream import RawStream, ensure_stream_plugin, peer_properties
+from tests.rawstream import (
+    RawStream,
+    peer_properties,
+    stream_plugin,  # noqa: F401 (autouse)
+)
 from tests.tlscerts import Pki, make_pki
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def stream_plugin() -> None:
-    ensure_stream_plugin()
 
 
 @pytest.fixture(scope="module")

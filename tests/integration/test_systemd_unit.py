@@ -8,16 +8,14 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from amqpprox.core.context import Settings
-from tests.conftest import BROKER_PORT, free_closed_port, pika_round_trip
+from tests.conftest import BROKER_PORT, free_closed_port, pika_round_trip, wait_listening
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "contrib" / "systemd" / "amqpprox.service"
@@ -107,18 +105,6 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def _wait_listening(proc: subprocess.Popen[str], port: int) -> None:
-    deadline = time.monotonic() + 10
-    while True:
-        assert proc.poll() is None, proc.communicate()
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except ConnectionRefusedError:
-            assert time.monotonic() < deadline, "the proxy never listened"
-            time.sleep(0.02)
-
-
 @pytest.mark.broker
 def test_the_proxy_relays_with_no_writable_executable_memory(tmp_socket_dir: str) -> None:
     port = free_closed_port()
@@ -133,7 +119,7 @@ def test_the_proxy_relays_with_no_writable_executable_memory(tmp_socket_dir: str
     try:
         assert proc.stderr is not None
         assert proc.stderr.readline() == "scanner: c\n"  # the C extension, under MDWE
-        _wait_listening(proc, port)
+        wait_listening(proc, port)
         body = b"x" * 200_000  # several frames, scanned
         assert pika_round_trip(port, body) == body
         proc.send_signal(signal.SIGTERM)

@@ -18,7 +18,7 @@ from amqpprox.amqp.frames import FRAME_BODY, FRAME_HEADER, FRAME_METHOD, encode_
 from amqpprox.amqp.methods import ConnectionOpenOk, ConnectionStart, ConnectionTune, Method
 from tests.conftest import RunningProxy, ctl, running_proxy
 from tests.rawamqp import OPEN_CLIENTS, RawClient, handshake_bytes
-from tests.scripted_broker import BrokerConnection, ScriptedBroker
+from tests.scripted_broker import BrokerConnection, Hold, Script, ScriptedBroker, Stage
 
 # Every wait of the proxy is short, so a test of a deadline lasts a second at most.
 CLOSE_DEADLINE = 1.0
@@ -86,6 +86,17 @@ class Rig:
             if loop.time() > deadline:
                 raise AssertionError(f"CONN shows {fields}, expected {expected}")
             await asyncio.sleep(0.01)
+
+    async def held_at_open(self, pipelined: bytes = b"") -> tuple[RawClient, BrokerConnection]:
+        """A client that sent its handshake (plus ``pipelined``), its broker connection
+        planned to hold at Open and now holding (``connection.release()`` lets it go)."""
+        self.broker.plan(Script(at=Stage.OPEN, do=Hold()))
+        index = len(self.broker.connections)
+        client = await self.client()
+        await client.send(handshake_bytes("/") + pipelined)
+        connection = await self.broker.connection(index)
+        await connection.until(lambda: connection.held, "the broker to hold at Open")
+        return client, connection
 
     async def open_session(self, vhost: str = "/", pipelined: bytes = b"") -> Live:
         """Connect a client through the whole handshake (plus ``pipelined`` after Open)."""

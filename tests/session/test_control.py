@@ -20,7 +20,7 @@ from amqpprox.amqp.methods import (
     encode_method,
 )
 from tests.rawamqp import CHANNEL_OPEN, handshake_bytes
-from tests.scripted_broker import Hold, Script, ScriptedBroker, Stage
+from tests.scripted_broker import Script, ScriptedBroker
 from tests.session.rig import (
     CLOSE_DEADLINE,
     Live,
@@ -312,14 +312,8 @@ async def test_session_paused_before_open_is_held_until_session_unpause(
     await rig.conn_until(client, paused="N", disconnected="N")
 
 
-async def test_session_paused_while_connecting_holds_its_frames_until_unpause(
-    rig: Rig, broker: ScriptedBroker
-) -> None:
-    broker.plan(Script(at=Stage.OPEN, do=Hold()))
-    client = await rig.client()
-    await client.send(handshake_bytes("/") + CHANNEL_OPEN)
-    connection = await broker.connection(0)
-    await connection.until(lambda: connection.held, "the broker to hold at Open")
+async def test_session_paused_while_connecting_holds_its_frames_until_unpause(rig: Rig) -> None:
+    client, connection = await rig.held_at_open(CHANNEL_OPEN)
     session_id, _ = await rig.session_of(client)
     await rig.ok(f"SESSION {session_id} PAUSE")
     connection.release()
@@ -335,14 +329,8 @@ async def test_session_paused_while_connecting_holds_its_frames_until_unpause(
     assert await connection.received_at_least(len(expected)) == expected
 
 
-async def test_vhost_unpause_releases_a_session_paused_while_connecting(
-    rig: Rig, broker: ScriptedBroker
-) -> None:
-    broker.plan(Script(at=Stage.OPEN, do=Hold()))
-    client = await rig.client()
-    await client.send(handshake_bytes("/") + CHANNEL_OPEN)
-    connection = await broker.connection(0)
-    await connection.until(lambda: connection.held, "the broker to hold at Open")
+async def test_vhost_unpause_releases_a_session_paused_while_connecting(rig: Rig) -> None:
+    client, connection = await rig.held_at_open(CHANNEL_OPEN)
     await rig.ok("VHOST PAUSE /")
     await rig.ok("VHOST UNPAUSE /")
     assert await rig.ctl("VHOST PRINT") == "/ = UNPAUSED\n"
@@ -353,14 +341,8 @@ async def test_vhost_unpause_releases_a_session_paused_while_connecting(
     assert (fields["paused"], fields["disconnected"]) != ("Y", "N"), fields
 
 
-async def test_disconnect_graceful_while_the_broker_opens_drops_the_attempt(
-    rig: Rig, broker: ScriptedBroker
-) -> None:
-    broker.plan(Script(at=Stage.OPEN, do=Hold()))
-    client = await rig.client()
-    await client.send(handshake_bytes("/"))
-    connection = await broker.connection(0)
-    await connection.until(lambda: connection.held, "the broker to hold at Open")
+async def test_disconnect_graceful_while_the_broker_opens_drops_the_attempt(rig: Rig) -> None:
+    client, connection = await rig.held_at_open()
     session_id, _ = await rig.session_of(client)
     await rig.ok(f"SESSION {session_id} DISCONNECT_GRACEFUL")
     assert await open_answer(client) == CLOSE_200

@@ -24,7 +24,7 @@ from amqpprox.amqp.methods import (
     encode_method,
 )
 from tests.rawamqp import CHANNEL_OPEN, handshake_bytes, start_ok
-from tests.scripted_broker import Close, Hold, Script, ScriptedBroker, Stage
+from tests.scripted_broker import Close, Script, ScriptedBroker, Stage
 from tests.session.rig import CLOSE_DEADLINE, Rig, message, open_answer, read_to_eof, rig_for
 
 REFUSALS = {
@@ -166,16 +166,10 @@ async def test_broker_receives_the_clients_handshake_with_the_proxys_two_entries
         assert fields["egressRemote"] == f"127.0.0.1:{broker.port}"
 
 
-async def test_frames_pipelined_before_open_ok_reach_the_broker_once_in_order(
-    rig: Rig, broker: ScriptedBroker
-) -> None:
-    broker.plan(Script(at=Stage.OPEN, do=Hold()))
+async def test_frames_pipelined_before_open_ok_reach_the_broker_once_in_order(rig: Rig) -> None:
     first = CHANNEL_OPEN + HEARTBEAT_FRAME + message(1, b"x" * 3000)
     second = message(1, b"y" * 200_000)  # more than one read, split over body frames
-    client = await rig.client()
-    await client.send(handshake_bytes("/") + first)
-    connection = await broker.connection(0)
-    await connection.until(lambda: connection.held, "the broker to hold at Open")
+    client, connection = await rig.held_at_open(first)
     await client.send(second)  # still before OpenOk
     await rig.conn()  # a round trip through the proxy's loop: it has read `second` by now
     connection.release()
@@ -207,14 +201,8 @@ async def test_bad_frame_end_during_the_handshake_gets_501_then_a_close_at_the_d
     assert broker.connections == []
 
 
-async def test_more_than_1_mib_before_open_ok_gets_506_and_the_attempt_is_dropped(
-    rig: Rig, broker: ScriptedBroker
-) -> None:
-    broker.plan(Script(at=Stage.OPEN, do=Hold()))
-    client = await rig.client()
-    await client.send(handshake_bytes("/"))
-    connection = await broker.connection(0)
-    await connection.until(lambda: connection.held, "the broker to hold at Open")
+async def test_more_than_1_mib_before_open_ok_gets_506_and_the_attempt_is_dropped(rig: Rig) -> None:
+    client, connection = await rig.held_at_open()
     await client.send(message(1, b"x" * (1 << 20)))
     assert await open_answer(client) == ConnectionClose(
         506, "more than 1048576 bytes sent before Connection.OpenOk", 0, 0
@@ -225,14 +213,8 @@ async def test_more_than_1_mib_before_open_ok_gets_506_and_the_attempt_is_droppe
     await rig.conn_until(client, disconnected="Y")
 
 
-async def test_a_client_gone_while_the_broker_opens_closes_the_broker_socket(
-    rig: Rig, broker: ScriptedBroker
-) -> None:
-    broker.plan(Script(at=Stage.OPEN, do=Hold()))
-    client = await rig.client()
-    await client.send(handshake_bytes("/"))
-    connection = await broker.connection(0)
-    await connection.until(lambda: connection.held, "the broker to hold at Open")
+async def test_a_client_gone_while_the_broker_opens_closes_the_broker_socket(rig: Rig) -> None:
+    client, connection = await rig.held_at_open()
     client.abort()
     await connection.wait_lost()
     await rig.conn_until(client, disconnected="Y")

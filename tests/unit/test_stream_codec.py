@@ -15,18 +15,14 @@ from amqpprox.proxy.stream_metadata import MetadataRewriter
 from amqpprox.stream import codec
 from amqpprox.stream import handshake as hs
 from amqpprox.stream.scanner import StreamScanner
-from tests.rawstream import peer_properties, request, sasl_plain, tune
-
-
-def _string(text: str) -> bytes:
-    return struct.pack(">h", len(text)) + text.encode()
+from tests.rawstream import peer_properties, request, sasl_plain, string, tune
 
 
 def _metadata_response(corr: int, brokers: list[tuple[int, str, int]]) -> bytes:
     body = struct.pack(">I", corr) + struct.pack(">i", len(brokers))
     for ref, host, port in brokers:
-        body += struct.pack(">H", ref) + _string(host) + struct.pack(">I", port)
-    body += struct.pack(">i", 1) + _string("s1") + struct.pack(">HHi", 1, 0, 1) + b"\x00\x01"
+        body += struct.pack(">H", ref) + string(host) + struct.pack(">I", port)
+    body += struct.pack(">i", 1) + string("s1") + struct.pack(">HHi", 1, 0, 1) + b"\x00\x01"
     return codec.frame(struct.pack(">HH", codec.METADATA | codec.RESPONSE, 1) + body)
 
 
@@ -137,7 +133,7 @@ def _frames(data: bytes) -> list[codec.Frame]:
 @given(st.lists(st.integers(min_value=0), max_size=8))
 def test_server_handshake_any_chunking(cuts: list[int]) -> None:
     server = _server()
-    whole = CLIENT_HANDSHAKE + tune(131072, 30) + request(codec.OPEN, 4, _string("vh"))
+    whole = CLIENT_HANDSHAKE + tune(131072, 30) + request(codec.OPEN, 4, string("vh"))
     events: list[object] = []
     for chunk in _chunks(whole + HEARTBEAT, cuts):
         events += server.receive_data(chunk)
@@ -159,7 +155,7 @@ def test_server_handshake_refuses_an_unknown_mechanism_and_accepts_a_retry() -> 
     server = _server()
     server.receive_data(peer_properties(1) + request(codec.SASL_HANDSHAKE, 2))
     server.data_to_send()
-    body = _string("EXTERNAL") + struct.pack(">i", 0)
+    body = string("EXTERNAL") + struct.pack(">i", 0)
     server.receive_data(request(codec.SASL_AUTHENTICATE, 3, body))
     [answer] = _frames(server.data_to_send())
     assert codec.response_code(answer.body) == (3, codec.SASL_MECHANISM_NOT_SUPPORTED)
@@ -180,7 +176,7 @@ def test_server_handshake_answers_a_close() -> None:
 
 def test_server_handshake_refuses_a_command_out_of_order() -> None:
     with pytest.raises(codec.StreamProtocolError) as caught:
-        _server().receive_data(request(codec.OPEN, 1, _string("/")))
+        _server().receive_data(request(codec.OPEN, 1, string("/")))
     assert caught.value.code == codec.UNKNOWN_FRAME
 
 
@@ -197,7 +193,7 @@ def _response(command: int, corr: int, code: int = codec.OK, tail: bytes = b"") 
 
 def _opened_server() -> hs.ServerHandshake:
     server = _server()
-    server.receive_data(CLIENT_HANDSHAKE + tune(131072, 30) + request(codec.OPEN, 4, _string("vh")))
+    server.receive_data(CLIENT_HANDSHAKE + tune(131072, 30) + request(codec.OPEN, 4, string("vh")))
     return server
 
 
