@@ -43,6 +43,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable, MutableMapping
+from threading import get_ident
 from typing import Any, Protocol
 
 TRACE = 5
@@ -235,9 +236,7 @@ class FileFormatter(logging.Formatter):
         micros = int((record.created % 1) * 1_000_000)
         line_id = getattr(record, "line_id", 0)
         tag = getattr(record, "session_tag", "")
-        head = (
-            f"{stamp}.{micros:06d}Z {line_id} {_PID[0]}-{record.thread} {record.levelname}{tag}: "
-        )
+        head = f"{stamp}.{micros:06d}Z {line_id} {_PID[0]}-{get_ident()} {record.levelname}{tag}: "
         return _one_line(head + record.getMessage(), record, self)
 
 
@@ -386,6 +385,9 @@ def configure(
     # Every record would ask the kernel for the process id (glibc does not cache getpid):
     # the file format takes it from _PID instead, refreshed in a forked child.
     logging.logProcesses = False
+    # Nor the thread's name (which no format shows): the file format asks for the thread's
+    # id when it writes the line, in the thread that logs.
+    logging.logThreads = False
     for handler in list(root.handlers):
         root.removeHandler(handler)
         handler.close()

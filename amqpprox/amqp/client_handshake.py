@@ -23,6 +23,7 @@ from amqpprox.amqp.frames import (
     Frame,
     FrameReader,
     encode_frame,
+    whole_frames,
 )
 from amqpprox.amqp.handshake_events import (
     _HEADER_LEN,
@@ -98,10 +99,18 @@ class ClientHandshake:
         max_frame_size: int = 131072,
         *,
         pipelined: bool = False,
+        frames: tuple[bytes, bytes, bytes] | None = None,
     ) -> None:
         self.start_ok = start_ok
         self.tune_ok = tune_ok
         self.open = open
+        # The three frames to send, when the caller has them encoded already (the client's
+        # own bytes, ``ServerHandshake.replay_frames``); else they are encoded here.
+        self._frames = frames or (
+            encode_method(start_ok),
+            encode_method(tune_ok),
+            encode_method(open),
+        )
         # Pipelined: StartOk, TuneOk and Open go out with the protocol header instead of
         # one round trip each. The broker reads them in order once it has sent Start and
         # Tune; a refusal (Close) is still answered and reported at any stage.
@@ -121,16 +130,14 @@ class ClientHandshake:
     def initiate(self) -> bytes:
         """The bytes to write first: the protocol header (and, pipelined, the whole replay)."""
         if self.pipelined:
-            return (
-                PROTOCOL_HEADER
-                + encode_method(self.start_ok)
-                + encode_method(self.tune_ok)
-                + encode_method(self.open)
-            )
+            start_ok, tune_ok, open_ = self._frames
+            return PROTOCOL_HEADER + start_ok + tune_ok + open_
         return PROTOCOL_HEADER
 
     def data_to_send(self) -> bytes:
         """Return and clear the bytes to write to the broker."""
+        if not self._out:
+            return b""
         out = bytes(self._out)
         self._out.clear()
         return out
@@ -169,15 +176,30 @@ class ClientHandshake:
             self._first_seen = True
             data = bytes(self._prefix)
             self._prefix.clear()
-        reader.feed(data)
         events: list[ClientEvent] = []
-        while self._state in _CLIENT_PARSING:
-            frame = reader.next_frame()
-            if frame is NEED_DATA:
-                break
-            event = self._on_frame(frame)
-            if event is not None:
-                events.append(event)
+        if data and not reader.buffered:  # as ServerHandshake: whole frames, parsed where they lie
+            taken = 0
+            end = len(data)
+            for whole, after in whole_frames(data, reader.max_frame_size):
+                state = self._state
+                if state not in _CLIENT_PARSING:
+                    break
+                if state is ClientState.OPEN_SENT and after != end:
+                    break  # OpenOk with bytes behind it: the reader keeps those (trailing)
+                event = self._on_frame(whole)
+                taken = after
+                if event is not None:
+                    events.append(event)
+            data = data[taken:]
+        if data or reader.buffered:  # a frame cut by the read, or more than whole frames
+            reader.feed(data)
+            while self._state in _CLIENT_PARSING:
+                frame = reader.next_frame()
+                if frame is NEED_DATA:
+                    break
+                event = self._on_frame(frame)
+                if event is not None:
+                    events.append(event)
         if self._state is not ClientState.OPEN and self._state not in _CLIENT_PARSING:
             self._reader = None
         return events
@@ -211,7 +233,7 @@ class ClientHandshake:
         event = BrokerStart(bytes(frame.payload))
         self.broker_start_event = event
         if not self.pipelined:
-            self._out += encode_method(self.start_ok)
+            self._out += self._frames[0]
         return event
 
     @property
@@ -224,8 +246,8 @@ class ClientHandshake:
         tune = _decoded(frame, ConnectionTune)
         self.broker_tune = tune
         if not self.pipelined:
-            self._out += encode_method(self.tune_ok)
-            self._out += encode_method(self.open)
+            self._out += self._frames[1]
+            self._out += self._frames[2]
         return BrokerTune(tune)
 
     def _on_open_ok(self, frame: Frame) -> ClientEvent:

@@ -143,6 +143,19 @@ def _decode_table(buf: bytes, pos: int, end: int, depth: int) -> dict[str, Field
             raise _error("field name or type runs past the end of the table")
         key = buf[pos : pos + key_len].decode("utf-8", "replace")
         pos += key_len
+        # Long strings and booleans, most of a client's properties, read in line (one
+        # call less each); everything else, and any entry that runs short, the careful way.
+        tag = buf[pos]
+        if tag == 0x53 and pos + 5 <= end:  # 'S'
+            stop = pos + 5 + _U32.unpack_from(buf, pos + 1)[0]
+            if stop <= end:
+                table[key] = buf[pos + 5 : stop].decode("utf-8", "replace")
+                pos = stop
+                continue
+        elif tag == 0x74 and pos + 2 <= end:  # 't'
+            table[key] = buf[pos + 1] != 0
+            pos += 2
+            continue
         table[key], pos = _decode_value(buf, pos, end, depth)
     return table
 

@@ -31,6 +31,7 @@ __all__ = [
     "FrameReader",
     "NeedData",
     "encode_frame",
+    "whole_frames",
 ]
 
 FRAME_METHOD: Final = 1
@@ -81,6 +82,33 @@ def encode_frame(frame_type: int, channel: int, payload: bytes) -> bytes:
 
 
 HEARTBEAT_FRAME: Final = encode_frame(FRAME_HEARTBEAT, 0, b"")
+
+_new_tuple = tuple.__new__  # builds a Frame without NamedTuple's Python-level __new__
+
+
+def whole_frames(data: bytes, max_frame_size: int) -> list[tuple[Frame, int]]:
+    """The complete frames at the start of ``data``, each with the offset just after it.
+
+    Stops at the first frame that is partial or that :class:`FrameReader` would refuse,
+    so a caller hands the rest to a reader, which waits for it or raises the precise
+    error. For a handshake, whose reads are usually whole frames: no buffer to copy
+    through, one call per read instead of one per frame.
+    """
+    found: list[tuple[Frame, int]] = []
+    pos = 0
+    end = len(data)
+    largest = max_frame_size - FRAME_OVERHEAD
+    while end - pos >= _HEADER_SIZE:
+        frame_type, channel, size = _FRAME_HEAD.unpack_from(data, pos)
+        stop = pos + _HEADER_SIZE + size  # the end octet's index
+        if stop >= end or size > largest or frame_type not in FRAME_TYPES:
+            break
+        if data[stop] != FRAME_END:
+            break
+        frame = _new_tuple(Frame, (frame_type, channel, data[pos + _HEADER_SIZE : stop]))
+        pos = stop + 1
+        found.append((frame, pos))
+    return found
 
 
 class FrameReader:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
+from struct import Struct
 from typing import Any, Final, TypeAlias
 
 from amqpprox.amqp.client_handshake import ClientHandshake, ClientState
@@ -34,6 +35,8 @@ from amqpprox.amqp.frames import (
     PROTOCOL_HEADER,
     Frame,
     FrameReader,
+    encode_frame,
+    whole_frames,
 )
 from amqpprox.amqp.handshake_events import (
     _ACCEPTED_HEADERS,
@@ -93,6 +96,8 @@ __all__ = [
     "TuneOkReceived",
     "default_server_properties",
 ]
+
+_U32: Final = Struct(">I")
 
 # ----------------------------------------------------------- server (we play broker)
 
@@ -169,6 +174,9 @@ class ServerHandshake:
         self._start_ok: ConnectionStartOk | None = None
         self._tune_ok: ConnectionTuneOk | None = None
         self._open: ConnectionOpen | None = None
+        # The payloads of those three as the client sent them: replayed to the broker
+        # byte for byte (``replay_frames``) instead of encoded again.
+        self._payloads: dict[type, bytes] = {}
         self.protocol_header: bytes | None = None  # the accepted header, once seen
 
     # -- properties
@@ -193,10 +201,32 @@ class ServerHandshake:
     def vhost(self) -> str | None:
         return None if self._open is None else self._open.virtual_host
 
+    def replay_frames(self, extra_properties: bytes) -> tuple[bytes, bytes, bytes]:
+        """The client's StartOk, TuneOk and Open frames as it sent them, for the broker;
+        ``extra_properties`` (encoded table entries) are appended to StartOk's client
+        properties. Only once Open has been received."""
+        payloads = self._payloads
+        start_ok = payloads[ConnectionStartOk]
+        end = 8 + _U32.unpack_from(start_ok, 4)[0]
+        start_ok = (
+            start_ok[:4]
+            + _U32.pack(end - 8 + len(extra_properties))
+            + start_ok[8:end]
+            + extra_properties
+            + start_ok[end:]
+        )
+        return (
+            encode_frame(FRAME_METHOD, 0, start_ok),
+            encode_frame(FRAME_METHOD, 0, payloads[ConnectionTuneOk]),
+            encode_frame(FRAME_METHOD, 0, payloads[ConnectionOpen]),
+        )
+
     # -- I/O facing API
 
     def data_to_send(self) -> bytes:
         """Return and clear the bytes to write to the client."""
+        if not self._out:
+            return b""
         out = bytes(self._out)
         self._out.clear()
         return out
@@ -281,15 +311,26 @@ class ServerHandshake:
             self.protocol_header = header
             self._out += self._start_frame
             self._state = ServerState.START_SENT
-        reader.feed(data)
         events: list[ServerEvent] = []
-        while self._state in _SERVER_PARSING:
-            frame = reader.next_frame()
-            if frame is NEED_DATA:
-                break
-            event = self._on_frame(frame)
-            if event is not None:
-                events.append(event)
+        if data and not reader.buffered:  # the usual read: whole frames, parsed where they lie
+            taken = 0
+            for whole, after in whole_frames(data, reader.max_frame_size):
+                if self._state not in _SERVER_PARSING:
+                    break
+                event = self._on_frame(whole)
+                taken = after
+                if event is not None:
+                    events.append(event)
+            data = data[taken:]
+        if data or reader.buffered:  # a frame cut by the read, or more than whole frames
+            reader.feed(data)
+            while self._state in _SERVER_PARSING:
+                frame = reader.next_frame()
+                if frame is NEED_DATA:
+                    break
+                event = self._on_frame(frame)
+                if event is not None:
+                    events.append(event)
         if self._state is ServerState.OPEN_RECEIVED:
             self._reader = None
             self._hold(reader.take_buffered())
@@ -326,6 +367,7 @@ class ServerHandshake:
         next_state, handler = transition
         event = handler(self, method)
         self._state = next_state
+        self._payloads[type(method)] = frame.payload
         return event
 
     def _on_start_ok(self, start_ok: ConnectionStartOk) -> ServerEvent:

@@ -195,8 +195,12 @@ class ConnectionStartOk:
 
     def with_extra_properties(self, entries: list[tuple[str, str]]) -> ConnectionStartOk:
         """A copy with long-string entries appended after the original table bytes."""
-        extra = b"".join([encode_long_string_entry(name, value) for name, value in entries])
-        # The constructor, not dataclasses.replace: this runs once per proxied connection.
+        return self.with_extra_table_bytes(
+            b"".join([encode_long_string_entry(name, value) for name, value in entries])
+        )
+
+    def with_extra_table_bytes(self, extra: bytes) -> ConnectionStartOk:
+        """A copy with encoded table entries appended after the original table bytes."""
         return ConnectionStartOk(
             self.client_properties_raw + extra, self.mechanism, self.response, self.locale
         )
@@ -472,6 +476,88 @@ def method_ids(payload: bytes) -> tuple[int, int] | None:
     return int(class_id), int(method_id)
 
 
+# -------------------------------------------------------------- the handshake's fast path
+#
+# Every connection carries one StartOk, TuneOk and Open (and its broker's Tune and
+# OpenOk); these read a well-formed one with slices and one struct call each instead of a
+# cursor object, and answer None for anything else (a short, long or non-UTF-8 payload),
+# which ``decode_method`` then reads the careful way, with its precise 502. Slicing past
+# the end only shortens a slice, so one check of the final offset catches every
+# truncation.
+
+
+def _quick_start_ok(p: bytes) -> ConnectionStartOk | None:
+    end = len(p)
+    if end < 8:
+        return None
+    pos = 8 + _U32.unpack_from(p, 4)[0]
+    raw = p[8:pos]
+    if pos >= end:
+        return None
+    mechanism = p[pos + 1 : pos + 1 + p[pos]]
+    pos += 1 + p[pos]
+    if pos + 4 > end:
+        return None
+    size = _U32.unpack_from(p, pos)[0]
+    response = p[pos + 4 : pos + 4 + size]
+    pos += 4 + size
+    if pos >= end:
+        return None
+    locale = p[pos + 1 : pos + 1 + p[pos]]
+    if pos + 1 + p[pos] != end:
+        return None
+    try:
+        start_ok = ConnectionStartOk(raw, mechanism.decode(), response, locale.decode())
+    except UnicodeDecodeError:
+        return None
+    _ = start_ok.client_properties  # validate now (502 here, not later) and cache
+    return start_ok
+
+
+def _quick_tune_ok(p: bytes) -> ConnectionTuneOk | None:
+    if len(p) != 4 + _TUNE.size:
+        return None
+    return ConnectionTuneOk(*_TUNE.unpack_from(p, 4))
+
+
+def _quick_tune(p: bytes) -> ConnectionTune | None:
+    if len(p) != 4 + _TUNE.size:
+        return None
+    return ConnectionTune(*_TUNE.unpack_from(p, 4))
+
+
+def _quick_open_ok(p: bytes) -> ConnectionOpenOk | None:
+    # RabbitMQ's is always empty known-hosts (reserved in 0-9-1).
+    return ConnectionOpenOk() if p == b"\x00\x0a\x00\x29\x00" else None
+
+
+def _quick_open(p: bytes) -> ConnectionOpen | None:
+    end = len(p)
+    if end < 5:
+        return None
+    pos = 5 + p[4]
+    vhost = p[5:pos]
+    if pos >= end:
+        return None
+    capabilities = p[pos + 1 : pos + 1 + p[pos]]
+    pos += 1 + p[pos]
+    if pos + 1 != end:
+        return None
+    try:
+        return ConnectionOpen(vhost.decode(), capabilities.decode(), bool(p[pos] & 1))
+    except UnicodeDecodeError:
+        return None
+
+
+_QUICK: Final[dict[bytes, Callable[[bytes], Method | None]]] = {
+    b"\x00\x0a\x00\x0b": _quick_start_ok,
+    b"\x00\x0a\x00\x1f": _quick_tune_ok,
+    b"\x00\x0a\x00\x28": _quick_open,
+    b"\x00\x0a\x00\x1e": _quick_tune,
+    b"\x00\x0a\x00\x29": _quick_open_ok,
+}
+
+
 def decode_method(payload: bytes) -> Method:
     """Decode a method frame's payload.
 
@@ -479,6 +565,16 @@ def decode_method(payload: bytes) -> Method:
     :class:`UnknownMethod` (the caller decides whether that is an error). A truncated
     payload, trailing bytes or a malformed table raise ProtocolError 502.
     """
+    quick = _QUICK.get(payload[:4]) if type(payload) is bytes else None
+    if quick is not None:
+        method = quick(payload)
+        if method is not None:
+            return method
+    return _decode_careful(payload)
+
+
+def _decode_careful(payload: bytes) -> Method:
+    """``decode_method`` without the fast path: every argument through ``_Args``."""
     ids = method_ids(payload)
     if ids is None:
         raise ProtocolError(SYNTAX_ERROR, "method frame shorter than its class and method ids")

@@ -21,16 +21,20 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from amqpprox.amqp.identity import ClientIdentity
+from amqpprox.amqp.identity import ClientIdentity, identify
+from amqpprox.amqp.methods import ConnectionStartOk, ConnectionTuneOk
 
 ZERO_ENDPOINT = ("0.0.0.0", 0)
 # The vhost label of sessions that never named a vhost, or named one that is neither
 # configured nor ever opened: a bounded label for what unauthenticated clients send.
 UNKNOWN_VHOST = ""
+_NO_IDENTITY = ClientIdentity()
 
 
 class SessionState(enum.Enum):
     """Where a session is in its life, as the admin plane reports it."""
+
+    __hash__ = object.__hash__  # singletons: identity hash, as lifecycle.Phase
 
     HANDSHAKING = "handshaking"  # playing the broker, before Connection.Open
     HELD = "held"  # Open received while its vhost is paused: waits for VHOST UNPAUSE
@@ -44,6 +48,8 @@ class SessionState(enum.Enum):
 
 class CloseReason(enum.Enum):
     """Why a session ended (the ``reason`` label of the closed-sessions metric)."""
+
+    __hash__ = object.__hash__  # singletons: identity hash, as lifecycle.Phase
 
     CLIENT_GRACEFUL = "client_graceful"
     CLIENT_SNAPPED = "client_snapped"
@@ -89,8 +95,10 @@ class SessionBase:
         self.vhost = ""
         self.connection_name = ""
         self.protocol = "amqp"  # or "stream" (RabbitMQ Streams)
-        # Who the client said it is and what it negotiated (set at Connection.Open).
-        self.identity = ClientIdentity()
+        # Who the client said it is and what it negotiated: the handshake's StartOk and
+        # TuneOk, kept at Connection.Open and read into ``identity`` when first asked.
+        self._identity = _NO_IDENTITY
+        self._handshake: tuple[ConnectionStartOk, ConnectionTuneOk | None] | None = None
         self.state = SessionState.HANDSHAKING
         self.paused = False
         self.auth_denied = False
@@ -124,6 +132,19 @@ class SessionBase:
     @property
     def finished(self) -> bool:
         return self.close_reason is not None
+
+    @property
+    def identity(self) -> ClientIdentity:
+        """Who the client said it is and what it negotiated (``amqp.identity``)."""
+        handshake = self._handshake
+        if handshake is not None:
+            self._handshake = None
+            self._identity = identify(*handshake)
+        return self._identity
+
+    def identified_by(self, start_ok: ConnectionStartOk, tune_ok: ConnectionTuneOk | None) -> None:
+        """The client's handshake names it: read (once) when ``identity`` is first asked."""
+        self._handshake = (start_ok, tune_ok)
 
     @property
     def lingering(self) -> bool:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from amqpprox.amqp import handshake as hs
 from amqpprox.amqp.errors import ProtocolError
-from amqpprox.amqp.identity import identify
+from amqpprox.amqp.fields import encode_long_string_entry
 from amqpprox.amqp.methods import ConnectionClose, ConnectionCloseOk, encode_method
 from amqpprox.amqp.scanner import FrameScanner
 from amqpprox.core.sessions import CloseReason
@@ -102,7 +102,7 @@ class Amqp091:
                     session.connection_name = name
             elif isinstance(event, hs.OpenReceived):
                 if server.start_ok is not None:
-                    session.identity = identify(server.start_ok, server.tune_ok)
+                    session.identified_by(server.start_ok, server.tune_ok)
                 session.open_received(event.open.virtual_host)
             elif isinstance(event, (hs.ClientClosed, hs.ClientCloseOk)):
                 session.end(CloseReason.CLIENT_GRACEFUL)
@@ -145,15 +145,20 @@ class Amqp091:
         )
         client_tag = f"{session.client[0]}:{session.client[1]}" + (" TLS" if session.secure else "")
         host_tag = f"(:{session.listen_port}) {settings.hostname}:{egress_port}"
-        start_ok = (session.auth_start_ok or server.start_ok).with_extra_properties(
-            [("amqpprox_client", client_tag), ("amqpprox_host", host_tag)]
-        )
+        extra = encode_long_string_entry("amqpprox_client", client_tag)
+        extra += encode_long_string_entry("amqpprox_host", host_tag)
+        frames = server.replay_frames(extra)
+        start_ok = server.start_ok
+        if session.auth_start_ok is not None:  # the auth service's credentials instead
+            start_ok = session.auth_start_ok.with_extra_table_bytes(extra)
+            frames = (encode_method(start_ok), frames[1], frames[2])
         self.client_hs = hs.ClientHandshake(
             start_ok,
             server.tune_ok,
             server.open,
             max_frame_size=settings.max_frame_size,
             pipelined=settings.pipeline_broker_handshake,
+            frames=frames,
         )
         return self.client_hs.initiate()
 

@@ -228,7 +228,7 @@ async def _try_endpoint(
     if session.finished:
         transport.abort()
         return Outcome.ABANDONED, None
-    attempt = session.attach_broker(name, side)
+    attempt = session.attach_broker(name, side, (host, port))
     # A plain timer settles the attempt on timeout: cheaper than wait_for + shield.
     timer = loop.call_later(
         settings.broker_handshake_timeout, session.settle_attempt, Outcome.TIMED_OUT

@@ -16,6 +16,10 @@ __all__ = ["ALLOWED", "PUBLIC", "Phase", "TransitionError", "check_move"]
 
 
 class Phase(enum.Enum):
+    # Members are singletons: hash by identity (the phase sets and tables are looked up
+    # several times per connection; Enum's own hash is a Python-level call).
+    __hash__ = object.__hash__
+
     HANDSHAKE = "handshake"  # playing the broker to the client, until Connection.Open
     HELD = "held"  # Open received while paused: waiting for UNPAUSE
     CONNECTING = "connecting"  # auth, backend choice, connect, broker handshake

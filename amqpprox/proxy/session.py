@@ -239,9 +239,12 @@ class Session(SessionBase):
         self._arm_deadline(self.settings.limit_close_delay, refuse)
 
     # -- the broker connection (called by the connect loop and the adapter) --------------
-    def attach_broker(self, name: str, side: BrokerSide) -> asyncio.Future[connect.Outcome]:
-        """Make ``side`` this session's broker connection and greet the broker; the future
-        settles with the handshake's outcome."""
+    def attach_broker(
+        self, name: str, side: BrokerSide, remote: tuple[str, int]
+    ) -> asyncio.Future[connect.Outcome]:
+        """Make ``side`` this session's broker connection to ``remote`` (the address it
+        connected to) and greet the broker; the future settles with the handshake's
+        outcome."""
         transport = side.transport
         assert transport is not None
         self.backend_name = name
@@ -250,7 +253,7 @@ class Session(SessionBase):
         side.peer_gate = self.client_gate
         self.broker_gate.attach(transport)
         self.egress_local = peer_address(transport, "sockname")
-        self.egress_remote = peer_address(transport, "peername")
+        self.egress_remote = remote  # what the socket's peername says, without asking
         self._attempt = self._loop.create_future()
         self.route()
         side.greet(self.adapter.broker_greeting(self.egress_local[1]))

@@ -8,6 +8,7 @@ import dataclasses
 import datetime as dt
 import itertools
 import math
+from collections.abc import Callable
 from decimal import Decimal
 
 from hypothesis import HealthCheck, example, given, settings
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from pamqp import decode as pamqp_decode
 from pamqp import frame as pamqp_frame
 
+from amqpprox.amqp import methods
 from amqpprox.amqp.errors import ProtocolError
 from amqpprox.amqp.fields import FieldValue, Timestamp, decode_table, encode_table
 from amqpprox.amqp.frames import (
@@ -426,3 +428,31 @@ def _end_octets(stream: bytes, start: int) -> list[int]:
         ends.append(pos)
         pos += 1
     return ends
+
+
+# The handshake's fast path (methods._QUICK) must read exactly what the careful path
+# reads, and leave every refusal, with its text, to it.
+_QUICK_PREFIXES = [b"\x00\x0a\x00\x0b", b"\x00\x0a\x00\x1f", b"\x00\x0a\x00\x28",
+                   b"\x00\x0a\x00\x1e", b"\x00\x0a\x00\x29"]  # fmt: skip
+
+
+def _outcome(decode: Callable[[bytes], object], payload: bytes) -> object:
+    try:
+        return decode(payload)
+    except ProtocolError as exc:
+        return (exc.reply_code, exc.reply_text)
+
+
+@FAST
+@given(st.sampled_from(_QUICK_PREFIXES), st.binary(max_size=80))
+@example(b"\x00\x0a\x00\x0b", encode_method_payload(START_OK)[4:])
+@example(b"\x00\x0a\x00\x0b", encode_method_payload(START_OK)[4:-1])
+@example(b"\x00\x0a\x00\x0b", encode_method_payload(START_OK)[4:] + b"\x00")
+@example(b"\x00\x0a\x00\x28", b"\x01/\x00\x01")
+@example(b"\x00\x0a\x00\x28", b"\x01\xff\x00\x00")
+@example(b"\x00\x0a\x00\x1f", b"\x07\xff\x00\x02\x00\x00\x00\x3c")
+@example(b"\x00\x0a\x00\x29", b"\x00")
+@example(b"\x00\x0a\x00\x29", b"\x01/")
+def test_the_fast_path_reads_what_the_careful_path_reads(prefix: bytes, rest: bytes) -> None:
+    payload = prefix + rest
+    assert _outcome(decode_method, payload) == _outcome(methods._decode_careful, payload)
