@@ -282,14 +282,20 @@ def pause_vhost(ctx: Context, vhost: str) -> list[SessionBase]:
 
 
 def unpause_vhost(ctx: Context, vhost: str) -> list[SessionBase]:
-    """Held sessions connect out; established paused ones are cut so they reconnect (PR #75)."""
+    """Held sessions connect out; established paused ones are cut so they reconnect (PR #75).
+
+    While the vhost migrates, the sessions held at Open stay held: the migration
+    releases them, to the new mapping, when its evictions are over (core.migration).
+    """
     ctx.state.set_vhost_paused(vhost, False)
+    migrating = vhost in ctx.state.migrating_vhosts
     sessions = ctx.sessions.of_vhost(vhost)
     for session in sessions:
         if not session.paused or session.finished:
             continue
         if session.opened_at is None:
-            session.release_held()
+            if not migrating:
+                session.release_held()
         else:
             session.force_disconnect()
     return sessions

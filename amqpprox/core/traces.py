@@ -282,6 +282,8 @@ class TraceRegistry:
         self.on_start: list[Callable[[Trace], None]] = []
         self.on_stop: list[Callable[[Trace], None]] = []
         self.tasks: set[asyncio.Task[None]] = set()
+        # Traces running now: a plain int the data plane reads twice per connection.
+        self.running_count = 0
 
     def all(self) -> list[Trace]:
         return sorted(self._traces.values(), key=lambda t: t.id)
@@ -301,6 +303,7 @@ class TraceRegistry:
         trace = Trace(self, self._next_id, flt, options)
         self._next_id += 1
         self._traces[trace.id] = trace
+        self.running_count += 1
         self._forget_old()
         loop = asyncio.get_running_loop()
         trace._timer = loop.call_later(
@@ -315,6 +318,7 @@ class TraceRegistry:
         if trace is None or trace.state is not TraceState.RUNNING:
             return trace
         trace.state = TraceState.STOPPED
+        self.running_count -= 1
         trace.stopped_at = time.time()
         trace.stop_reason = reason
         trace.stop_detail = detail

@@ -86,13 +86,13 @@ class DataPlane:
         self.admission.release(session.id)
         self._a_session_finished.set()
         self.taps.pop(session.id, None)
-        if self.ctx.traces.running:
+        if self.ctx.traces.running_count:
             self.ctx.traces.session_ended(session.id)
 
     # -- traces (core.traces, proxy.trace_tap) --------------------------------------------
     def session_opened(self, session: Session) -> None:
         """Connection.Open named the vhost: the running traces that follow it tap it."""
-        if self.ctx.traces.running:
+        if self.ctx.traces.running_count:
             for trace in self.ctx.traces.matching(session):
                 self._tap(session, trace)
 

@@ -217,3 +217,29 @@ async def test_cancel_stops_the_eviction_releases_held_clients_and_keeps_the_map
     status, again = await api(proxy2, "POST", "/migrations/1/cancel", {})
     assert (status, again["error"]) == (409, "invalid_state")
     assert again["message"] == "migration 1 is cancelled already"
+
+
+async def test_vhost_unpause_during_a_migration_leaves_its_held_clients_to_the_migration(
+    proxy2: RunningProxy,
+) -> None:
+    clients = await open_clients(proxy2.port, 4)
+    reply = await ctl(proxy2.control_socket, "VHOST MIGRATE / BACKEND b2 1")
+    assert reply == "Migration 1 started: vhost / to backend b2, 4 sessions at 1/s\n"
+    late = await RawClient.connect(proxy2.port)
+    late_open = asyncio.ensure_future(late.open("/"))
+    await until(
+        lambda: any(s.state is SessionState.HELD for s in proxy2.ctx.sessions), "a held session"
+    )
+    (held,) = [s for s in proxy2.ctx.sessions if s.state is SessionState.HELD]
+    # An operator's unpause ends the operator's pause, not the migration's hold: the
+    # client would otherwise connect before its old sessions have moved.
+    assert await ctl(proxy2.control_socket, "VHOST UNPAUSE /") == ""
+    assert held.state is SessionState.HELD
+    assert proxy2.ctx.state.is_vhost_paused("/")
+    assert await ctl(proxy2.control_socket, "VHOST MIGRATIONS CANCEL 1") == (
+        f"Migration 1 cancelled: {moves.get_migration(proxy2.ctx, 1).sessions_moved} of 4 "
+        "sessions moved\n"
+    )
+    assert isinstance(await late_open, ConnectionOpenOk)  # released by the migration's end
+    assert held.id in on_backend(proxy2, "b2")
+    assert len(clients) == 4
