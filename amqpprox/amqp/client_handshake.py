@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
+from struct import Struct
 from typing import Final, TypeAlias, TypeVar
 
 from amqpprox.amqp.errors import (
@@ -48,7 +49,6 @@ from amqpprox.amqp.methods import (
     decode_method,
     encode_method,
     ids_of,
-    method_ids,
     method_name,
 )
 
@@ -76,6 +76,8 @@ def _decoded(frame: Frame, kind: type[_M]) -> _M:
     assert isinstance(method, kind)  # decode_method picks the class by those same ids
     return method
 
+
+_IDS: Final = Struct(">HH")
 
 _CLIENT_PARSING: Final = frozenset(
     {ClientState.AWAITING_START, ClientState.STARTOK_SENT, ClientState.OPEN_SENT}
@@ -177,7 +179,8 @@ class ClientHandshake:
             data = bytes(self._prefix)
             self._prefix.clear()
         events: list[ClientEvent] = []
-        if data and not reader.buffered:  # as ServerHandshake: whole frames, parsed where they lie
+        pending = reader.buffered
+        if data and not pending:  # as ServerHandshake: whole frames, parsed where they lie
             taken = 0
             end = len(data)
             for whole, after in whole_frames(data, reader.max_frame_size):
@@ -191,7 +194,7 @@ class ClientHandshake:
                 if event is not None:
                     events.append(event)
             data = data[taken:]
-        if data or reader.buffered:  # a frame cut by the read, or more than whole frames
+        if data or pending:  # a frame cut by the read, or more than whole frames
             reader.feed(data)
             while self._state in _CLIENT_PARSING:
                 frame = reader.next_frame()
@@ -211,8 +214,9 @@ class ClientHandshake:
         # Dispatch on the method ids: each handler decodes only what it uses, so the
         # broker's Start (nothing of which is relayed) is never decoded (see BrokerStart).
         ids = None
-        if frame.type == FRAME_METHOD and frame.channel == 0:
-            ids = method_ids(frame.payload)
+        payload = frame.payload
+        if frame.type == FRAME_METHOD and frame.channel == 0 and len(payload) >= 4:
+            ids = _IDS.unpack_from(payload)  # method_ids, without the call
         transition = _CLIENT_TRANSITIONS.get((self._state, ids))
         if transition is None:
             method = _handshake_method(frame)  # 505/503 for a frame that is no method here

@@ -312,7 +312,8 @@ class ServerHandshake:
             self._out += self._start_frame
             self._state = ServerState.START_SENT
         events: list[ServerEvent] = []
-        if data and not reader.buffered:  # the usual read: whole frames, parsed where they lie
+        pending = reader.buffered
+        if data and not pending:  # the usual read: whole frames, parsed where they lie
             taken = 0
             for whole, after in whole_frames(data, reader.max_frame_size):
                 if self._state not in _SERVER_PARSING:
@@ -322,7 +323,7 @@ class ServerHandshake:
                 if event is not None:
                     events.append(event)
             data = data[taken:]
-        if data or reader.buffered:  # a frame cut by the read, or more than whole frames
+        if data or pending:  # a frame cut by the read, or more than whole frames
             reader.feed(data)
             while self._state in _SERVER_PARSING:
                 frame = reader.next_frame()

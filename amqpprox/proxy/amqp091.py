@@ -101,8 +101,9 @@ class Amqp091:
                 if isinstance(name, str):
                     session.connection_name = name
             elif isinstance(event, hs.OpenReceived):
-                if server.start_ok is not None:
-                    session.identified_by(server.start_ok, server.tune_ok)
+                start_ok = server.start_ok
+                if start_ok is not None:
+                    session.identified_by(start_ok, server.tune_ok)
                 session.open_received(event.open.virtual_host)
             elif isinstance(event, (hs.ClientClosed, hs.ClientCloseOk)):
                 session.end(CloseReason.CLIENT_GRACEFUL)
@@ -140,22 +141,20 @@ class Amqp091:
         """Start the handshake with the broker just connected: the bytes to send it."""
         session, server, settings = self.session, self.server, self.session.settings
         assert server is not None
-        assert (
-            server.start_ok is not None and server.tune_ok is not None and server.open is not None
-        )
+        start_ok, tune_ok, open_ = server.start_ok, server.tune_ok, server.open
+        assert start_ok is not None and tune_ok is not None and open_ is not None
         client_tag = f"{session.client[0]}:{session.client[1]}" + (" TLS" if session.secure else "")
         host_tag = f"(:{session.listen_port}) {settings.hostname}:{egress_port}"
         extra = encode_long_string_entry("amqpprox_client", client_tag)
         extra += encode_long_string_entry("amqpprox_host", host_tag)
         frames = server.replay_frames(extra)
-        start_ok = server.start_ok
         if session.auth_start_ok is not None:  # the auth service's credentials instead
             start_ok = session.auth_start_ok.with_extra_table_bytes(extra)
             frames = (encode_method(start_ok), frames[1], frames[2])
         self.client_hs = hs.ClientHandshake(
             start_ok,
-            server.tune_ok,
-            server.open,
+            tune_ok,
+            open_,
             max_frame_size=settings.max_frame_size,
             pipelined=settings.pipeline_broker_handshake,
             frames=frames,
@@ -164,7 +163,8 @@ class Amqp091:
 
     def broker_handshake_data(self, data: bytes) -> None:
         session, client_hs = self.session, self.client_hs
-        broker = session.broker_transport
+        side = session.broker_side
+        broker = None if side is None else side.transport
         if client_hs is None or broker is None:
             return
         try:
@@ -195,8 +195,9 @@ class Amqp091:
         """The handshakes are over: drop them; the client bytes pipelined after Open."""
         server = self.server
         pending = server.pending_bytes() if server is not None else b""
-        if server is not None and server.tune_ok is not None:
-            self.heartbeat = server.tune_ok.heartbeat
+        tune_ok = server.tune_ok if server is not None else None
+        if tune_ok is not None:
+            self.heartbeat = tune_ok.heartbeat
         self.server = None
         self.client_hs = None
         return pending

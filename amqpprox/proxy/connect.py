@@ -7,7 +7,9 @@ candidate that fails is counted (``DataPlane.connect_failed``, with the reason: 
 ``core.stats.CONNECT_FAILURE_REASONS``) and the next one tried. A
 broker that answers the handshake with ``Connection.Close`` ends the loop: its refusal
 reaches the client, as the session decides. What a handshake is belongs to the
-session's protocol adapter; this loop only opens sockets and waits for the outcome.
+session's protocol adapter; this loop only opens sockets and waits for the outcome. It
+asks ``session.close_reason`` rather than the ``finished`` property (an attribute read
+instead of a call, several times per connection).
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ def start(session: Session) -> None:
         session.farm_name = route.name
     session.move(Phase.CONNECTING)
     # The plane keeps the task until done; the session need not.
-    session.plane.track(session.plane.loop.create_task(run(session, route)))
+    session.plane.track(session.loop.create_task(run(session, route)))
 
 
 async def run(session: Session, route: Route) -> None:
@@ -89,7 +91,7 @@ async def run(session: Session, route: Route) -> None:
         start_ok = session.adapter.start_ok
         assert start_ok is not None
         decision = await session.plane.authenticate(session, start_ok)
-        if session.finished:
+        if session.close_reason is not None:
             return
         if not decision.allow:
             if decision.fault is not None:
@@ -118,7 +120,7 @@ async def _try_candidates(session: Session, route: Route) -> None:
     state, health = ctx.state, ctx.health
     ready = 0
     held_back: list[str] = []
-    while not session.finished:
+    while session.close_reason is None:
         name = route.plan.next_backend()
         if name is None:
             break
@@ -130,7 +132,7 @@ async def _try_candidates(session: Session, route: Route) -> None:
             continue
         if await _try_backend(session, name):
             return
-    if held_back and not session.finished:
+    if held_back and session.close_reason is None:
         log.warning(
             "%s of %s %s for vhost=%s down: trying %s anyway",
             "Every ready member" if len(held_back) == ready else "The remaining members",
@@ -140,9 +142,9 @@ async def _try_candidates(session: Session, route: Route) -> None:
             ", ".join(held_back),
         )
         for name in held_back:
-            if await _try_backend(session, name) or session.finished:
+            if await _try_backend(session, name) or session.close_reason is not None:
                 return
-    if session.finished:
+    if session.close_reason is not None:
         return
     if not ready:
         log.error("No ready broker for vhost=%s (%s %s)", session.vhost, route.kind, route.name)
@@ -161,7 +163,9 @@ async def _try_backend(session: Session, name: str) -> bool:
     if backend is None:
         return False
     try:
-        addresses = await plane.resolver.resolve(backend, plane.ctx.settings.connect_timeout)
+        addresses = plane.resolver.known(backend) or await plane.resolver.resolve(
+            backend, plane.ctx.settings.connect_timeout
+        )
     except (OSError, TimeoutError) as error:
         _failed(session, name, "dns")
         log.warning("Failed to resolve %s:%d for %s: %s", backend.host, backend.port, name, error)
@@ -173,14 +177,14 @@ async def _try_backend(session: Session, name: str) -> bool:
         addresses = sorted(addresses, key=lambda a: not entry.addresses.get(a[0], True))
     last_error: str | None = None
     for host, found in addresses:
-        if session.finished:
+        if session.close_reason is not None:
             return True
         port = session.adapter.backend_port(backend, found)
         outcome, failure = await _try_endpoint(session, name, host, port, backend)
         if outcome is Outcome.OPEN or outcome is Outcome.BROKER_CLOSED:
             plane.ctx.health.record_attempt(name, True)
             return True
-        if outcome is not Outcome.FAILED or session.finished:
+        if outcome is not Outcome.FAILED or session.close_reason is not None:
             return True
         last_error = failure
     plane.ctx.health.record_attempt(name, False, last_error)
@@ -208,7 +212,7 @@ async def _try_endpoint(
     session: Session, name: str, host: str, port: int, backend: Backend
 ) -> tuple[Outcome, str | None]:
     """One address: the outcome, and for a failure its reason and address."""
-    settings, loop = session.settings, session.plane.loop
+    settings, loop = session.settings, session.loop
     session.connect_started_mono, session.broker_connected_mono = _monotonic(), None
     try:
         if backend.proxy_protocol or backend.tls:
@@ -218,14 +222,14 @@ async def _try_endpoint(
             opening = loop.create_connection(BrokerSide, host, port)
             deadline = settings.connect_timeout
         # Cancels this task at the deadline: no extra task, unlike wait_for.
-        async with Deadline(loop, deadline):
+        with Deadline(loop, deadline):
             transport, side = await opening
     except (OSError, TimeoutError) as error:
         reason = _failed(session, name, _connect_error(error, backend))
         log.warning("connect to %s (%s:%d) failed: %s", name, host, port, error)
         return Outcome.FAILED, f"{reason} ({host}:{port}): {error or 'timed out'}"
     session.broker_connected_mono = _monotonic()
-    if session.finished:
+    if session.close_reason is not None:
         transport.abort()
         return Outcome.ABANDONED, None
     attempt = session.attach_broker(name, side, (host, port))

@@ -30,16 +30,23 @@ class Resolver:
         self._cache_seconds = cache_seconds
         self._cache: dict[tuple[str, int], tuple[float, list[tuple[str, int]]]] = {}
 
-    async def resolve(self, backend: Backend, timeout: float) -> list[tuple[str, int]]:
+    def known(self, backend: Backend) -> list[tuple[str, int]] | None:
+        """The addresses of ``backend`` if no resolver need be asked (an IP address, or a
+        fresh cache entry): the usual case, answered without a coroutine."""
         if backend.ip is not None:
             return [(backend.ip, backend.port)]
-        key = (backend.host, backend.port)
-        now = time.monotonic()
-        cached = self._cache.get(key)
-        if cached is not None and now - cached[0] < self._cache_seconds:
+        cached = self._cache.get((backend.host, backend.port))
+        if cached is not None and time.monotonic() - cached[0] < self._cache_seconds:
             return cached[1]
+        return None
+
+    async def resolve(self, backend: Backend, timeout: float) -> list[tuple[str, int]]:
+        known = self.known(backend)
+        if known is not None:
+            return known
+        now = time.monotonic()
         addresses = await resolve_host(backend.host, backend.port, timeout)
-        self._cache[key] = (now, addresses)
+        self._cache[(backend.host, backend.port)] = (now, addresses)
         return addresses
 
 

@@ -5,6 +5,8 @@ On CPython 3.11 every ``asyncio.get_running_loop()`` asks the kernel for the pro
 in a virtual machine each of those syscalls costs microseconds on every connection.
 ``Deadline`` is given the loop and behaves as ``asyncio.timeout``: at the deadline it
 cancels the task, and turns that cancellation (and only that one) into ``TimeoutError``.
+It is a plain ``with`` block around the ``await`` (entering and leaving need no await of
+their own, so no coroutine is made for either, once per connection attempt).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from types import TracebackType
 
 
 class Deadline:
-    """``async with Deadline(loop, seconds):`` raises TimeoutError when the time is up."""
+    """``with Deadline(loop, seconds):`` (inside a task) raises TimeoutError when the time
+    is up."""
 
     __slots__ = ("_expired", "_handle", "_task")
 
@@ -30,10 +33,10 @@ class Deadline:
         self._expired = True
         self._task.cancel()
 
-    async def __aenter__(self) -> Deadline:
+    def __enter__(self) -> Deadline:
         return self
 
-    async def __aexit__(
+    def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,

@@ -67,10 +67,12 @@ class Session(SessionBase):
         )
         self.plane = plane
         self.settings = ctx.settings
-        self._loop = plane.loop
+        self.loop = self._loop = plane.loop  # (``loop`` for the connect task)
         self.listen_port = listen_port
         self.phase = Phase.HANDSHAKE
         self.client_side = side
+        # The client's transport never changes: a plain attribute, read on every path.
+        self.client_transport: asyncio.Transport = transport
         self.broker_side: BrokerSide | None = None
         self.client_gate = ReadGate(on_peer_gone=self._client_vanished)
         self.client_gate.attach(transport)
@@ -100,12 +102,6 @@ class Session(SessionBase):
         log.debug("session %d accepted from %s:%d", self.id, *self.client)
 
     # -- the transports, as the admin plane and the statistics see them ------------------
-    @property
-    def client_transport(self) -> asyncio.Transport:
-        transport = self.client_side.transport
-        assert transport is not None
-        return transport
-
     @property
     def broker_transport(self) -> asyncio.Transport | None:
         side = self.broker_side
@@ -281,7 +277,7 @@ class Session(SessionBase):
 
     def broker_open(self, open_ok: bytes, trailing: bytes) -> None:
         """The broker's OpenOk: the session goes live (unless refused or cut meanwhile)."""
-        if self.finished:
+        if self.close_reason is not None:
             self.settle_attempt(connect.Outcome.ABANDONED)
             self.detach_broker()
             return

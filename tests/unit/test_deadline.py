@@ -12,9 +12,8 @@ from amqpprox.proxy.deadline import Deadline
 async def test_an_await_past_its_deadline_raises_timeout_error() -> None:
     loop = asyncio.get_running_loop()
     never: asyncio.Future[None] = loop.create_future()
-    with pytest.raises(TimeoutError):
-        async with Deadline(loop, 0.01):
-            await never
+    with pytest.raises(TimeoutError), Deadline(loop, 0.01):
+        await never
     assert not asyncio.current_task().cancelling()  # type: ignore[union-attr]
 
 
@@ -22,7 +21,7 @@ async def test_an_await_within_its_deadline_returns_and_leaves_no_timer() -> Non
     loop = asyncio.get_running_loop()
     done: asyncio.Future[int] = loop.create_future()
     loop.call_soon(done.set_result, 7)
-    async with Deadline(loop, 5.0) as deadline:
+    with Deadline(loop, 5.0) as deadline:
         assert await done == 7
     assert deadline._handle.cancelled()
 
@@ -32,7 +31,7 @@ async def test_a_cancellation_from_elsewhere_stays_a_cancellation() -> None:
     never: asyncio.Future[None] = loop.create_future()
 
     async def guarded() -> None:
-        async with Deadline(loop, 5.0):
+        with Deadline(loop, 5.0):
             await never
 
     task = loop.create_task(guarded())
