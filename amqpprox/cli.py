@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _DEFAULTS = {field.name: field.default for field in dataclasses.fields(Settings)}
-# (flag, Settings field, what it bounds): each a positive number of seconds.
+# (flag, Settings field, what it bounds): each a positive number of seconds, at most 3600.
 DEADLINE_FLAGS = (
     ("--clientHandshakeTimeout", "client_handshake_timeout", "from accept to the client's Open"),
     ("--connectTimeout", "connect_timeout", "each TCP connect (and name lookup) to a broker"),
@@ -208,6 +208,12 @@ DEADLINE_FLAGS = (
         "an admin HTTP request's head, from connect or the previous response",
     ),
     ("--adminBodyTimeout", "admin_body_timeout", "an admin HTTP request's body, from its head"),
+    (
+        "--healthPassiveRetry",
+        "health_passive_retry",
+        "how long a backend that sessions failed to reach is passed over, without active"
+        " checks, before a session tries it again",
+    ),
 )
 
 

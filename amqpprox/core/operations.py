@@ -444,11 +444,6 @@ async def put_listener(
     return get_listener(ctx, port), current is None
 
 
-def listener_counters(ctx: Context, port: int) -> dict[str, int]:
-    """What the listener on ``port`` (running or stopped) turned away, by counter name."""
-    return dict(ctx.listeners.counters(port))
-
-
 @dataclass(frozen=True, slots=True)
 class Overview:
     """The proxy at a glance (REST overview, dashboard)."""

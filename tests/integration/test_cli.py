@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BROKER_PORT, free_closed_port
+from tests.conftest import BROKER_PORT, free_closed_port, pika_round_trip
 
 PY = sys.executable
 
@@ -36,6 +36,7 @@ def test_help_prints_usage_and_exits_1() -> None:
         "--connectTimeout",
         "--brokerHandshakeTimeout",
         "--gracefulCloseTimeout",
+        "--healthPassiveRetry",
     ):
         assert flag in result.stdout
 
@@ -74,6 +75,8 @@ def test_coalesce_window_out_of_range_exits_2(value: str) -> None:
         ("--connectTimeout", "0"),
         ("--gracefulCloseTimeout", "-1"),
         ("--clientHandshakeTimeout", "nan"),
+        ("--healthPassiveRetry", "0"),
+        ("--healthPassiveRetry", "3601"),
     ],
 )
 def test_deadline_out_of_range_exits_2(flag: str, value: str) -> None:
@@ -208,3 +211,51 @@ def test_trace_directory_flag_says_where_trace_files_go(tmp_socket_dir: str) -> 
         assert oct(os.stat(path).st_mode & 0o777) == "0o600"
         assert oct(os.stat(traces).st_mode & 0o777) == "0o700"
         assert not os.path.exists(os.path.join(tmp_socket_dir, "logs", "traces"))
+
+
+@pytest.mark.broker
+def test_health_passive_retry_flag_sets_the_back_off_of_a_backend_sessions_failed_to_reach(
+    tmp_socket_dir: str,
+) -> None:
+    """b1 refuses, b2 is the broker: three sessions that start at b1 mark it down, then
+    sessions pass over it until --healthPassiveRetry has run out and one tries it again
+    (its fourth failure). With the default back-off (10 s) that would not happen here."""
+    control = os.path.join(tmp_socket_dir, "ctl")
+    proc = subprocess.Popen(
+        [PY, "-m", "amqpprox", "--controlSocket", control, "--adminPort", "0",
+         "--logDirectory", os.path.join(tmp_socket_dir, "logs"),
+         "--healthPassiveRetry", "0.3"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while not os.path.exists(control):
+            assert time.monotonic() < deadline, "control socket never appeared"
+            time.sleep(0.02)
+        port = free_closed_port()
+        for line in (
+            f"BACKEND ADD b1 dc 127.0.0.1 {free_closed_port()}",
+            f"BACKEND ADD b2 dc 127.0.0.1 {BROKER_PORT}",
+            "FARM ADD f round-robin b1 b2",
+            "MAP DEFAULT f",
+            f"LISTEN START {port}",
+        ):
+            assert run(PY, "-m", "amqpprox.ctl", control, *line.split()).stdout == "", line
+
+        def failures() -> int:
+            health = run(PY, "-m", "amqpprox.ctl", control, "BACKEND", "HEALTH", "b1").stdout
+            return int(health.split(" failures=")[1].split()[0])
+
+        down_at = None
+        deadline = time.monotonic() + 10
+        while failures() < 4:
+            assert time.monotonic() < deadline, "b1 was never tried again"
+            if down_at is None and failures() == 3:
+                down_at = time.monotonic()
+            assert pika_round_trip(port, b"p") == b"p"  # b2 answers every one
+        assert down_at is not None
+        assert time.monotonic() - down_at >= 0.3  # passed over for the back-off first
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        proc.communicate(timeout=15)
