@@ -219,12 +219,13 @@ def test_health_passive_retry_flag_sets_the_back_off_of_a_backend_sessions_faile
 ) -> None:
     """b1 refuses, b2 is the broker: three sessions that start at b1 mark it down, then
     sessions pass over it until --healthPassiveRetry has run out and one tries it again
-    (its fourth failure). With the default back-off (10 s) that would not happen here."""
+    (its fourth failure). With the default back-off (10 s) that would not happen here,
+    and without a back-off the next session starting at b1 would try it at once."""
     control = os.path.join(tmp_socket_dir, "ctl")
     proc = subprocess.Popen(
         [PY, "-m", "amqpprox", "--controlSocket", control, "--adminPort", "0",
          "--logDirectory", os.path.join(tmp_socket_dir, "logs"),
-         "--healthPassiveRetry", "0.3"],
+         "--healthPassiveRetry", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -246,15 +247,25 @@ def test_health_passive_retry_flag_sets_the_back_off_of_a_backend_sessions_faile
             health = run(PY, "-m", "amqpprox.ctl", control, "BACKEND", "HEALTH", "b1").stdout
             return int(health.split(" failures=")[1].split()[0])
 
-        down_at = None
+        before_third = None  # a time before b1's third failed attempt
+        passed_over = 0  # sessions served while b1 was down, without trying it
         deadline = time.monotonic() + 10
-        while failures() < 4:
+        seen = failures()
+        while seen < 4:
             assert time.monotonic() < deadline, "b1 was never tried again"
-            if down_at is None and failures() == 3:
-                down_at = time.monotonic()
+            started = time.monotonic()
             assert pika_round_trip(port, b"p") == b"p"  # b2 answers every one
-        assert down_at is not None
-        assert time.monotonic() - down_at >= 0.3  # passed over for the back-off first
+            now_seen = failures()
+            if now_seen == 3 and seen < 3:
+                before_third = started
+            elif now_seen == seen == 3:
+                passed_over += 1
+            seen = now_seen
+        assert before_third is not None
+        # The fourth attempt came no sooner than the back-off after the third...
+        assert time.monotonic() - before_third >= 1.0
+        # ...and sessions starting at b1 meanwhile went to b2 (round-robin: every other).
+        assert passed_over >= 2
     finally:
         if proc.poll() is None:
             proc.terminate()
