@@ -7,10 +7,12 @@ Built on ``amqpprox.stream.codec`` for reading, but every request is encoded her
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
 import subprocess
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -142,3 +144,15 @@ def ensure_stream_plugin(timeout: float = 60.0) -> None:
 def stream_plugin() -> None:
     """rabbitmq_stream answering on the shared broker (autouse where it is imported)."""
     ensure_stream_plugin()
+
+
+@contextlib.asynccontextmanager
+async def handshaked(port: int, host: str = STREAM_HOST) -> AsyncIterator[RawStream]:
+    """A client connected to ``port`` and through ``handshake`` (up to Open); closed on
+    exit."""
+    client = await RawStream.connect(port, host)
+    try:
+        await client.handshake()
+        yield client
+    finally:
+        client.close()

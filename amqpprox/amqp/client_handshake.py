@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from struct import Struct
 from typing import Final, TypeAlias, TypeVar
 
 from amqpprox.amqp.errors import (
@@ -24,7 +23,6 @@ from amqpprox.amqp.frames import (
     Frame,
     FrameReader,
     encode_frame,
-    whole_frames,
 )
 from amqpprox.amqp.handshake_events import (
     _HEADER_LEN,
@@ -49,6 +47,7 @@ from amqpprox.amqp.methods import (
     decode_method,
     encode_method,
     ids_of,
+    method_ids,
     method_name,
 )
 
@@ -76,8 +75,6 @@ def _decoded(frame: Frame, kind: type[_M]) -> _M:
     assert isinstance(method, kind)  # decode_method picks the class by those same ids
     return method
 
-
-_IDS: Final = Struct(">HH")
 
 _CLIENT_PARSING: Final = frozenset(
     {ClientState.AWAITING_START, ClientState.STARTOK_SENT, ClientState.OPEN_SENT}
@@ -178,31 +175,15 @@ class ClientHandshake:
             self._first_seen = True
             data = bytes(self._prefix)
             self._prefix.clear()
+        reader.feed(data)
         events: list[ClientEvent] = []
-        pending = reader.buffered
-        if data and not pending:  # as ServerHandshake: whole frames, parsed where they lie
-            taken = 0
-            end = len(data)
-            for whole, after in whole_frames(data, reader.max_frame_size):
-                state = self._state
-                if state not in _CLIENT_PARSING:
-                    break
-                if state is ClientState.OPEN_SENT and after != end:
-                    break  # OpenOk with bytes behind it: the reader keeps those (trailing)
-                event = self._on_frame(whole)
-                taken = after
-                if event is not None:
-                    events.append(event)
-            data = data[taken:]
-        if data or pending:  # a frame cut by the read, or more than whole frames
-            reader.feed(data)
-            while self._state in _CLIENT_PARSING:
-                frame = reader.next_frame()
-                if frame is NEED_DATA:
-                    break
-                event = self._on_frame(frame)
-                if event is not None:
-                    events.append(event)
+        while self._state in _CLIENT_PARSING:
+            frame = reader.next_frame()
+            if frame is NEED_DATA:
+                break
+            event = self._on_frame(frame)
+            if event is not None:
+                events.append(event)
         if self._state is not ClientState.OPEN and self._state not in _CLIENT_PARSING:
             self._reader = None
         return events
@@ -214,9 +195,8 @@ class ClientHandshake:
         # Dispatch on the method ids: each handler decodes only what it uses, so the
         # broker's Start (nothing of which is relayed) is never decoded (see BrokerStart).
         ids = None
-        payload = frame.payload
-        if frame.type == FRAME_METHOD and frame.channel == 0 and len(payload) >= 4:
-            ids = _IDS.unpack_from(payload)  # method_ids, without the call
+        if frame.type == FRAME_METHOD and frame.channel == 0:
+            ids = method_ids(frame.payload)
         transition = _CLIENT_TRANSITIONS.get((self._state, ids))
         if transition is None:
             method = _handshake_method(frame)  # 505/503 for a frame that is no method here

@@ -31,7 +31,6 @@ __all__ = [
     "FrameReader",
     "NeedData",
     "encode_frame",
-    "whole_frames",
 ]
 
 FRAME_METHOD: Final = 1
@@ -83,32 +82,9 @@ def encode_frame(frame_type: int, channel: int, payload: bytes) -> bytes:
 
 HEARTBEAT_FRAME: Final = encode_frame(FRAME_HEARTBEAT, 0, b"")
 
-_new_tuple = tuple.__new__  # builds a Frame without NamedTuple's Python-level __new__
 
-
-def whole_frames(data: bytes, max_frame_size: int) -> list[tuple[Frame, int]]:
-    """The complete frames at the start of ``data``, each with the offset just after it.
-
-    Stops at the first frame that is partial or that :class:`FrameReader` would refuse,
-    so a caller hands the rest to a reader, which waits for it or raises the precise
-    error. For a handshake, whose reads are usually whole frames: no buffer to copy
-    through, one call per read instead of one per frame.
-    """
-    found: list[tuple[Frame, int]] = []
-    pos = 0
-    end = len(data)
-    largest = max_frame_size - FRAME_OVERHEAD
-    while end - pos >= _HEADER_SIZE:
-        frame_type, channel, size = _FRAME_HEAD.unpack_from(data, pos)
-        stop = pos + _HEADER_SIZE + size  # the end octet's index
-        if stop >= end or size > largest or frame_type not in FRAME_TYPES:
-            break
-        if data[stop] != FRAME_END:
-            break
-        frame = _new_tuple(Frame, (frame_type, channel, data[pos + _HEADER_SIZE : stop]))
-        pos = stop + 1
-        found.append((frame, pos))
-    return found
+# Builds a Frame without NamedTuple's __new__, a Python-level call per frame.
+_new_frame = tuple.__new__
 
 
 class FrameReader:
@@ -133,7 +109,10 @@ class FrameReader:
             raise ValueError(f"max_frame_size must be at least {FRAME_OVERHEAD}")
         # Largest whole frame accepted, the 8 bytes of overhead included.
         self.max_frame_size = max_frame_size
-        self._buf = bytearray()
+        # A read fed while nothing is held is kept as it came (bytes, no copy): a
+        # handshake's reads are mostly whole frames. Only a remainder that more bytes
+        # must join becomes a bytearray.
+        self._buf: bytes | bytearray = b""
         self._pos = 0
 
     @property
@@ -142,13 +121,17 @@ class FrameReader:
         return len(self._buf) - self._pos
 
     def feed(self, data: bytes) -> None:
-        if self._pos:
-            if self._pos == len(self._buf):
-                self._buf.clear()
-                self._pos = 0
-            elif self._pos >= _COMPACT_AT:
-                del self._buf[: self._pos]
-                self._pos = 0
+        buf, pos = self._buf, self._pos
+        if pos == len(buf):  # nothing held
+            self._buf = data if type(data) is bytes else bytes(data)
+            self._pos = 0
+            return
+        if isinstance(buf, bytes):  # a kept read's remainder, joined by more
+            self._buf = bytearray(buf[pos:])
+            self._pos = 0
+        elif pos >= _COMPACT_AT:
+            del buf[:pos]
+            self._pos = 0
         self._buf += data
 
     def next_frame(self) -> Frame | NeedData:
@@ -173,11 +156,11 @@ class FrameReader:
             raise ProtocolError(FRAME_ERROR, f"frame end octet is 0x{buf[end]:02X}, not 0xCE")
         payload = bytes(buf[pos + _HEADER_SIZE : end])
         self._pos = end + 1
-        return Frame(frame_type, channel, payload)
+        return _new_frame(Frame, (frame_type, channel, payload))
 
     def take_buffered(self) -> bytes:
         """Return and forget every byte fed but not yet parsed into a frame."""
         rest = bytes(self._buf[self._pos :])
-        self._buf.clear()
+        self._buf = b""
         self._pos = 0
         return rest

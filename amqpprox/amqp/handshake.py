@@ -36,7 +36,6 @@ from amqpprox.amqp.frames import (
     Frame,
     FrameReader,
     encode_frame,
-    whole_frames,
 )
 from amqpprox.amqp.handshake_events import (
     _ACCEPTED_HEADERS,
@@ -311,27 +310,15 @@ class ServerHandshake:
             self.protocol_header = header
             self._out += self._start_frame
             self._state = ServerState.START_SENT
+        reader.feed(data)
         events: list[ServerEvent] = []
-        pending = reader.buffered
-        if data and not pending:  # the usual read: whole frames, parsed where they lie
-            taken = 0
-            for whole, after in whole_frames(data, reader.max_frame_size):
-                if self._state not in _SERVER_PARSING:
-                    break
-                event = self._on_frame(whole)
-                taken = after
-                if event is not None:
-                    events.append(event)
-            data = data[taken:]
-        if data or pending:  # a frame cut by the read, or more than whole frames
-            reader.feed(data)
-            while self._state in _SERVER_PARSING:
-                frame = reader.next_frame()
-                if frame is NEED_DATA:
-                    break
-                event = self._on_frame(frame)
-                if event is not None:
-                    events.append(event)
+        while self._state in _SERVER_PARSING:
+            frame = reader.next_frame()
+            if frame is NEED_DATA:
+                break
+            event = self._on_frame(frame)
+            if event is not None:
+                events.append(event)
         if self._state is ServerState.OPEN_RECEIVED:
             self._reader = None
             self._hold(reader.take_buffered())

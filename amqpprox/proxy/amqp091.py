@@ -19,10 +19,9 @@ from amqpprox.amqp import handshake as hs
 from amqpprox.amqp.errors import ProtocolError
 from amqpprox.amqp.fields import encode_long_string_entry
 from amqpprox.amqp.methods import ConnectionClose, ConnectionCloseOk, encode_method
-from amqpprox.amqp.scanner import FrameScanner
+from amqpprox.amqp.scanner import FrameScanner, Scanner
 from amqpprox.core.sessions import CloseReason
 from amqpprox.proxy import departures
-from amqpprox.proxy.lifecycle import Phase
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -46,11 +45,13 @@ def close_frame(code: int, text: str, class_id: int = 0, method_id: int = 0) -> 
     return encode_method(ConnectionClose(code, text, class_id, method_id))
 
 
-class Amqp091:
+class Amqp091(departures.Departures):
     """The AMQP 0-9-1 side of one session."""
 
     protocol = "amqp"
     node: str | None = None  # AMQP listeners are never node listeners
+    in_scanner: Scanner
+    out_scanner: Scanner
 
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -163,8 +164,7 @@ class Amqp091:
 
     def broker_handshake_data(self, data: bytes) -> None:
         session, client_hs = self.session, self.client_hs
-        side = session.broker_side
-        broker = None if side is None else side.transport
+        broker = session.broker_transport
         if client_hs is None or broker is None:
             return
         try:
@@ -202,23 +202,12 @@ class Amqp091:
         self.client_hs = None
         return pending
 
+    # -- how a side left (the rest: departures.Departures) ------------------------------
     def client_closed_in_handshake(self) -> bool:
         return self.server is not None and self.server.state is hs.ServerState.CLOSED
 
-    # -- how a side left -----------------------------------------------------------------
-    def client_left(self, phase: Phase) -> CloseReason:
-        """Why the session ended when the client's socket closed."""
-        closed = self.client_closed_in_handshake()
-        return departures.client_left(phase, self.in_scanner, self.out_scanner, closed)
-
-    def broker_left(self, phase: Phase) -> tuple[CloseReason, bytes]:
-        """Why the session ended when the broker's socket closed; what to tell the client."""
-        return departures.broker_left(phase, self.in_scanner, self.out_scanner, _broker_lost)
-
-    def silence_limit(self) -> float | None:
-        """How long the broker may say nothing before it counts as stopped: two heartbeat
-        intervals (AMQP 0-9-1 §4.2.7), or None when heartbeats are off."""
-        return 2.0 * self.heartbeat if self.heartbeat > 0 else None
+    def broker_lost_notice(self) -> bytes:
+        return close_frame(CONNECTION_FORCED, BROKER_LOST_TEXT)
 
     def silent_broker_frame(self) -> bytes:
         return close_frame(CONNECTION_FORCED, BROKER_SILENT_TEXT)
@@ -275,7 +264,3 @@ class Amqp091:
             closing = self.session.closing
             assert closing is not None
             closing.broker_done()
-
-
-def _broker_lost() -> bytes:
-    return close_frame(CONNECTION_FORCED, BROKER_LOST_TEXT)

@@ -7,9 +7,7 @@ candidate that fails is counted (``DataPlane.connect_failed``, with the reason: 
 ``core.stats.CONNECT_FAILURE_REASONS``) and the next one tried. A
 broker that answers the handshake with ``Connection.Close`` ends the loop: its refusal
 reaches the client, as the session decides. What a handshake is belongs to the
-session's protocol adapter; this loop only opens sockets and waits for the outcome. It
-asks ``session.close_reason`` rather than the ``finished`` property (an attribute read
-instead of a call, several times per connection).
+session's protocol adapter; this loop only opens sockets and waits for the outcome.
 """
 
 from __future__ import annotations
@@ -91,7 +89,7 @@ async def run(session: Session, route: Route) -> None:
         start_ok = session.adapter.start_ok
         assert start_ok is not None
         decision = await session.plane.authenticate(session, start_ok)
-        if session.close_reason is not None:
+        if session.finished:
             return
         if not decision.allow:
             if decision.fault is not None:
@@ -120,7 +118,7 @@ async def _try_candidates(session: Session, route: Route) -> None:
     state, health = ctx.state, ctx.health
     ready = 0
     held_back: list[str] = []
-    while session.close_reason is None:
+    while not session.finished:
         name = route.plan.next_backend()
         if name is None:
             break
@@ -132,7 +130,7 @@ async def _try_candidates(session: Session, route: Route) -> None:
             continue
         if await _try_backend(session, name):
             return
-    if held_back and session.close_reason is None:
+    if held_back and not session.finished:
         log.warning(
             "%s of %s %s for vhost=%s down: trying %s anyway",
             "Every ready member" if len(held_back) == ready else "The remaining members",
@@ -142,9 +140,9 @@ async def _try_candidates(session: Session, route: Route) -> None:
             ", ".join(held_back),
         )
         for name in held_back:
-            if await _try_backend(session, name) or session.close_reason is not None:
+            if await _try_backend(session, name) or session.finished:
                 return
-    if session.close_reason is not None:
+    if session.finished:
         return
     if not ready:
         log.error("No ready broker for vhost=%s (%s %s)", session.vhost, route.kind, route.name)
@@ -177,14 +175,14 @@ async def _try_backend(session: Session, name: str) -> bool:
         addresses = sorted(addresses, key=lambda a: not entry.addresses.get(a[0], True))
     last_error: str | None = None
     for host, found in addresses:
-        if session.close_reason is not None:
+        if session.finished:
             return True
         port = session.adapter.backend_port(backend, found)
         outcome, failure = await _try_endpoint(session, name, host, port, backend)
         if outcome is Outcome.OPEN or outcome is Outcome.BROKER_CLOSED:
             plane.ctx.health.record_attempt(name, True)
             return True
-        if outcome is not Outcome.FAILED or session.close_reason is not None:
+        if outcome is not Outcome.FAILED or session.finished:
             return True
         last_error = failure
     plane.ctx.health.record_attempt(name, False, last_error)
@@ -229,7 +227,7 @@ async def _try_endpoint(
         log.warning("connect to %s (%s:%d) failed: %s", name, host, port, error)
         return Outcome.FAILED, f"{reason} ({host}:{port}): {error or 'timed out'}"
     session.broker_connected_mono = _monotonic()
-    if session.close_reason is not None:
+    if session.finished:
         transport.abort()
         return Outcome.ABANDONED, None
     attempt = session.attach_broker(name, side, (host, port))

@@ -67,7 +67,7 @@ class Session(SessionBase):
         )
         self.plane = plane
         self.settings = ctx.settings
-        self.loop = self._loop = plane.loop  # (``loop`` for the connect task)
+        self.loop = plane.loop
         self.listen_port = listen_port
         self.phase = Phase.HANDSHAKE
         self.client_side = side
@@ -94,7 +94,7 @@ class Session(SessionBase):
         self._attempt: asyncio.Future[connect.Outcome] | None = None
         self.auth_start_ok: ConnectionStartOk | None = None  # the auth service's credentials
         self.closing: GracefulClose | None = None  # DISCONNECT_GRACEFUL under way
-        self._deadline: asyncio.TimerHandle | None = self._loop.call_later(
+        self._deadline: asyncio.TimerHandle | None = self.loop.call_later(
             self.settings.client_handshake_timeout, self._handshake_timeout
         )
         self.route()
@@ -250,7 +250,7 @@ class Session(SessionBase):
         self.broker_gate.attach(transport)
         self.egress_local = peer_address(transport, "sockname")
         self.egress_remote = remote  # what the socket's peername says, without asking
-        self._attempt = self._loop.create_future()
+        self._attempt = self.loop.create_future()
         self.route()
         side.greet(self.adapter.broker_greeting(self.egress_local[1]))
         return self._attempt
@@ -277,7 +277,7 @@ class Session(SessionBase):
 
     def broker_open(self, open_ok: bytes, trailing: bytes) -> None:
         """The broker's OpenOk: the session goes live (unless refused or cut meanwhile)."""
-        if self.close_reason is not None:
+        if self.finished:
             self.settle_attempt(connect.Outcome.ABANDONED)
             self.detach_broker()
             return
@@ -307,7 +307,7 @@ class Session(SessionBase):
         )
         if self.settings.coalesce_reads_ms:
             self.coalescers = ReadCoalescer.pair(
-                self._loop,
+                self.loop,
                 self.settings.coalesce_reads_ms / 1000,
                 partial(self.client_gate.set, Hold.COALESCE),
                 partial(self.broker_gate.set, Hold.COALESCE),
@@ -326,7 +326,7 @@ class Session(SessionBase):
         limit = adapter.silence_limit()
         if limit is not None:
             self._silence = BrokerSilence(
-                self._loop, self, self.broker_gate, limit, self.broker_silent
+                self.loop, self, self.broker_gate, limit, self.broker_silent
             )
         log.debug("session %d: vhost %s open on %s", self.id, self.vhost, self.backend_name)
 
@@ -589,7 +589,7 @@ class Session(SessionBase):
 
     def _arm_deadline(self, delay: float, callback: Callable[[], None]) -> None:
         self.cancel_deadline()
-        self._deadline = self._loop.call_later(delay, callback)
+        self._deadline = self.loop.call_later(delay, callback)
 
     def cancel_deadline(self) -> None:
         if self._deadline is not None:

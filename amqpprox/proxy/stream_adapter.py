@@ -67,11 +67,13 @@ def stream_code(code: int) -> int:
     return _AMQP_TO_STREAM.get(code, codec.INTERNAL_ERROR)
 
 
-class StreamAdapter:
+class StreamAdapter(departures.Departures):
     """The stream protocol side of one session."""
 
     protocol = "stream"
     node: str | None = None
+    in_scanner: StreamScanner
+    out_scanner: StreamScanner
 
     def __init__(self, session: Session, node: str | None = None) -> None:
         self.session = session
@@ -233,19 +235,12 @@ class StreamAdapter:
         self.client_hs = None
         return pending
 
+    # -- how a side left (the rest: departures.Departures) ------------------------------
     def client_closed_in_handshake(self) -> bool:
         return self.server is not None and self.server.state is hs.ServerState.CLOSED
 
-    # -- how a side left -----------------------------------------------------------------
-    def client_left(self, phase: Phase) -> CloseReason:
-        closed = self.client_closed_in_handshake()
-        return departures.client_left(phase, self.in_scanner, self.out_scanner, closed)
-
-    def broker_left(self, phase: Phase) -> tuple[CloseReason, bytes]:
-        return departures.broker_left(phase, self.in_scanner, self.out_scanner, _broker_lost)
-
-    def silence_limit(self) -> float | None:
-        return 2.0 * self.heartbeat if self.heartbeat > 0 else None
+    def broker_lost_notice(self) -> bytes:
+        return codec.close_request(PROXY_CORRELATION_ID, codec.INTERNAL_ERROR, BROKER_LOST_TEXT)
 
     def silent_broker_frame(self) -> bytes:
         return codec.close_request(PROXY_CORRELATION_ID, codec.INTERNAL_ERROR, BROKER_SILENT_TEXT)
@@ -309,7 +304,3 @@ def _refusal_text(event: hs.BrokerRefused) -> str:
     }
     reason = names.get(event.code, f"response code {event.code}")
     return f"broker refused the {event.stage}: {reason}"
-
-
-def _broker_lost() -> bytes:
-    return codec.close_request(PROXY_CORRELATION_ID, codec.INTERNAL_ERROR, BROKER_LOST_TEXT)

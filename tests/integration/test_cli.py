@@ -136,13 +136,22 @@ def test_simple_mode_process_serves_and_exits_on_exit_command(tmp_socket_dir: st
 
 @contextlib.contextmanager
 def simple_mode(tmp_socket_dir: str, *extra: str, dns: str = "127.0.0.1") -> Iterator[str]:
-    """A proxy process in simple mode in front of the broker; its control socket's path
-    once it is there. Terminated (if still running) on exit."""
+    """A proxy process in simple mode in front of the broker (``proxy_process``)."""
+    with proxy_process(
+        tmp_socket_dir, "--listenPort", str(free_closed_port()), "--destinationDNS", dns,
+        "--destinationPort", str(BROKER_PORT), *extra,
+    ) as control:  # fmt: skip
+        yield control
+
+
+@contextlib.contextmanager
+def proxy_process(tmp_socket_dir: str, *extra: str) -> Iterator[str]:
+    """A proxy process (admin API on a free port, logs and control socket in
+    ``tmp_socket_dir``); its control socket's path once it is there. Terminated (if still
+    running) on exit."""
     control = os.path.join(tmp_socket_dir, "ctl")
     proc = subprocess.Popen(
-        [PY, "-m", "amqpprox", "--listenPort", str(free_closed_port()),
-         "--destinationDNS", dns,
-         "--destinationPort", str(BROKER_PORT), "--controlSocket", control,
+        [PY, "-m", "amqpprox", "--controlSocket", control,
          "--logDirectory", os.path.join(tmp_socket_dir, "logs"), "--adminPort", "0", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -221,18 +230,7 @@ def test_health_passive_retry_flag_sets_the_back_off_of_a_backend_sessions_faile
     sessions pass over it until --healthPassiveRetry has run out and one tries it again
     (its fourth failure). With the default back-off (10 s) that would not happen here,
     and without a back-off the next session starting at b1 would try it at once."""
-    control = os.path.join(tmp_socket_dir, "ctl")
-    proc = subprocess.Popen(
-        [PY, "-m", "amqpprox", "--controlSocket", control, "--adminPort", "0",
-         "--logDirectory", os.path.join(tmp_socket_dir, "logs"),
-         "--healthPassiveRetry", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 10
-        while not os.path.exists(control):
-            assert time.monotonic() < deadline, "control socket never appeared"
-            time.sleep(0.02)
+    with proxy_process(tmp_socket_dir, "--healthPassiveRetry", "1") as control:
         port = free_closed_port()
         for line in (
             f"BACKEND ADD b1 dc 127.0.0.1 {free_closed_port()}",
@@ -266,7 +264,3 @@ def test_health_passive_retry_flag_sets_the_back_off_of_a_backend_sessions_faile
         assert time.monotonic() - before_third >= 1.0
         # ...and sessions starting at b1 meanwhile went to b2 (round-robin: every other).
         assert passed_over >= 2
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-        proc.communicate(timeout=15)

@@ -41,6 +41,7 @@ from tests.rawstream import (
     CREATE,
     DELETE,
     RawStream,
+    handshaked,
     request,
     stream_plugin,  # noqa: F401 (autouse)
     string,
@@ -135,9 +136,7 @@ async def test_metadata_names_only_proxy_endpoints(
     streams: tuple[RunningProxy, int], caplog: pytest.LogCaptureFixture
 ) -> None:
     _running, port = streams
-    client = await RawStream.connect(port)
-    try:
-        await client.handshake()
+    async with handshaked(port) as client:
         code, props = await client.open("/")
         assert code == codec.OK
         assert (props["advertised_host"], props["advertised_port"]) == ("127.0.0.1", str(port))
@@ -158,8 +157,6 @@ async def test_metadata_names_only_proxy_endpoints(
         finally:
             client.send(request(DELETE, 7, name))
             await client.frame_of(DELETE | codec.RESPONSE)
-    finally:
-        client.close()
 
 
 async def test_bad_password_gets_the_brokers_authentication_failure(
@@ -181,21 +178,15 @@ async def test_unknown_vhost_gets_the_brokers_vhost_access_failure(
     streams: tuple[RunningProxy, int],
 ) -> None:
     _running, port = streams
-    client = await RawStream.connect(port)
-    try:
-        await client.handshake()
+    async with handshaked(port) as client:
         code, _props = await client.open("no-such-vhost-here")
         assert code == codec.VIRTUAL_HOST_ACCESS_FAILURE
-    finally:
-        client.close()
 
 
 async def test_unmapped_vhost_gets_an_error_naming_it(tmp_socket_dir: str) -> None:
     async with running_proxy(tmp_socket_dir, simple=False) as running:
         port = await ops.start_listener(running.ctx, 0, host="127.0.0.1", protocol="stream")
-        client = await RawStream.connect(port)
-        try:
-            await client.handshake()
+        async with handshaked(port) as client:
             code, _props = await client.open("unmapped-vh")
             assert code == codec.VIRTUAL_HOST_ACCESS_FAILURE
             corr, code, reason = await client.close_frame()
@@ -203,15 +194,11 @@ async def test_unmapped_vhost_gets_an_error_naming_it(tmp_socket_dir: str) -> No
             assert reason == "No known broker mapping for vhost unmapped-vh"
             client.send(codec.close_response(corr))
             assert await client.closed()
-        finally:
-            client.close()
 
 
 async def test_graceful_disconnect_sends_a_stream_close(streams: tuple[RunningProxy, int]) -> None:
     running, port = streams
-    client = await RawStream.connect(port)
-    try:
-        await client.handshake()
+    async with handshaked(port) as client:
         code, _props = await client.open("/")
         assert code == codec.OK
         [session] = [s for s in running.ctx.sessions if s.protocol == "stream"]
@@ -224,8 +211,6 @@ async def test_graceful_disconnect_sends_a_stream_close(streams: tuple[RunningPr
         await until(lambda: session.finished)
         assert session.close_reason is not None
         assert session.close_reason.name == "PROXY_GRACEFUL"
-    finally:
-        client.close()
 
 
 async def test_listen_start_stream_control_command(tmp_socket_dir: str) -> None:
@@ -239,21 +224,15 @@ async def test_listen_start_stream_control_command(tmp_socket_dir: str) -> None:
         assert await ctl(path, f"LISTEN START_STREAM {port} ADDRESS 127.0.0.1") == ""
         printed = await ctl(path, "LISTEN PRINT")
         assert f"port={port} address=127.0.0.1 tls=N proxyProtocol=N protocol=stream\n" in printed
-        client = await RawStream.connect(port)
-        try:
-            await client.handshake()
+        async with handshaked(port) as client:
             assert (await client.open("/"))[0] == codec.OK
-        finally:
-            client.close()
 
 
 async def test_bytes_and_frames_agree_across_conn_rest_and_metrics(
     streams: tuple[RunningProxy, int],
 ) -> None:
     running, port = streams
-    client = await RawStream.connect(port)
-    try:
-        await client.handshake()
+    async with handshaked(port) as client:
         assert (await client.open("/"))[0] == codec.OK
         for corr in (5, 6, 7):
             client.send(request(codec.METADATA, corr, b"\x00\x00\x00\x01\x00\x02no"))
@@ -297,5 +276,3 @@ async def test_bytes_and_frames_agree_across_conn_rest_and_metrics(
         assert listener in metrics.splitlines()
         amqp = f'amqpprox_listener_protocol{{port="{running.port}",protocol="amqp",node=""}} 1'
         assert amqp in metrics.splitlines()
-    finally:
-        client.close()

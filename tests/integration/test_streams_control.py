@@ -18,6 +18,7 @@ from tests.rawstream import (
     CREATE,
     DELETE,
     RawStream,
+    handshaked,
     request,
     stream_plugin,  # noqa: F401 (autouse)
     string,
@@ -150,17 +151,13 @@ async def test_vhost_pause_holds_a_new_stream_session_at_open(
 ) -> None:
     running, port = streams
     assert await ctl(running.control_socket, "VHOST PAUSE /") == ""
-    client = await RawStream.connect(port)
-    try:
-        await client.handshake()
+    async with handshaked(port) as client:
         client.send(request(codec.OPEN, 4, string("/")))
         with pytest.raises(TimeoutError):
             await client.frame_of(codec.OPEN | codec.RESPONSE, timeout=0.3)
         assert await ctl(running.control_socket, "VHOST UNPAUSE /") == ""
         got = await client.frame_of(codec.OPEN | codec.RESPONSE)
         assert codec.response_code(got.body) == (4, codec.OK)
-    finally:
-        client.close()
 
 
 async def test_connection_rate_limit_refuses_with_a_close_naming_it(
@@ -168,15 +165,11 @@ async def test_connection_rate_limit_refuses_with_a_close_naming_it(
 ) -> None:
     running, port = streams
     await ctl(running.control_socket, "LIMIT CONN_RATE VHOST / 0")
-    client = await RawStream.connect(port)
-    try:
-        await client.handshake()
+    async with handshaked(port) as client:
         code, _props = await client.open("/")
         assert code == codec.VIRTUAL_HOST_ACCESS_FAILURE
         _corr, _code, reason = await client.close_frame()
         assert "limit" in reason.lower()
-    finally:
-        client.close()
 
 
 async def test_a_frame_over_the_size_cap_is_refused(tmp_socket_dir: str) -> None:
@@ -224,15 +217,11 @@ async def test_handshake_errors_get_a_close_naming_them(
 async def test_hostile_vhost_names_are_routed_as_text(tmp_socket_dir: str) -> None:
     async with running_proxy(tmp_socket_dir, simple=False) as running:
         port = await ops.start_listener(running.ctx, 0, host="127.0.0.1", protocol="stream")
-        client = await RawStream.connect(port)
-        try:
-            await client.handshake()
+        async with handshaked(port) as client:
             code, _props = await client.open("evil\nvhost\x1b[31m")
             assert code == codec.VIRTUAL_HOST_ACCESS_FAILURE
             _corr, _code, reason = await client.close_frame()
             assert reason == "No known broker mapping for vhost evil\nvhost\x1b[31m"
-        finally:
-            client.close()
         conn = await ctl(running.control_socket, "CONN")
         assert "\x1b" not in conn
 
