@@ -18,6 +18,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from amqpprox.core.sessions import ZERO_ENDPOINT, CloseReason, SessionBase, SessionState
+from amqpprox.logsetup import hot_info
 from amqpprox.proxy import connect
 from amqpprox.proxy.amqp091 import ACCESS_REFUSED, RESOURCE_ERROR
 from amqpprox.proxy.coalescing import ReadCoalescer, wrap_pair
@@ -205,7 +206,8 @@ class Session(SessionBase):
         self.cancel_deadline()
         self.vhost = vhost
         self.open_received_mono = _monotonic()
-        log.info(
+        hot_info(  # log.info, without a LogRecord while only our sinks listen
+            log,
             'Starting connection for: connectionName="%s" tlsEnabled=%s id=%d vhost=%s '
             "ingressRemote=%s:%d",
             self.connection_name,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
@@ -250,3 +251,103 @@ def test_bidirectional_controls_are_escaped_too() -> None:
     assert logsetup.escape_controls("evil\u202etxt.exe") == "evil\\u202etxt.exe"
     assert logsetup.escape_controls("a\u2066b\u200fc") == "a\\u2066b\\u200fc"
     assert logsetup.escape_controls("Zürich ÷ 東京") == "Zürich ÷ 東京"
+
+
+# -- hot_info: the same file line, without a LogRecord ------------------------------------
+HOT = 'Starting connection for: connectionName="%s" id=%d vhost=%s'
+
+
+def _file_lines(directory: Path) -> list[str]:
+    sink = logsetup.sink("file")
+    assert sink is not None
+    sink.flush()
+    return "".join(p.read_text() for p in sorted(directory.iterdir())).splitlines()
+
+
+def _after_stamp(line: str) -> str:
+    """A file line without its time (the one part two records never share)."""
+    return line.split(" ", 1)[1]
+
+
+def test_hot_info_writes_the_line_logger_info_writes(configured: Path) -> None:
+    logger = logging.getLogger("amqpprox.test-hot")
+    logger.info(HOT, FORGED, 7, "/")
+    logsetup.hot_info(logger, HOT, FORGED, 7, "/")
+    token = logsetup.session_context.set(_Session(9, "ctx"))
+    try:
+        logger.info("session %d: %s", 9, "x")
+        logsetup.hot_info(logger, "session %d: %s", 9, "x")
+    finally:
+        logsetup.session_context.reset(token)
+    logsetup.hot_info(logger, "session %d: %s", 4, "by convention")
+    logger.info("session %d: %s", 4, "by convention")
+    lines = _file_lines(configured)
+    assert len(lines) == 6  # one line each: the forged name cannot start a line
+    shown = [_after_stamp(line) for line in lines]
+    ids = [int(rest.split(" ", 1)[0]) for rest in shown]
+    assert ids == [1, 2, 3, 4, 5, 6]  # one sequence of line ids for both ways
+    bodies = [rest.split(" ", 1)[1] for rest in shown]
+    assert bodies[0] == bodies[1] and bodies[2] == bodies[3] and bodies[4] == bodies[5]
+    name = logsetup.escape_controls(FORGED)
+    assert bodies[1].endswith(
+        f'INFO: Starting connection for: connectionName="{name}" id=7 vhost=/'
+    )
+    assert bodies[3].endswith("INFO [ctx] 9: session 9: x")
+    assert bodies[4].endswith("INFO 4: session 4: by convention")
+
+
+def test_hot_info_honours_the_levels(configured: Path) -> None:
+    logger = logging.getLogger("amqpprox.test-hot-levels")
+    logsetup.set_file_verbosity(2)  # WARN: the file does not show INFO
+    logsetup.hot_info(logger, "hidden %s", 1)
+    logsetup.set_file_verbosity(3)
+    logsetup.hot_info(logger, "shown %s", 2)
+    logging.disable(logging.INFO)
+    try:
+        logsetup.hot_info(logger, "disabled %s", 3)
+    finally:
+        logging.disable(logging.NOTSET)
+    lines = _file_lines(configured)
+    assert [_after_stamp(line).split(" ", 1)[1] for line in lines][-1].endswith("INFO: shown 2")
+    assert not any("hidden" in line or "disabled" in line for line in lines)
+
+
+def test_hot_info_reaches_the_console_and_added_handlers_as_logger_info_does(
+    configured: Path,
+) -> None:
+    logger = logging.getLogger("amqpprox.test-hot-others")
+    console = logsetup.sink("console")
+    assert isinstance(console, logging.StreamHandler)
+    console.setStream(io.StringIO())
+    logsetup.set_console_verbosity(3)  # the console shows INFO now
+    logsetup.hot_info(logger, "to the console %s", 1)
+    logsetup.set_console_verbosity(0)
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    keep = Keep()
+    logger.addHandler(keep)
+    try:
+        logsetup.hot_info(logger, "to an added handler %s", 2)
+    finally:
+        logger.removeHandler(keep)
+    parent = logging.getLogger("amqpprox")
+    parent.addHandler(keep)
+    try:
+        logsetup.hot_info(logger, "to a handler on the parent %s", 3)
+    finally:
+        parent.removeHandler(keep)
+    assert console.stream.getvalue() == "INFO: to the console 1\n"
+    assert [r.getMessage() for r in records] == [
+        "to an added handler 2",
+        "to a handler on the parent 3",
+    ]
+    lines = _file_lines(configured)
+    assert [line.rsplit(": ", 1)[1] for line in lines] == [
+        "to the console 1",
+        "to an added handler 2",
+        "to a handler on the parent 3",
+    ]
