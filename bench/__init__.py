@@ -2,8 +2,8 @@
 
 Run ``python -m bench --help``.  Columns: ``direct`` (the broker), ``proxy`` (amqpprox
 started by the bench), ``haproxy`` (when installed; ``--no-haproxy`` skips it, see
-:mod:`bench.haproxy`); ``--tls``, ``--also-no-per-source``, ``--also-haproxy-splice``
-and ``--also-forwarder`` add more.  Scenarios (``--only NAME``):
+:mod:`bench.haproxy`); ``--tls``, ``--also-no-per-source``, ``--also-haproxy-splice``,
+``--also-haproxy-one-thread`` and ``--also-forwarder`` add more.  Scenarios (``--only NAME``):
 
 * ``msgs``    - 100-byte messages/s, one producer + one consumer process
 * ``mib``     - MiB/s with 1 MiB messages (multi-frame bodies)

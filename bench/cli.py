@@ -86,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="add a column for HAProxy with `option splice-auto` (zero-copy relay)",
     )
     ap.add_argument(
+        "--also-haproxy-one-thread",
+        action="store_true",
+        help="add a column for HAProxy held to one thread (nbthread 1), as the proxy's one"
+        " event loop",
+    )
+    ap.add_argument(
         "--no-haproxy",
         action="store_true",
         help="skip the haproxy column (default: run it when haproxy is installed)",
@@ -328,8 +334,13 @@ def start_columns(args: argparse.Namespace, workdir: Path, servers: list[Server]
         if binary is None:
             print(haproxy.INSTALL_HINT, file=sys.stderr)
         else:
-            for splice in (False, True) if args.also_haproxy_splice else (False,):
-                server, column = start_haproxy(binary, args.broker, workdir, splice=splice)
+            variants = [haproxy.DEFAULT]
+            if args.also_haproxy_splice:
+                variants.append(haproxy.SPLICE)
+            if args.also_haproxy_one_thread:
+                variants.append(haproxy.ONE_THREAD)
+            for variant in variants:
+                server, column = start_haproxy(binary, args.broker, workdir, variant)
                 servers.append(server)
                 columns.append(column)
     if args.also_forwarder:

@@ -149,21 +149,20 @@ def start_tls_listener(proxy: Column, ctl: Path, workdir: Path) -> Column:
 
 
 def start_haproxy(
-    binary: str, broker: Target, workdir: Path, *, splice: bool = False
+    binary: str, broker: Target, workdir: Path, variant: haproxy.Variant = haproxy.DEFAULT
 ) -> tuple[Server, Column]:
     """HAProxy in the foreground with a generated ``mode tcp`` configuration."""
     port = free_port()
-    maxconn = haproxy.maxconn_for_this_process(splice=splice)
+    maxconn = haproxy.maxconn_for_this_process(splice=variant.splice)
     if maxconn < haproxy.MAXCONN:
         print(
             f"haproxy: maxconn {maxconn} instead of {haproxy.MAXCONN}: the open-files hard "
             "limit allows no more (two descriptors per connection, more with splice)",
             file=sys.stderr,
         )
-    config = haproxy.write_config(workdir, port, broker, maxconn, splice=splice)
-    name = "haproxy-splice" if splice else "haproxy"
-    server = start_server(name, haproxy.argv(binary, config), workdir, port)
-    return server, Column(name, Target(LOOPBACK, port), server.proc.pid)
+    config = haproxy.write_config(workdir, port, broker, maxconn, variant)
+    server = start_server(variant.name, haproxy.argv(binary, config), workdir, port)
+    return server, Column(variant.name, Target(LOOPBACK, port), server.proc.pid)
 
 
 def start_forwarder(broker: Target, workdir: Path) -> tuple[Server, Column]:

@@ -96,6 +96,18 @@ def test_haproxy_config_is_tcp_to_the_broker_without_logging() -> None:
     ]
 
 
+def test_haproxy_variants_differ_only_where_they_say() -> None:
+    broker = Target("127.0.0.1", 5672)
+    default = haproxy.config_text(5999, broker, 9950)
+    one_thread = haproxy.config_text(5999, broker, 9950, threads=1)
+    splice = haproxy.config_text(5999, broker, 9950, splice=True)
+    assert "\n    nbthread 1\n" in one_thread and "splice" not in one_thread
+    assert "\n    option splice-auto\n" in splice and "\n    nbthread" not in splice
+    strip = {line for line in one_thread.splitlines() if "nbthread" not in line}
+    assert strip == {line for line in default.splitlines() if "nbthread" not in line}
+    assert (haproxy.ONE_THREAD.name, haproxy.ONE_THREAD.threads) == ("haproxy-1thread", 1)
+
+
 def test_haproxy_maxconn_fits_the_descriptor_limit() -> None:
     assert haproxy.fitting_maxconn(1_048_576) == 20000
     assert haproxy.fitting_maxconn(20000) == 9950
