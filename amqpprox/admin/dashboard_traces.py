@@ -1,4 +1,5 @@
-"""The dashboard's trace pages: start a trace from a session or a vhost, watch it live.
+"""The dashboard's trace pages: start a trace from a session or a vhost, watch it live,
+list them all (``/traces``: running and recently stopped, whoever started them).
 
 ``Trace`` buttons (a session's page, each vhost row) post to ``/sessions/{id}/trace`` or
 ``/vhosts/{vhost}/trace`` (CSRF-checked and confirmed like every dashboard action), which
@@ -57,6 +58,7 @@ class TraceViews:
         return [
             web.post("/sessions/{id}/trace", self.trace_session, name=f"{p}trace-session"),
             web.post("/vhosts/{vhost}/trace", self.trace_vhost, name=f"{p}trace-vhost"),
+            web.get("/traces", self.traces_page, name=f"{p}traces"),
             web.get("/traces/{id}", self.trace_page, name=f"{p}trace"),
             web.get("/traces/{id}/events", self.trace_events, name=f"{p}trace-events"),
             web.post("/traces/{id}/stop", self.stop, name=f"{p}trace-stop"),
@@ -104,6 +106,14 @@ class TraceViews:
             f"Trace {trace.id} started: {what.removeprefix('Trace ')}.",
             login=pages._token_given(form),
         )
+
+    async def traces_page(self, request: web.Request) -> web.StreamResponse:
+        async def view(request: web.Request) -> web.StreamResponse:
+            traces = sorted(trace_ops.list_traces(self.ctx), key=lambda t: -t.id)
+            context = {"traces": [t.json() for t in traces], "stop_action": STOP_ACTION}
+            return self.pages._render(request, "traces.html", context, ("traces_table",))
+
+        return await self.pages._guarded(request, view)
 
     async def trace_page(self, request: web.Request) -> web.StreamResponse:
         async def view(request: web.Request) -> web.StreamResponse:

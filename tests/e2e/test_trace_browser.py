@@ -1,6 +1,7 @@
 """The trace view in a real headless Chromium: a Trace button on a session's page and on
 a vhost row starts a trace; the page shows the session's frames live (decoded), filters
-them, pauses the view (counting what it skips) and stops the trace."""
+them, pauses the view (counting what it skips) and stops the trace; the traces page
+lists it, its frame count refreshed live."""
 
 from __future__ import annotations
 
@@ -72,7 +73,7 @@ async def test_trace_a_session_live_filter_pause_and_stop(
 
 
 async def test_trace_a_vhost_from_its_row(publish: Any, proxy: RunningProxy, page: Page) -> None:
-    await publish(proxy.port, "vhost-publisher")
+    await publish(proxy.port, "vhost-publisher", echo=False, pace=0.02)  # far from 10,000 frames
     await until(lambda: session_id_of(proxy, "vhost-publisher"), "the session")
     await page.goto(proxy.admin_url + "/vhosts")
     row = page.locator('#vhosts tr[data-vhost="/"]')
@@ -85,3 +86,14 @@ async def test_trace_a_vhost_from_its_row(publish: Any, proxy: RunningProxy, pag
         page.locator("#trace-events tbody tr").filter(has_text="Basic.Publish").first
     ).to_be_visible()
     assert proxy.ctx.traces.get(1).filter.vhost == "/"
+    # The nav's Traces lists it; its frame count goes up while the page is open.
+    await page.get_by_role("navigation", name="Main").get_by_role("link", name="Traces").click()
+    await expect(page).to_have_url(re.compile(r"/traces$"))
+    listed = page.locator('#traces tr[data-trace="1"]')
+    await expect(listed).to_contain_text("vhost /")
+    await expect(listed).to_contain_text("running")
+    frames = listed.locator("td.num").first
+    shown = await frames.inner_text()
+    await expect(frames).not_to_have_text(shown, timeout=15_000)  # the live refresh
+    await listed.get_by_role("link", name="1", exact=True).click()
+    await expect(page).to_have_url(re.compile(r"/traces/1$"))

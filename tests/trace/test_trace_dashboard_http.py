@@ -8,6 +8,7 @@ from typing import Any
 
 import aiohttp
 
+from amqpprox.core import trace_ops
 from tests.conftest import RunningProxy
 
 CSRF = re.compile(r'data-csrf="([0-9a-f]+)"')
@@ -64,3 +65,51 @@ async def test_trace_routes_check_csrf_confirm_and_names(bare_proxy: RunningProx
         status, location, _ = await post("/traces/1/stop", confirmed)
         assert (status, location) == (303, "/traces/1")
         assert not bare_proxy.ctx.traces.get(1).running
+
+
+async def test_the_traces_page_lists_every_trace_and_stops_a_running_one(
+    bare_proxy: RunningProxy,
+) -> None:
+    base = bare_proxy.admin_url
+    ctx = bare_proxy.ctx
+    async with aiohttp.ClientSession() as http:
+
+        async def page(**headers: str) -> tuple[int, str]:
+            async with http.get(base + "/traces", headers=headers) as response:
+                return response.status, await response.text()
+
+        status, text = await page()
+        assert status == 200 and "No trace has been started." in text
+        assert '<a href="/traces" aria-current="page">Traces</a>' in text
+        # Started elsewhere (REST, the control socket): listed all the same, newest first.
+        hostile = '<img src=x onerror="alert(1)">'
+        options = trace_ops.make_options()
+        trace_ops.start_trace(ctx, trace_ops.make_filter(vhost=hostile), options)
+        trace_ops.start_trace(ctx, trace_ops.make_filter(source="10.1.2.3"), options)
+        status, text = await page()
+        assert status == 200
+        rows = re.findall(r'<tr data-trace="(\d+)">', text)
+        assert rows == ["2", "1"]
+        assert hostile not in text  # escaped, not markup
+        assert 'vhost <a href="/sessions?vhost=%3Cimg%20src%3Dx' in text
+        assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in text
+        assert 'client address <span class="mono">10.1.2.3</span>' in text
+        assert text.count('action="/traces/') == 2 and text.count(">running<") == 2
+        # Stopping one: it stays listed, stopped, without its stop button.
+        token = await _csrf(http, base)
+        async with http.post(
+            base + "/traces/1/stop",
+            data={"csrf": token, "confirm": "yes", "next": "/traces"},
+            allow_redirects=False,
+        ) as response:
+            assert (response.status, response.headers["Location"]) == (303, "/traces")
+        status, text = await page()
+        assert re.findall(r'<tr data-trace="(\d+)">', text) == ["2", "1"]
+        assert 'action="/traces/1/stop"' not in text and 'action="/traces/2/stop"' in text
+        assert ">stopped<" in text and "requested" in text
+        # The live refresh gets the table alone.
+        async with http.get(base + "/traces", headers={"X-Dashboard-Live": "1"}) as response:
+            assert response.status == 200
+            live = await response.json()
+        assert set(live["regions"]) == {"traces_table"}
+        assert 'data-trace="2"' in live["regions"]["traces_table"]
