@@ -389,25 +389,23 @@ _sinks: dict[str, logging.Handler] = {}
 class _HotFile:
     """The file sink with its formatter and line ids, for ``hot_info`` to write to."""
 
-    __slots__ = ("formatter", "handlers", "ids", "sink")
+    __slots__ = ("console", "formatter", "handlers", "ids", "sink")
 
     def __init__(
         self,
-        handlers: list[logging.Handler],
+        console: logging.Handler,
         sink: SequencedFileHandler,
         formatter: FileFormatter,
         ids: _LineIds,
     ) -> None:
-        self.handlers = handlers  # the ``amqpprox`` logger's, as configure left them
+        self.console = console
+        self.handlers = [console, sink]  # the ``amqpprox`` logger's, as configure left them
         self.sink = sink
         self.formatter = formatter
         self.ids = ids
 
 
-# What configure made (none or one); ``_hot`` holds it while hot_info may use it: the
-# console does not show INFO and the file does.
-_parts: list[_HotFile] = []
-_hot: list[_HotFile | None] = [None]
+_hot: list[_HotFile] = []  # what configure made (none or one)
 _ROOT = logging.getLogger("amqpprox")
 
 
@@ -420,9 +418,11 @@ def hot_info(logger: logging.Logger, msg: str, *args: object) -> None:
     escaping), without a ``LogRecord``, the filters and the handler chain: about 60 %
     of the cost of a ``logger.info``. Otherwise, ``logger.info`` itself.
     """
-    hot = _hot[0]
+    hot = _hot[0] if _hot else None
     if (
         hot is None
+        or hot.console.level <= logging.INFO  # the console shows it too
+        or hot.sink.level > logging.INFO  # the file does not
         or logger.handlers
         or logger.filters
         or not logger.propagate
@@ -483,7 +483,7 @@ def configure(
     file.setLevel(level_for_any(file_verbosity))
     root.addHandler(file)
     _sinks.update(console=console, file=file)
-    _parts[:] = [_HotFile([console, file], file, formatter, line_ids)]
+    _hot[:] = [_HotFile(console, file, formatter, line_ids)]
     _sync_logger_level()
 
 
@@ -496,9 +496,6 @@ def _sync_logger_level() -> None:
     root = logging.getLogger("amqpprox")
     levels = [handler.level for handler in _sinks.values()]
     root.setLevel(min(levels) if levels else logging.WARNING)
-    console, file = _sinks.get("console"), _sinks.get("file")
-    shown = console is not None and file is not None and console.level > logging.INFO >= file.level
-    _hot[0] = _parts[0] if _parts and shown else None
 
 
 def unconfigure() -> None:
@@ -508,8 +505,7 @@ def unconfigure() -> None:
         root.removeHandler(handler)
         handler.close()
     _sinks.clear()
-    _parts.clear()
-    _hot[0] = None
+    _hot.clear()
 
 
 def set_console_verbosity(verbosity: int) -> None:

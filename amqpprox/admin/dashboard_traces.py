@@ -109,8 +109,8 @@ class TraceViews:
 
     async def traces_page(self, request: web.Request) -> web.StreamResponse:
         async def view(request: web.Request) -> web.StreamResponse:
-            traces = sorted(trace_ops.list_traces(self.ctx), key=lambda t: -t.id)
-            context = {"traces": [t.json() for t in traces], "stop_action": STOP_ACTION}
+            newest_first = reversed(trace_ops.list_traces(self.ctx))  # listed by id
+            context = {"traces": [t.json() for t in newest_first], "stop_action": STOP_ACTION}
             return self.pages._render(request, "traces.html", context, ("traces_table",))
 
         return await self.pages._guarded(request, view)
