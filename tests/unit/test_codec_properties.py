@@ -432,8 +432,7 @@ def _end_octets(stream: bytes, start: int) -> list[int]:
 
 # The handshake's fast path (methods._QUICK) must read exactly what the careful path
 # reads, and leave every refusal, with its text, to it.
-_QUICK_PREFIXES = [b"\x00\x0a\x00\x0b", b"\x00\x0a\x00\x1f", b"\x00\x0a\x00\x28",
-                   b"\x00\x0a\x00\x1e", b"\x00\x0a\x00\x29"]  # fmt: skip
+_QUICK_PREFIXES = sorted(methods._QUICK)  # every method the fast path reads
 
 
 def _outcome(decode: Callable[[bytes], object], payload: bytes) -> object:
